@@ -1,0 +1,15 @@
+"""Layers shared by the model families."""
+from .activations import HardSigmoid, HardSwish, ReLU6, create_act, hard_sigmoid, register_act
+from .conv_bn import BNLinear, ConvBN, ConvBNAct
+from .drop import DropPath, LayerScale, drop_path
+from .helpers import channel_shuffle, make_divisible, to_2tuple
+from .reparam import (ReparamMixin, fuse_bn, identity_kernel, new_conv_like, pad_1x1_to_kxk,
+                      reparameterize_model)
+from .se import SqueezeExcite
+
+__all__ = [
+    "HardSigmoid", "HardSwish", "ReLU6", "create_act", "hard_sigmoid", "register_act",
+    "BNLinear", "ConvBN", "ConvBNAct", "DropPath", "LayerScale", "drop_path",
+    "channel_shuffle", "make_divisible", "to_2tuple", "ReparamMixin", "fuse_bn", "identity_kernel",
+    "new_conv_like", "pad_1x1_to_kxk", "reparameterize_model", "SqueezeExcite",
+]

@@ -1,0 +1,101 @@
+"""Structural reparameterization: the arithmetic and the model walk.
+
+A layer that can be fused implements ``reparameterize()`` (in place, idempotent) and is then
+responsible for its whole subtree. :func:`reparameterize_model` walks a model top-down, calls the
+outermost such layers and does not descend into them.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+__all__ = ["fuse_bn", "pad_1x1_to_kxk", "identity_kernel", "reparameterize_model",
+           "ReparamMixin", "new_conv_like"]
+
+
+def _np(t) -> np.ndarray:
+    return t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t)
+
+
+def fuse_bn(kernel, bias, bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
+    """Fold an eval-mode BatchNorm into the preceding conv: returns (kernel, bias) as float64-exact
+    numpy arrays cast back to float32.
+
+    y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta
+      = conv_{k * gamma / std}(x) + (b - mean) * gamma / std + beta
+    """
+    k = _np(kernel).astype(np.float64)
+    b = np.zeros(k.shape[0]) if bias is None else _np(bias).astype(np.float64)
+    mean = _np(bn._mean).astype(np.float64)
+    var = _np(bn._variance).astype(np.float64)
+    gamma = _np(bn.weight).astype(np.float64) if bn.weight is not None else np.ones_like(mean)
+    beta = _np(bn.bias).astype(np.float64) if bn.bias is not None else np.zeros_like(mean)
+    std = np.sqrt(var + bn._epsilon)
+    scale = gamma / std
+    fused_k = k * scale.reshape([-1] + [1] * (k.ndim - 1))
+    fused_b = (b - mean) * scale + beta
+    return fused_k.astype(np.float32), fused_b.astype(np.float32)
+
+
+def pad_1x1_to_kxk(kernel, k: int) -> np.ndarray:
+    """Zero-pad a 1x1 kernel to kxk (centre tap), so it can be added to a kxk kernel."""
+    kern = _np(kernel)
+    if kern.shape[-1] == k:
+        return kern
+    p = (k - kern.shape[-1]) // 2
+    return np.pad(kern, [(0, 0), (0, 0), (p, p), (p, p)])
+
+
+def identity_kernel(channels: int, groups: int = 1, k: int = 3, dtype=np.float32) -> np.ndarray:
+    """A kxk (grouped) conv kernel that computes the identity, for fusing a skip/BN branch."""
+    in_per_group = channels // groups
+    kern = np.zeros((channels, in_per_group, k, k), dtype=dtype)
+    for c in range(channels):
+        kern[c, c % in_per_group, k // 2, k // 2] = 1.0
+    return kern
+
+
+def new_conv_like(conv: nn.Conv2D, weight: np.ndarray, bias: Optional[np.ndarray]) -> nn.Conv2D:
+    """A Conv2D with ``conv``'s geometry holding the given (fused) weight and bias."""
+    out_c, in_per_group = weight.shape[:2]
+    fused = nn.Conv2D(in_per_group * conv._groups, out_c, weight.shape[2:],
+                      stride=conv._stride, padding=conv._padding, dilation=conv._dilation,
+                      groups=conv._groups, bias_attr=None if bias is not None else False)
+    fused.weight.set_value(weight.astype(np.float32))
+    if bias is not None:
+        fused.bias.set_value(bias.astype(np.float32))
+    return fused
+
+
+def reparameterize_model(model: nn.Layer) -> nn.Layer:
+    """Fuse every reparameterizable layer of ``model`` in place and return it.
+
+    Refuses a model in train mode: fusion uses the BatchNorm running statistics, so a model that
+    is still training would silently change behaviour. Calling it twice is a no-op.
+    """
+    if model.training:
+        raise RuntimeError(
+            "reparameterize_model() needs a model in eval mode: BatchNorm is folded using its "
+            "running statistics, which only eval mode uses. Call model.eval() first.")
+
+    def walk(layer: nn.Layer):
+        for child in layer.children():
+            if callable(getattr(child, "reparameterize", None)):
+                child.reparameterize()
+            else:
+                walk(child)
+
+    walk(model)
+    if hasattr(model, "deploy"):
+        model.deploy = True
+    return model
+
+
+class ReparamMixin:
+    """Gives a model the ``reparameterize()`` verb (in place, eval mode only, idempotent)."""
+
+    def reparameterize(self):
+        return reparameterize_model(self)

@@ -1,0 +1,34 @@
+"""ppnets: PaddlePaddle reproductions of efficient vision backbones."""
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "paddlepaddle==3.3.1",
+    # paddle.flops breaks on numpy 2.x and paddleslim pins an opencv built for numpy 1.
+    "numpy==1.26.4",
+    "visualdl==2.5.3",
+    "pyyaml>=6.0",
+    "matplotlib>=3.7",
+    "safetensors>=0.4",
+]
+
+EXTRAS = {
+    "slim": ["paddleslim==2.6.0", "decorator"],
+    "onnx": ["paddle2onnx==2.1.0", "onnxruntime>=1.17"],
+    # Reference implementations for parity checks; they only ever run in a subprocess.
+    "parity": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
+}
+EXTRAS["dev"] = ["pytest>=8", "onnx"] + EXTRAS["onnx"]
+
+setup(
+    name="ppnets",
+    version="0.1.0",
+    description="PaddlePaddle reproductions of efficient vision backbones and their latency studies",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["ppnets", "ppnets.*"]),
+    python_requires=">=3.9",
+    install_requires=RUNTIME,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["ppnets-bench=ppnets.bench.__main__:main",
+                                      "ppnets-complexity=ppnets.analysis.__main__:main"]},
+)
