@@ -1,0 +1,69 @@
+"""Generates the reference outputs once per session, in a torch subprocess.
+
+The torch side needs torch, torchvision and timm (``pip install -e ".[parity]"``); set
+``PPNETS_TORCH_PYTHON`` to use another interpreter that has them. Outputs are cached under
+pytest's cache directory keyed by the spec, the reference library versions and the script's hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "torch_reference.py")
+TORCH_PYTHON = os.environ.get("PPNETS_TORCH_PYTHON", sys.executable)
+
+
+def _reference_versions():
+    code = ("import json, torch, torchvision, timm; "
+            "print(json.dumps([torch.__version__, torchvision.__version__, timm.__version__]))")
+    proc = subprocess.run([TORCH_PYTHON, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None, proc.stderr.strip().splitlines()[-1:] or ["unknown error"]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), None
+
+
+def parity_spec(name: str) -> dict:
+    import ppnets
+    info = ppnets.model_info(name)
+    ref = dict(info["reference"])
+    input_size = ref.get("input_size") or info.get("test_input_size") or info["input_size"]
+    return {"key": name, "lib": ref["lib"], "name": ref["name"], "input_size": list(input_size),
+            "batch": int(ref.get("batch", 2)), "seed": 0, "kwargs": ref.get("kwargs", {})}
+
+
+@pytest.fixture(scope="session")
+def reference_dir(request):
+    """Directory holding ``<name>.safetensors/.npz/.error`` for every selected parity test."""
+    versions, err = _reference_versions()
+    if versions is None:
+        pytest.skip("parity needs torch, torchvision and timm in "
+                    f"{TORCH_PYTHON} (pip install -e '.[parity]'): {err[0]}")
+    with open(SCRIPT, "rb") as f:
+        script_hash = hashlib.sha1(f.read()).hexdigest()[:12]
+    names = sorted({item.callspec.params["name"] for item in request.session.items
+                    if hasattr(item, "callspec") and "name" in item.callspec.params
+                    and item.module.__name__.endswith("test_parity")})
+    cache = str(request.config.cache.mkdir("ppnets_parity"))
+    todo, keyed = [], {}
+    for name in names:
+        spec = parity_spec(name)
+        digest = hashlib.sha1(json.dumps([spec, versions, script_hash],
+                                         sort_keys=True).encode()).hexdigest()[:16]
+        spec["key"] = f"{name}-{digest}"
+        keyed[name] = spec["key"]
+        if not os.path.exists(os.path.join(cache, spec["key"] + ".npz")):
+            todo.append(spec)
+    if todo:
+        specs_file = os.path.join(cache, f"specs-{os.getpid()}.json")
+        with open(specs_file, "w") as f:
+            json.dump(todo, f)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run([TORCH_PYTHON, SCRIPT, "--specs", specs_file, "--out", cache],
+                       check=True, env=env)
+    return cache, keyed
