@@ -135,8 +135,10 @@ def convert_state_dict(model, state: Dict[str, np.ndarray], kind: str = "torch",
             if layout not in candidates:
                 raise ValueError(f"unknown layout {layout!r}; this model knows {sorted(candidates)}")
             candidates = {layout: candidates[layout]}
-    # The layout that explains the most of the model's keys wins.
-    chosen = max(candidates, key=lambda n: len(set(candidates[n]) & set(target)))
+    # The layout that explains the most of the model's keys wins; on a tie, the one leaving the
+    # fewest keys unused (a map that only drops reference-only buffers must beat "identity").
+    chosen = max(candidates, key=lambda n: (len(set(candidates[n]) & set(target)),
+                                            -len(set(candidates[n]) - set(target))))
     mapped = candidates[chosen]
     linear = _linear_weight_keys(model) if kind == "torch" else set()
 

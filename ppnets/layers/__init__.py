@@ -5,6 +5,7 @@ from .drop import DropPath, LayerScale, drop_path
 from .helpers import channel_shuffle, make_divisible, to_2tuple
 from .reparam import (ReparamMixin, fuse_bn, identity_kernel, new_conv_like, pad_1x1_to_kxk,
                       reparameterize_model)
+from .rep_block import RepConvBN
 from .se import SqueezeExcite
 
 __all__ = [

@@ -17,12 +17,13 @@ class ConvBN(nn.Layer):
     ``reparameterize()`` folds the BN into the conv (conv gains a bias, ``bn`` becomes Identity
     and leaves the state dict). ``deploy=True`` builds the folded form directly.
     Parameter names: ``conv.weight``, ``bn.weight``/``bn.bias``/``bn._mean``/``bn._variance``.
+    ``bias=True`` gives the conv its own bias before the BN (timm's ``ConvNorm``, EfficientFormerV2).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=1, stride=1,
                  padding: Optional[Union[int, str]] = None, dilation: int = 1, groups: int = 1,
                  act=None, deploy: bool = False, bn_eps: float = 1e-5, bn_momentum: float = 0.9,
-                 bn_weight_init: Optional[float] = None):
+                 bn_weight_init: Optional[float] = None, bias: bool = False):
         super().__init__()
         if padding is None:
             k = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
@@ -30,7 +31,7 @@ class ConvBN(nn.Layer):
         self.deploy = deploy
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
                               padding=padding, dilation=dilation, groups=groups,
-                              bias_attr=None if deploy else False)
+                              bias_attr=None if (deploy or bias) else False)
         if deploy:
             self.bn = nn.Identity()
         else:

@@ -4,11 +4,11 @@
 
 ``specs.json`` is a list of ``{"key", "lib" ("timm"|"torchvision"), "name", "input_size", "batch",
 "seed", "kwargs"}``. For each spec the reference model is built with random weights, every
-BatchNorm gets random running statistics and affine parameters, and every parameter that its
-initialiser left constant (zero biases, layer-scale gammas at 1e-5, ...) gets random values — so a
+BatchNorm gets random affine parameters and running statistics calibrated on a random batch then
+perturbed, and every parameter that its initialiser left constant (zero biases, layer-scale gammas at 1e-5, ...) gets random values — so a
 wrong key map, a missed branch or a transposed weight cannot hide behind an identity-like init.
 Writes ``DIR/<key>.safetensors`` (the state dict), ``DIR/<key>.npz`` (``input``, ``output`` of the
-model in eval mode) or ``DIR/<key>.error`` (the traceback) per spec.
+model in eval mode, computed in float64) or ``DIR/<key>.error`` (the traceback) per spec.
 """
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ import sys
 import traceback
 
 
-def _randomise(model, seed: int) -> None:
+def _randomise(model, seed: int, input_size) -> None:
+    """Random BN affine parameters and symmetry-breaking values for constant-initialised
+    parameters, then BN running statistics calibrated on a random batch (so activations stay
+    normalised through deep plain nets and logits stay of order 1) and perturbed away from it."""
     import torch
 
     gen = torch.Generator().manual_seed(seed + 1)
@@ -27,24 +30,35 @@ def _randomise(model, seed: int) -> None:
     def rand(shape, lo, hi):
         return torch.rand(shape, generator=gen) * (hi - lo) + lo
 
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                n = module.num_features
-                if module.running_mean is not None:
-                    module.running_mean.copy_(rand(n, -0.2, 0.2))
-                    module.running_var.copy_(rand(n, 0.5, 1.5))
-                if module.affine:
-                    module.weight.copy_(rand(n, 0.5, 1.5))
-                    module.bias.copy_(rand(n, -0.2, 0.2))
-        for name, param in model.named_parameters():
+        for bn in bns:
+            if bn.affine:
+                bn.weight.copy_(rand(bn.num_features, 0.5, 1.5))
+                bn.bias.copy_(rand(bn.num_features, -0.2, 0.2))
+        bn_params = {id(p) for bn in bns for p in bn.parameters()}
+        for param in model.parameters():
+            if id(param) in bn_params:
+                continue
             if param.numel() > 1 and float(param.std()) == 0.0:
                 base = float(param.flatten()[0])
-                # e.g. layer scale: keep the sign/scale of the init but break the symmetry
+                # e.g. layer scale at 1e-5 or zero biases: keep the init's scale, break symmetry
                 scale = max(abs(base), 0.1)
                 param.copy_(base + rand(param.shape, -scale, scale) * 0.5)
             elif param.numel() == 1:
                 param.copy_(param + rand(param.shape, 0.0, 0.1))
+
+        momenta = [bn.momentum for bn in bns]
+        for bn in bns:
+            bn.momentum = 1.0  # running statistics := this batch's statistics
+        model.train()
+        model(torch.randn([4] + list(input_size), generator=gen))
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+            if bn.track_running_stats and bn.running_mean is not None:
+                std = bn.running_var.clamp_min(1e-5).sqrt()
+                bn.running_mean.add_(rand(bn.num_features, -0.1, 0.1) * std)
+                bn.running_var.mul_(rand(bn.num_features, 0.8, 1.25))
 
 
 def _build(spec):
@@ -70,16 +84,20 @@ def run_spec(spec, out_dir: str) -> None:
 
     key = spec["key"]
     model = _build(spec)
-    _randomise(model, spec.get("seed", 0))
+    _randomise(model, spec.get("seed", 0), spec["input_size"])
     model.eval()
     gen = torch.Generator().manual_seed(spec.get("seed", 0) + 2)
     shape = [spec.get("batch", 2)] + list(spec["input_size"])
     x = torch.randn(shape, generator=gen)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    # The expected output is computed in float64 from the float32 weights: float32 rounding of
+    # a deep net alone reaches ~1e-4 (timm's own float32 resnet50 is 1.3e-4 off its float64
+    # result), so a float32 reference could not tell a 1e-4 discrepancy from rounding.
+    model.double()
     with torch.no_grad():
-        y = model(x)
+        y = model(x.double())
     if isinstance(y, (tuple, list)):
         y = (y[0] + y[1]) / 2
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     tmp = os.path.join(out_dir, f"{key}.tmp.safetensors")
     save_file(state, tmp)
     os.replace(tmp, os.path.join(out_dir, f"{key}.safetensors"))

@@ -1,0 +1,93 @@
+"""python -m ppnets.bench --models resnet18 spconv_resnet18 --threads 1 --json out.json"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ppnets.bench",
+        description="Latency of ppnets models (deploy form) under Paddle Inference: median and "
+                    "IQR over individually timed repeats after untimed warm-up runs.")
+    parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
+                        help="registry names or fnmatch patterns, e.g. resnet18 'spconv_*'")
+    parser.add_argument("--batch-size", type=_positive, default=1)
+    parser.add_argument("--input-size", type=_positive, nargs=3, metavar=("C", "H", "W"),
+                        default=None, help="default: each model's registered input size")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--threads", type=_positive, default=1,
+                        help="CPU math-library threads (default 1)")
+    parser.add_argument("--no-mkldnn", dest="mkldnn", action="store_false",
+                        help="disable oneDNN (MKLDNN) kernels on CPU")
+    parser.add_argument("--warmup", type=_positive, default=10,
+                        help="untimed runs before timing (>= 1; default 10)")
+    parser.add_argument("--repeats", type=_positive, default=50,
+                        help="individually timed runs (default 50)")
+    parser.add_argument("--dygraph", action="store_true",
+                        help="also time eager (dygraph) execution for comparison")
+    parser.add_argument("--workdir", default=None,
+                        help="keep the exported models here (default: a temporary folder)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="write the results here (atomically)")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+
+    from ppnets.bench.harness import (benchmark_models, check_settings, format_table,
+                                      resolve_model_names, write_json)
+
+    try:
+        check_settings(input_size=args.input_size, batch_size=args.batch_size,
+                       device=args.device, threads=args.threads, warmup=args.warmup,
+                       repeats=args.repeats)
+        names = resolve_model_names(args.models)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        # KeyError's str() is the repr of its message; print the message itself.
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}",
+              file=sys.stderr)
+        return 2
+
+    def progress(result):
+        lat = result["latency_ms"]
+        print(f"{result['model']}: median {lat['median']:.3f} ms (IQR {lat['iqr']:.3f} ms, "
+              f"{lat['repeats']} repeats)", file=sys.stderr, flush=True)
+
+    report = benchmark_models(
+        names, command="python -m ppnets.bench " + shlex.join(argv), progress=progress,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        batch_size=args.batch_size, device=args.device, threads=args.threads,
+        mkldnn=args.mkldnn, warmup=args.warmup, repeats=args.repeats,
+        dygraph=args.dygraph, workdir=args.workdir)
+
+    machine = report["machine"]
+    print(f"{machine['cpu_model']} | {args.device}"
+          + (f" ({machine['gpu']})" if args.device == "gpu" else
+             f", threads {args.threads}, oneDNN {'on' if args.mkldnn else 'off'}")
+          + f" | batch {args.batch_size} | Paddle {machine['paddle_version']} | "
+          f"{args.warmup} warm-up, {args.repeats} repeats\n")
+    print(format_table(report["results"]))
+    if args.dygraph:
+        print("\n| model | dygraph median (ms) | dygraph IQR (ms) |\n|---|---:|---:|")
+        for r in report["results"]:
+            d = r["dygraph_latency_ms"]
+            print(f"| {r['model']} | {d['median']:.3f} | {d['iqr']:.3f} |")
+    if args.json:
+        write_json(report, args.json)
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

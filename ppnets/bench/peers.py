@@ -1,0 +1,271 @@
+"""Peer comparison: one architecture in Paddle Inference, ONNX Runtime and PyTorch, one run.
+
+    python -m ppnets.bench.peers --models resnet18 mobilenetv2_100 --threads 1 --json peers.json
+
+For each model, on this machine, with the same thread count, batch and input:
+
+* ``paddle_inference``: ours, deploy form, :func:`ppnets.bench.benchmark_model`;
+* ``onnxruntime``: the same deploy-form model exported with ``paddle.onnx.export`` (paddle2onnx;
+  the path that works with Paddle 3.3's PIR programs), run by ``onnxruntime.InferenceSession``
+  (``intra_op_num_threads=threads``, ``inter_op_num_threads=1``, all graph optimisations); its
+  output is compared with the eager model's (``max_abs_diff_vs_dygraph``);
+* ``torch_eager``: the reference implementation named by ``model_info(name)['reference']`` (timm
+  or torchvision), random weights, ``torch.set_num_threads(threads)``, eager mode under
+  ``inference_mode``, in a subprocess (torch and paddle never share a process). Same
+  architecture, different weights: its outputs are not compared.
+
+Every backend is timed by the same loop (:mod:`ppnets.bench.timing`, loaded by path in the torch
+subprocess) and reported in the bench schema (``backend`` says which), with the latency ratio to
+Paddle Inference. The peak-compute reference is a measured float32 SGEMM (numpy matmul, n=1024 by
+default) with 1 thread and with all available cores, so each model's achieved FLOPS is also
+shown as a utilisation of this CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .timing import latency_stats, time_calls
+
+__all__ = ["measure_sgemm_peak", "onnxruntime_record", "torch_record", "compare_peers", "main"]
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_child.py")
+PEERS = ("paddle_inference", "onnxruntime", "torch_eager")
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def _run_child(task: str, request: Dict[str, Any], threads: int, timeout: int = 1800):
+    env = dict(os.environ)
+    for var in _THREAD_VARS:
+        env[var] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="ppnets-peer-") as tmp:
+        req, out = os.path.join(tmp, "req.json"), os.path.join(tmp, "out.json")
+        if "input_array" in request:
+            np.save(os.path.join(tmp, "x.npy"), request.pop("input_array"))
+            request["input"] = os.path.join(tmp, "x.npy")
+        with open(req, "w", encoding="utf-8") as f:
+            json.dump(request, f)
+        proc = subprocess.run([sys.executable, CHILD, task, req, out], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{task} subprocess failed (exit {proc.returncode}): "
+                               f"{proc.stderr.strip()[-800:]}")
+        with open(out, encoding="utf-8") as f:
+            return json.load(f)
+
+
+def measure_sgemm_peak(threads: int, n: int = 1024, warmup: int = 3,
+                       repeats: int = 10) -> Dict[str, Any]:
+    """Measured float32 GEMM FLOP/s of this CPU with ``threads`` BLAS threads (a subprocess, so
+    the thread count is set before numpy loads its BLAS)."""
+    res = _run_child("sgemm", {"n": n, "warmup": warmup, "repeats": repeats}, threads)
+    res["threads"] = threads
+    return res
+
+
+def _record(backend: str, name: str, base: Dict[str, Any], samples_ms: Dict[str, Any],
+            **extra) -> Dict[str, Any]:
+    """A bench-schema record for a peer backend, sharing the Paddle record's settings."""
+    median_s = samples_ms["median"] / 1e3
+    rec = {k: base[k] for k in ("schema", "model", "input_size", "batch_size", "device",
+                                "threads", "precision", "warmup", "macs", "params", "machine")}
+    rec.update({
+        "backend": backend, "mkldnn": None, "mkldnn_enabled": None, "deploy": True,
+        "latency_ms": samples_ms, "throughput_ips": base["batch_size"] / median_s,
+        "flops_per_s": 2.0 * base["macs"] * base["batch_size"] / median_s,
+        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+    })
+    rec.update(extra)
+    return rec
+
+
+def _deploy_model(name: str):
+    import ppnets
+
+    model = ppnets.create_model(name)
+    model.eval()
+    ppnets.reparameterize_model(model)
+    return model
+
+
+def onnxruntime_record(name: str, base: Dict[str, Any], warmup: int, repeats: int,
+                       seed: int = 0, opset: int = 13) -> Dict[str, Any]:
+    """Export the deploy form with ``paddle.onnx.export`` and time it in ONNX Runtime."""
+    import onnxruntime as ort
+    import paddle
+
+    model = _deploy_model(name)
+    size, batch, threads = base["input_size"], base["batch_size"], base["threads"]
+    x = np.random.default_rng(seed).standard_normal((batch, *size)).astype(np.float32)
+    with paddle.no_grad():
+        ref = model(paddle.to_tensor(x))
+    ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
+    with tempfile.TemporaryDirectory(prefix="ppnets-onnx-") as tmp:
+        prefix = os.path.join(tmp, name)
+        spec = paddle.static.InputSpec([batch, *size], dtype="float32", name="x")
+        paddle.onnx.export(model, prefix, input_spec=[spec], opset_version=opset)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = (["CUDAExecutionProvider"] if base["device"] == "gpu" else
+                     ["CPUExecutionProvider"])
+        sess = ort.InferenceSession(prefix + ".onnx", sess_options=opts, providers=providers)
+    feed = {sess.get_inputs()[0].name: x}
+    out = sess.run(None, feed)[0]  # untimed: parity check
+    samples = time_calls(lambda: sess.run(None, feed), warmup, repeats)
+    return _record("onnxruntime", name, base, latency_stats(samples),
+                   max_abs_diff_vs_dygraph=float(np.abs(out.astype(np.float64) - ref).max()),
+                   runtime=f"onnxruntime {ort.__version__}", export="paddle.onnx.export "
+                   f"(paddle2onnx), opset {opset}",
+                   timed_region="InferenceSession.run() (outputs returned as numpy)")
+
+
+def torch_record(name: str, base: Dict[str, Any], warmup: int, repeats: int,
+                 seed: int = 0) -> Dict[str, Any]:
+    """Time the reference implementation (timm/torchvision) in PyTorch eager, in a subprocess."""
+    import ppnets
+
+    reference = ppnets.model_info(name).get("reference")
+    if not reference or "name" not in reference:
+        raise ValueError(f"{name}: model_info has no 'reference' (lib, name) to build in PyTorch")
+    size, batch = base["input_size"], base["batch_size"]
+    x = np.random.default_rng(seed).standard_normal((batch, *size)).astype(np.float32)
+    res = _run_child("torch", {"reference": {k: v for k, v in reference.items()
+                                             if k in ("lib", "name")},
+                               "threads": base["threads"], "warmup": warmup,
+                               "repeats": repeats, "input_array": x}, base["threads"])
+    return _record("torch_eager", name, base, res["latency_ms"],
+                   reference=f"{reference.get('lib', 'timm')}:{reference['name']}",
+                   runtime=f"{res['framework']}, {res['library']}",
+                   reference_params=res["params"], max_abs_diff_vs_dygraph=None,
+                   timed_region="model(x) + .numpy() under torch.inference_mode() "
+                                "(random weights; outputs not compared)")
+
+
+def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
+                  warmup: int = 10, repeats: int = 50, peers: Sequence[str] = PEERS,
+                  sgemm_n: int = 1024, mkldnn: bool = True) -> Dict[str, Any]:
+    """Run every peer for every model; returns dict(schema, machine, peak, results, table)."""
+    from .harness import SCHEMA, benchmark_model, resolve_model_names
+    from .machine import machine_info
+
+    names = resolve_model_names(list(names))
+    machine = machine_info(device="cpu", threads=threads, mkldnn=mkldnn)
+    all_threads = machine.get("available_cores") or os.cpu_count() or 1
+    peak = {"single_thread": measure_sgemm_peak(1, sgemm_n)}
+    if all_threads > 1:
+        peak["all_threads"] = measure_sgemm_peak(all_threads, sgemm_n)
+    peak_at = peak["single_thread"] if threads == 1 else peak.get("all_threads",
+                                                                   peak["single_thread"])
+    results: List[Dict[str, Any]] = []
+    table: List[Dict[str, Any]] = []
+    errors: List[Dict[str, str]] = []
+    for name in names:
+        base = benchmark_model(name, batch_size=batch_size, threads=threads, mkldnn=mkldnn,
+                               warmup=warmup, repeats=repeats)
+        recs = {"paddle_inference": base}
+        for peer, fn in (("onnxruntime", onnxruntime_record), ("torch_eager", torch_record)):
+            if peer not in peers:
+                continue
+            try:
+                recs[peer] = fn(name, base, warmup, repeats)
+            except Exception as exc:  # noqa: BLE001 - one missing peer must not lose the others
+                errors.append({"model": name, "backend": peer,
+                               "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
+                print(f"{name} / {peer} FAILED: {exc}", file=sys.stderr)
+        for backend, rec in recs.items():
+            rec["utilisation_of_sgemm_peak"] = rec["flops_per_s"] / peak_at["flops_per_s"]
+            results.append(rec)
+            table.append({"model": name, "backend": backend,
+                          "median_ms": rec["latency_ms"]["median"],
+                          "iqr_ms": rec["latency_ms"]["iqr"],
+                          "ratio_to_paddle_inference": rec["latency_ms"]["median"]
+                          / base["latency_ms"]["median"],
+                          "gflops": rec["flops_per_s"] / 1e9,
+                          "utilisation": rec["utilisation_of_sgemm_peak"],
+                          "max_abs_diff_vs_dygraph": rec.get("max_abs_diff_vs_dygraph")})
+    return {"schema": SCHEMA, "kind": "peers", "machine": machine, "threads": threads,
+            "batch_size": batch_size, "peak_sgemm": peak, "results": results, "table": table,
+            "errors": errors}
+
+
+def format_peers(report: Dict[str, Any]) -> str:
+    peak = report["peak_sgemm"]
+    lines = [f"SGEMM peak (numpy float32 matmul, n={peak['single_thread']['n']}): "
+             f"{peak['single_thread']['flops_per_s'] / 1e9:.1f} GFLOPS on 1 thread"
+             + (f", {peak['all_threads']['flops_per_s'] / 1e9:.1f} GFLOPS on "
+                f"{peak['all_threads']['threads']} threads" if "all_threads" in peak else ""),
+             "",
+             "| model | backend | median (ms) | IQR (ms) | x Paddle Inference | GFLOPS | "
+             "% of SGEMM peak | max abs diff |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in report["table"]:
+        diff = r["max_abs_diff_vs_dygraph"]
+        lines.append(f"| {r['model']} | {r['backend']} | {r['median_ms']:.3f} | "
+                     f"{r['iqr_ms']:.3f} | {r['ratio_to_paddle_inference']:.2f} | "
+                     f"{r['gflops']:.1f} | {100 * r['utilisation']:.1f} | "
+                     f"{'n/a' if diff is None else f'{diff:.2e}'} |")
+    for e in report["errors"]:
+        lines.append(f"\n{e['model']} / {e['backend']}: FAILED: {e['error']}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ppnets.bench.peers",
+                                description="Paddle Inference vs ONNX Runtime vs PyTorch eager "
+                                            "on this machine, plus the measured SGEMM peak.")
+    p.add_argument("--models", nargs="+", required=True, metavar="NAME")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
+    p.add_argument("--sgemm-n", type=int, default=1024)
+    p.add_argument("--no-mkldnn", dest="mkldnn", action="store_false")
+    p.add_argument("--json", default=None, metavar="PATH")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    from .harness import check_settings, write_json
+
+    try:
+        check_settings(batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,
+                       repeats=args.repeats)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = compare_peers(args.models, threads=args.threads, batch_size=args.batch_size,
+                               warmup=args.warmup, repeats=args.repeats, peers=args.peers,
+                               sgemm_n=args.sgemm_n, mkldnn=args.mkldnn)
+    except KeyError as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    report["command"] = "python -m ppnets.bench.peers " + shlex.join(argv)
+    m = report["machine"]
+    print(f"{m['cpu_model']} | threads {args.threads} | batch {args.batch_size} | load "
+          f"{m.get('load_avg')}\n")
+    print(format_peers(report))
+    if args.json:
+        write_json(report, args.json)
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

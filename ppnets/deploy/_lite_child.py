@@ -1,0 +1,152 @@
+"""Runs inside the Python that has ``paddlelite`` (often CPython 3.9 in a chroot; see
+scripts/prepare_paddlelite_env.sh). Stdlib + numpy + paddlelite only; never imports ppnets or
+paddle. Copied into the exchange folder with ``timing.py`` (ppnets.bench's timing loop) and run
+as ``python _lite_child.py REQUEST.json RESULT.json``.
+
+Tasks (``request["task"]``):
+* ``info``: paddlelite version;
+* ``supported_ops``: ``Opt.print_supported_ops()`` for ``target`` (the listing of
+  ``paddle_lite_opt --print_supported_ops=true --valid_targets=TARGET``);
+* ``model_ops``: ``Opt.check_if_model_supported(True)`` (``--print_model_ops=true``);
+* ``opt``: convert a legacy model to ``.nb`` for ``target`` (``Opt.run()``);
+* ``run``: run an ``.nb`` with ``MobileConfig`` on the input in ``input_npz`` -> ``output_npz``;
+* ``bench``: time an ``.nb`` (``threads``, ``power_mode``, ``warmup``, ``repeats``) with the
+  timing loop of ppnets.bench.
+"""
+import json
+import os
+import platform
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def _captured(fn):
+    """Run ``fn`` with the process's fd 1 and 2 sent to a file (Paddle Lite prints from C++)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            value = fn()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        tmp.seek(0)
+        return value, tmp.read().decode("utf-8", "replace")
+
+
+def _opt(req):
+    import paddlelite.lite as lite
+
+    o = lite.Opt()
+    if req.get("model_file"):
+        o.set_model_file(req["model_file"])
+        o.set_param_file(req["param_file"])
+    o.set_valid_places(req.get("target", "arm"))
+    return o
+
+
+def _version():
+    import paddlelite.lite as lite
+    return lite.Opt().version() if hasattr(lite.Opt(), "version") else "unknown"
+
+
+def task_info(req):
+    return {"paddlelite": _version(), "python": platform.python_version(),
+            "numpy": np.__version__, "arch": platform.machine()}
+
+
+def task_supported_ops(req):
+    o = _opt(req)
+    _, text = _captured(o.print_supported_ops)
+    return {"text": text, "paddlelite": _version()}
+
+
+def task_model_ops(req):
+    # check_if_model_supported() ends the process (exit status 0: supported, 1: not), so it
+    # runs in a grandchild whose output is captured.
+    import subprocess
+
+    code = ("import paddlelite.lite as l; o = l.Opt(); o.set_model_file(%r); "
+            "o.set_param_file(%r); o.set_valid_places(%r); o.check_if_model_supported(True)"
+            % (req["model_file"], req["param_file"], req.get("target", "arm")))
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+    return {"text": proc.stdout.decode("utf-8", "replace"), "returncode": proc.returncode,
+            "paddlelite": _version()}
+
+
+def task_opt(req):
+    o = _opt(req)
+    o.set_model_type("naive_buffer")
+    o.set_optimize_out(req["out_prefix"])
+    _, text = _captured(o.run)
+    nb = req["out_prefix"] + ".nb"
+    return {"ok": os.path.isfile(nb), "nb_file": nb, "log": text[-6000:],
+            "paddlelite": _version()}
+
+
+def _predictor(req):
+    import paddlelite.lite as lite
+
+    cfg = lite.MobileConfig()
+    cfg.set_model_from_file(req["nb_file"])
+    if hasattr(cfg, "set_threads"):
+        cfg.set_threads(int(req.get("threads", 1)))
+    if req.get("power_mode") and hasattr(cfg, "set_power_mode"):
+        cfg.set_power_mode(getattr(lite.PowerMode, req["power_mode"]))
+    return lite.create_paddle_predictor(cfg)
+
+
+def _stage(pred, x):
+    inp = pred.get_input(0)
+    inp.from_numpy(np.ascontiguousarray(x))
+
+
+def task_run(req):
+    x = np.load(req["input_npz"])["x"]
+    pred = _predictor(req)
+    _stage(pred, x)
+    pred.run()
+    out = pred.get_output(0).numpy()
+    np.savez(req["output_npz"], y=out)
+    return {"output_shape": list(out.shape), "paddlelite": _version()}
+
+
+def task_bench(req):
+    from timing import latency_stats, time_calls
+
+    x = np.load(req["input_npz"])["x"]
+    pred = _predictor(req)
+    _stage(pred, x)
+    out = pred.get_output(0)
+
+    def step():
+        pred.run()
+        out.numpy()
+
+    samples = time_calls(step, int(req["warmup"]), int(req["repeats"]))
+    y = out.numpy()
+    if req.get("output_npz"):
+        np.savez(req["output_npz"], y=y)
+    return {"latency_ms": latency_stats(samples), "paddlelite": _version(),
+            "python": platform.python_version(), "arch": platform.machine()}
+
+
+if __name__ == "__main__":
+    req_path, out_path = sys.argv[1:3]
+    with open(req_path, encoding="utf-8") as f:
+        request = json.load(f)
+    result = globals()["task_" + request["task"]](request)
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(result, f)

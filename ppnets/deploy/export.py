@@ -1,0 +1,159 @@
+"""Export a model's deploy form to every runtime ppnets supports, and verify each artifact.
+
+    from ppnets.deploy import export
+    report = export("fasternet_t0", formats=("paddle", "onnx", "lite"), out_dir="exports")
+
+For a registry name (or an ``nn.Layer`` plus ``input_size``) the model is put in eval mode and
+reparameterized (``ppnets.reparameterize_model``, as ``ppnets.bench`` does), then written as
+
+* ``paddle``: Paddle Inference model, Paddle 3 PIR (``paddle/inference.json`` + ``.pdiparams``,
+  by ``ppnets.bench.export_model``), plus the legacy ProgramDesc (``legacy/model.pdmodel`` +
+  ``.pdiparams``, :func:`ppnets.deploy.legacy.save_legacy`) that Paddle Lite and PaddleSlim read;
+* ``onnx``: ``onnx/model.onnx`` through ``paddle.onnx.export`` (paddle2onnx), run in ONNX Runtime;
+* ``lite``: the op-compatibility report (:mod:`ppnets.deploy.opcheck`), then ``paddle_lite_opt``
+  for each target (``lite/model_<target>.nb``); the x86 ``.nb`` is run by the Paddle Lite x86
+  runtime, the ARM ``.nb`` cannot be executed on an x86 host and is marked so.
+
+Every executable artifact is run on the same input as the eager deploy-form model and
+``verify.json`` beside it records the largest absolute difference, the tolerance and the
+verdict. ``export.json`` in ``out_dir`` collects everything.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from ppnets.bench.harness import (_prepare_model, create_predictor, export_model, run_predictor,
+                                  write_json)
+
+from .legacy import save_legacy
+
+__all__ = ["export", "FORMATS", "DEFAULT_ATOL", "compare_outputs"]
+
+FORMATS = ("paddle", "onnx", "lite")
+DEFAULT_ATOL = 1e-4
+SCHEMA = "ppnets.deploy/1"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def compare_outputs(out: np.ndarray, ref: np.ndarray, atol: float) -> Dict[str, Any]:
+    """Verification record of one runtime output against the eager reference."""
+    out = np.asarray(out)
+    if out.shape != ref.shape:
+        return {"status": "failed", "error": f"output shape {list(out.shape)} != eager "
+                f"{list(ref.shape)}", "atol": atol}
+    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    max_abs = float(diff.max())
+    top1_equal = bool((out.reshape(out.shape[0], -1).argmax(1)
+                       == ref.reshape(ref.shape[0], -1).argmax(1)).all())
+    return {"status": "passed" if max_abs <= atol else "failed", "max_abs_diff": max_abs,
+            "mean_abs_diff": float(diff.mean()), "atol": atol, "top1_equal": top1_equal}
+
+
+def _verify_file(folder: str, record: Dict[str, Any]) -> Dict[str, Any]:
+    record = dict(record, timestamp_utc=_now())
+    write_json(record, os.path.join(folder, "verify.json"))
+    return record
+
+
+def _onnx(model, input_size, batch_size, folder, x, ref, atol, opset):
+    os.makedirs(folder, exist_ok=True)
+    prefix = os.path.join(folder, "model")
+    spec = paddle.static.InputSpec([batch_size, *input_size], dtype="float32", name="x")
+    paddle.onnx.export(model, prefix, input_spec=[spec], opset_version=opset)
+    rec = {"format": "onnx", "file": prefix + ".onnx", "opset": opset,
+           "runtime": None}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        rec.update(status="not_run", reason="onnxruntime is not installed "
+                   "(pip install -e '.[onnx]')")
+        return _verify_file(folder, rec)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(prefix + ".onnx", sess_options=opts,
+                                providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    rec["runtime"] = f"onnxruntime {ort.__version__}"
+    rec.update(compare_outputs(out, ref, atol))
+    return _verify_file(folder, rec)
+
+
+def _paddle_inference(model_file, params_file, folder, fmt, x, ref, atol):
+    predictor = create_predictor(model_file, params_file, device="cpu", threads=1, mkldnn=True)
+    out = run_predictor(predictor, x)[0]
+    rec = {"format": fmt, "file": model_file, "params_file": params_file,
+           "runtime": f"paddle_inference {paddle.__version__} (CPU, oneDNN, IR optim on)"}
+    rec.update(compare_outputs(out, ref, atol))
+    return _verify_file(folder, rec)
+
+
+def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS,
+           out_dir: Optional[str] = None, input_size: Optional[Sequence[int]] = None,
+           batch_size: int = 1, lite_targets: Sequence[str] = ("arm", "x86"),
+           opset: int = 13, atol: float = DEFAULT_ATOL, seed: int = 0,
+           lite_python: Optional[str] = None, strict: bool = False) -> Dict[str, Any]:
+    """Export and verify; returns the report written to ``out_dir/export.json``.
+
+    ``formats`` is any of ``paddle``, ``onnx``, ``lite`` (``lite`` implies the legacy program).
+    ``lite_python`` overrides ``PPNETS_PADDLELITE_PYTHON`` (see :mod:`ppnets.deploy.lite`).
+    ``strict=True`` raises RuntimeError when an artifact that was run failed its check.
+    A passed-in Layer is copied, never modified.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"unknown export formats {unknown or list(formats)}; choose from "
+                         f"{list(FORMATS)}")
+    model, name, size = _prepare_model(model_or_name, input_size)
+    out_dir = os.path.abspath(out_dir or os.path.join("exports", name))
+    os.makedirs(out_dir, exist_ok=True)
+    x = np.random.default_rng(seed).standard_normal((batch_size, *size)).astype(np.float32)
+    with paddle.no_grad():
+        ref = model(paddle.to_tensor(x))
+    ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
+    np.savez(os.path.join(out_dir, "reference_io.npz"), x=x, y=ref)
+
+    report: Dict[str, Any] = {"schema": SCHEMA, "model": name, "input_size": list(size),
+                              "batch_size": batch_size, "deploy": True, "seed": seed,
+                              "atol": atol, "paddle_version": paddle.__version__,
+                              "artifacts": {}}
+    arts = report["artifacts"]
+    if "paddle" in formats:
+        folder = os.path.join(out_dir, "paddle")
+        os.makedirs(folder, exist_ok=True)
+        mf, pf = export_model(model, size, batch_size, folder)
+        arts["paddle"] = _paddle_inference(mf, pf, folder, "paddle_pir", x, ref, atol)
+    legacy = None
+    if "paddle" in formats or "lite" in formats:
+        folder = os.path.join(out_dir, "legacy")
+        mf, pf = save_legacy(model, size, batch_size, folder)
+        legacy = (mf, pf)
+        arts["legacy"] = _paddle_inference(mf, pf, folder, "paddle_legacy_pdmodel", x, ref,
+                                           atol)
+    if "onnx" in formats:
+        arts["onnx"] = _onnx(model, size, batch_size, os.path.join(out_dir, "onnx"), x, ref,
+                             atol, opset)
+    if "lite" in formats:
+        from .lite import lite_export
+
+        arts.update(lite_export(name, legacy[0], legacy[1], os.path.join(out_dir, "lite"),
+                                x, ref, atol, targets=lite_targets, python=lite_python))
+    report["timestamp_utc"] = _now()
+    report["all_passed"] = all(a.get("status") in ("passed", "not_executable")
+                               for a in arts.values())
+    write_json(report, os.path.join(out_dir, "export.json"))
+    if strict:
+        bad = {k: a.get("error") or a.get("max_abs_diff") for k, a in arts.items()
+               if a.get("status") not in ("passed", "not_executable")}
+        if bad:
+            raise RuntimeError(f"{name}: artifacts failed verification: {bad} "
+                               f"(see {out_dir}/export.json)")
+    return report

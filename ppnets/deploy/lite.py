@@ -1,0 +1,220 @@
+"""Paddle Lite from ppnets: ``paddle_lite_opt`` conversion, op listings, x86 runs, benchmarks.
+
+PyPI has ``paddlelite`` wheels (2.13rc0) only for CPython <= 3.10 on x86_64; ppnets runs on 3.11.
+Everything Paddle Lite does therefore runs in a child process of *a Python that imports
+paddlelite*, chosen by :func:`find_lite_python`:
+
+1. ``python=`` argument, else the ``PPNETS_PADDLELITE_PYTHON`` environment variable (e.g. the
+   wrapper ``.../paddlelite-python`` written by ``scripts/prepare_paddlelite_env.sh``, which runs
+   Python 3.9 inside a chroot);
+2. this interpreter, when ``import paddlelite.lite`` works here.
+
+Files travel through an *exchange folder* that both sides see at the same absolute path
+(``PPNETS_PADDLELITE_EXCHANGE``, default: ``exchange/`` beside the wrapper; for an in-process
+Python any temporary folder): ``.pdmodel``/``.pdiparams`` and input ``.npz`` in, ``.nb`` and
+output ``.npz`` out. The child script (``_lite_child.py``) and ppnets.bench's timing loop
+(``timing.py``) are copied there for each call.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["LiteUnavailableError", "find_lite_python", "lite_available", "exchange_dir",
+           "call_child", "supported_ops", "model_ops", "convert", "run_nb", "lite_export",
+           "LITE_TARGETS", "EXECUTABLE_TARGETS"]
+
+ENV_PYTHON = "PPNETS_PADDLELITE_PYTHON"
+ENV_EXCHANGE = "PPNETS_PADDLELITE_EXCHANGE"
+LITE_TARGETS = ("arm", "x86")
+# .nb files this host can execute: the Paddle Lite wheel is an x86_64 build.
+EXECUTABLE_TARGETS = ("x86",)
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHILD = os.path.join(HERE, "_lite_child.py")
+TIMING = os.path.join(os.path.dirname(HERE), "bench", "timing.py")
+
+
+class LiteUnavailableError(RuntimeError):
+    """No Python with paddlelite was found."""
+
+
+def find_lite_python(python: Optional[str] = None) -> str:
+    """The interpreter that runs the Paddle Lite child; raises LiteUnavailableError."""
+    python = python or os.environ.get(ENV_PYTHON)
+    if python:
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            raise LiteUnavailableError(f"{ENV_PYTHON}={python!r} is not an executable file; "
+                                       "run scripts/prepare_paddlelite_env.sh and point it at "
+                                       "the paddlelite-python wrapper it prints")
+        return python
+    if importlib.util.find_spec("paddlelite") is not None:
+        return sys.executable
+    raise LiteUnavailableError(
+        f"paddlelite is not importable in Python {sys.version.split()[0]} (PyPI wheels exist "
+        f"for CPython <= 3.10 only) and {ENV_PYTHON} is not set: run "
+        "`sudo scripts/prepare_paddlelite_env.sh` and export the variable it prints")
+
+
+def lite_available(python: Optional[str] = None) -> bool:
+    try:
+        find_lite_python(python)
+        return True
+    except LiteUnavailableError:
+        return False
+
+
+def exchange_dir(python: Optional[str] = None) -> str:
+    """Folder both this process and the Lite Python see at the same absolute path."""
+    explicit = os.environ.get(ENV_EXCHANGE)
+    if explicit:
+        return explicit
+    python = find_lite_python(python)
+    if python == sys.executable:
+        return tempfile.gettempdir()
+    return os.path.join(os.path.dirname(os.path.abspath(python)), "exchange")
+
+
+@contextlib.contextmanager
+def _session(python: Optional[str]):
+    """A fresh folder in the exchange dir holding the child script; removed afterwards."""
+    base = exchange_dir(python)
+    os.makedirs(base, exist_ok=True)
+    folder = os.path.join(base, "ppnets-" + uuid.uuid4().hex[:12])
+    os.makedirs(folder)
+    try:
+        shutil.copy(CHILD, os.path.join(folder, "_lite_child.py"))
+        shutil.copy(TIMING, os.path.join(folder, "timing.py"))
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def call_child(task: str, request: Dict[str, Any], python: Optional[str] = None,
+               folder: Optional[str] = None, timeout: int = 1800) -> Dict[str, Any]:
+    """Run one task of ``_lite_child.py`` in the Lite Python; returns its result dict."""
+    exe = find_lite_python(python)
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = stack.enter_context(_session(python))
+        req_path = os.path.join(folder, f"req-{task}.json")
+        out_path = os.path.join(folder, f"out-{task}.json")
+        with open(req_path, "w", encoding="utf-8") as f:
+            json.dump(dict(request, task=task), f)
+        env = dict(os.environ, GLOG_minloglevel=os.environ.get("GLOG_minloglevel", "2"))
+        proc = subprocess.run([exe, os.path.join(folder, "_lite_child.py"), req_path,
+                               out_path], capture_output=True, text=True, timeout=timeout,
+                              env=env)
+        if proc.returncode != 0 or not os.path.isfile(out_path):
+            raise RuntimeError(f"Paddle Lite task {task!r} failed (exit {proc.returncode}) in "
+                               f"{exe}: {(proc.stderr or proc.stdout).strip()[-1500:]}")
+        with open(out_path, encoding="utf-8") as f:
+            return json.load(f)
+
+
+def _stage_model(folder: str, model_file: str, params_file: str):
+    mf = os.path.join(folder, "model.pdmodel")
+    pf = os.path.join(folder, "model.pdiparams")
+    shutil.copy(model_file, mf)
+    shutil.copy(params_file, pf)
+    return mf, pf
+
+
+def supported_ops(target: str = "arm", python: Optional[str] = None) -> Dict[str, Any]:
+    """Ops Paddle Lite supports on ``target``, parsed from ``Opt.print_supported_ops()``."""
+    res = call_child("supported_ops", {"target": target}, python)
+    from .opcheck import parse_supported_ops
+
+    return {"target": target, "ops": sorted(parse_supported_ops(res["text"], target)),
+            "paddlelite": res["paddlelite"]}
+
+
+def model_ops(model_file: str, params_file: str, target: str = "arm",
+              python: Optional[str] = None) -> Dict[str, Any]:
+    """``Opt.check_if_model_supported(True)`` output (``--print_model_ops=true``)."""
+    with _session(python) as folder:
+        mf, pf = _stage_model(folder, model_file, params_file)
+        return call_child("model_ops", {"target": target, "model_file": mf,
+                                        "param_file": pf}, python, folder)
+
+
+def convert(model_file: str, params_file: str, out_prefix: str, target: str = "arm",
+            python: Optional[str] = None) -> Dict[str, Any]:
+    """``paddle_lite_opt`` for one target: writes ``out_prefix + '.nb'``; returns the log."""
+    with _session(python) as folder:
+        mf, pf = _stage_model(folder, model_file, params_file)
+        res = call_child("opt", {"target": target, "model_file": mf, "param_file": pf,
+                                 "out_prefix": os.path.join(folder, "model_" + target)},
+                         python, folder)
+        if res["ok"]:
+            os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
+            shutil.copy(res["nb_file"], out_prefix + ".nb")
+            res["nb_file"] = out_prefix + ".nb"
+        return res
+
+
+def run_nb(nb_file: str, x: np.ndarray, threads: int = 1,
+           python: Optional[str] = None) -> np.ndarray:
+    """Run an ``.nb`` (built for this host's CPU) on ``x`` with the Lite runtime."""
+    with _session(python) as folder:
+        nb = os.path.join(folder, "model.nb")
+        shutil.copy(nb_file, nb)
+        np.savez(os.path.join(folder, "in.npz"), x=np.ascontiguousarray(x, np.float32))
+        call_child("run", {"nb_file": nb, "threads": threads,
+                           "input_npz": os.path.join(folder, "in.npz"),
+                           "output_npz": os.path.join(folder, "out.npz")}, python, folder)
+        return np.load(os.path.join(folder, "out.npz"))["y"]
+
+
+def lite_export(name: str, model_file: str, params_file: str, out_dir: str, x: np.ndarray,
+                ref: np.ndarray, atol: float, targets: Sequence[str] = LITE_TARGETS,
+                python: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+    """Op check + ``.nb`` per target + x86 run; one verification record per target."""
+    from ppnets.bench.harness import write_json
+
+    from .export import _now, compare_outputs
+    from .opcheck import check_program
+
+    os.makedirs(out_dir, exist_ok=True)
+    records: Dict[str, Dict[str, Any]] = {}
+    for target in targets:
+        if target not in LITE_TARGETS:
+            raise ValueError(f"unknown Paddle Lite target {target!r}; expected {LITE_TARGETS}")
+        rec: Dict[str, Any] = {"format": f"paddle_lite_nb_{target}", "target": target}
+        try:
+            report = check_program(model_file, target=target, python=python)
+            write_json(report, os.path.join(out_dir, f"opcheck_{target}.json"))
+            rec["unsupported_ops"] = report["unsupported"]
+            conv = convert(model_file, params_file, os.path.join(out_dir, f"model_{target}"),
+                           target, python)
+            rec["paddlelite"] = conv["paddlelite"]
+            if not conv["ok"]:
+                rec.update(status="failed", error="paddle_lite_opt wrote no .nb",
+                           log=conv["log"][-2000:])
+            else:
+                rec["file"] = conv["nb_file"]
+                if target in EXECUTABLE_TARGETS:
+                    out = run_nb(conv["nb_file"], x, python=python)
+                    rec["runtime"] = f"paddle_lite {conv['paddlelite']} x86 (MobileConfig)"
+                    rec.update(compare_outputs(out, ref, atol))
+                else:
+                    rec.update(status="not_executable",
+                               reason=f"a {target} .nb cannot run on this {os.uname().machine} "
+                                      "host; run it on the device (ppnets.deploy.runner)")
+        except LiteUnavailableError as exc:
+            rec.update(status="not_run", reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded beside the artifact
+            rec.update(status="failed", error=f"{type(exc).__name__}: {str(exc)[-1500:]}")
+        rec["timestamp_utc"] = _now()
+        write_json(rec, os.path.join(out_dir, f"verify_{target}.json"))
+        records[f"lite_{target}"] = rec
+    return records

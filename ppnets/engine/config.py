@@ -1,0 +1,269 @@
+"""Training configuration: YAML files with ``_base_`` inheritance and ``-o key.sub=value`` overrides.
+
+A config is a plain nested dict. :func:`load_config` starts from :data:`DEFAULTS`, merges the
+file's bases (``_base_: ../base/x.yaml`` or a list, resolved relative to the file, later bases
+win), then the file itself, then the overrides, and validates the result: an unknown key
+anywhere outside the free-form sections (``model.kwargs``, ``experiment``) is an error that names
+the key and lists the accepted ones, so a typo cannot silently fall back to a default.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from typing import Any, Dict, Iterable, Mapping, Optional
+
+import yaml
+
+__all__ = ["DEFAULTS", "load_config", "merge_config", "apply_overrides", "validate_config",
+           "dump_config", "ConfigError"]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3``/``3E4`` as floats (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _yaml_load(text):
+    return yaml.load(text, Loader=_Loader)
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed (unknown key, bad value, missing base)."""
+
+
+# Every accepted key with its default. docs/training.md documents each one.
+DEFAULTS: Dict[str, Any] = {
+    "model": {
+        "name": None,            # registry name, e.g. resnet20_cifar
+        "kwargs": {},            # extra keyword arguments of ppnets.create_model (free-form)
+    },
+    "data": {
+        "dataset": "cifar10",    # cifar10 | imagenet
+        "data_file": None,       # local cifar-10-python.tar.gz; None: download (online only)
+        "data_dir": None,        # imagenet: folder with train/<wnid>/, val/<wnid>/ (or list roots)
+        "train_list": None,      # imagenet: PaddleClas list file (relative/path label)
+        "val_list": None,        # imagenet: PaddleClas list file for evaluation
+        "num_classes": None,     # None: the data set's (10 cifar10, 1000 imagenet)
+        "eval_crop_pct": None,   # imagenet eval: None = the model's crop_pct (model_info)
+        "interpolation": None,   # imagenet eval resize: None = the model's (model_info)
+        "image_size": 32,        # network input side; != 32 resizes after augmentation
+        "batch_size": 128,
+        "eval_batch_size": None,  # None: same as batch_size
+        "num_workers": None,     # DataLoader workers; None: min(8, usable cores)
+        "mean": [0.4914, 0.4822, 0.4465],
+        "std": [0.2470, 0.2435, 0.2616],
+        "augment": {
+            "random_crop_padding": 4,   # 0 disables the random crop
+            "hflip": True,
+            # imagenet only (ppnets.engine.imagenet / ppnets.engine.mix):
+            "scale": [0.08, 1.0],            # random resized crop area fraction
+            "ratio": [0.75, 1.3333333333333333],  # random resized crop aspect ratio
+            "train_interpolation": "bicubic",
+            "rand_augment": None,            # e.g. rand-m9-mstd0.5-inc1
+            "random_erasing": 0.0,           # probability
+            "mixup_alpha": 0.0,
+            "cutmix_alpha": 0.0,
+            "mix_prob": 1.0,
+            "mix_switch_prob": 0.5,
+        },
+    },
+    "optim": {
+        "name": "sgd",           # sgd | adam | adamw
+        "lr": 0.1,
+        "momentum": 0.9,         # sgd only
+        "nesterov": False,       # sgd only
+        "weight_decay": 1e-4,    # L2 (sgd, adam) or decoupled (adamw)
+        "betas": [0.9, 0.999],   # adam, adamw
+        "eps": 1e-8,             # adam, adamw
+        "lr_scale_batch": None,  # lr *= global batch / lr_scale_batch (e.g. 256); None: as is
+    },
+    "sched": {
+        "name": "cosine",        # cosine | step | multistep | constant
+        "warmup_epochs": 0.0,
+        "warmup_start_lr": 0.0,
+        "milestones": [],        # multistep: epochs at which lr *= gamma
+        "step_size": 30,         # step: lr *= gamma every step_size epochs
+        "gamma": 0.1,
+        "eta_min": 0.0,          # cosine floor
+    },
+    "train": {
+        "epochs": 10,
+        "seed": 42,
+        "label_smoothing": 0.0,
+        "log_freq": 50,
+        "eval_freq": 1,          # evaluate every N epochs (and always after the last one)
+        "save_freq": 1,          # checkpoint every N epochs (and always after the last one)
+        "keep_checkpoints": 2,   # how many epoch checkpoints to keep (0: keep all)
+        "amp": False,            # mixed precision (O1); GPU only
+        "max_steps_per_epoch": None,  # cap on train batches per epoch (smoke runs)
+        "max_eval_steps": None,  # cap on eval batches (smoke runs)
+        "resume": True,          # continue from output_dir/checkpoints/latest.json if present
+        "verbose": 2,            # paddle.Model.fit verbosity (0 silent, 1 bar, 2 one line)
+    },
+    "device": "cpu",             # cpu | gpu
+    "output_dir": "outputs/run",
+    "experiment": {},            # free-form notes/choices read by reproduce scripts
+}
+
+# Sections whose content is not checked key by key.
+_FREE_FORM = {("model", "kwargs"), ("experiment",)}
+
+
+def merge_config(base: Mapping, update: Mapping) -> dict:
+    """Deep merge: dicts merge key by key, anything else (lists included) is replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: str, _stack: tuple = ()) -> dict:
+    path = os.path.abspath(path)
+    if path in _stack:
+        chain = " -> ".join(_stack + (path,))
+        raise ConfigError(f"circular _base_ chain: {chain}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, "r", encoding="utf-8") as f:
+        raw = _yaml_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping at the top level, got "
+                          f"{type(raw).__name__}")
+    bases = raw.pop("_base_", None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict = {}
+    for base in bases:
+        base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+        merged = merge_config(merged, _read_yaml(base_path, _stack + (path,)))
+    return merge_config(merged, raw)
+
+
+def _parse_override(item: str):
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key.sub=value "
+                          "(e.g. -o train.epochs=2 -o optim.lr=0.05)")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key component in {key!r}")
+    try:
+        parsed = _yaml_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value {value!r} is not valid YAML ({exc})")
+    return key.split("."), parsed
+
+
+def apply_overrides(cfg: Mapping, overrides: Iterable[str] = ()) -> dict:
+    """Apply ``key.sub=value`` strings; values are parsed as YAML (``yaml.safe_load`` rules, plus
+    ``1e-3`` -> float): ``2`` -> int, ``[1,2]`` -> list, ``null`` -> None, ``true`` -> bool)."""
+    out = copy.deepcopy(dict(cfg))
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} holds a "
+                                  f"{type(child).__name__}, not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _check_keys(cfg: Mapping, ref: Mapping, prefix: tuple, source: str) -> None:
+    for key, value in cfg.items():
+        where = ".".join(prefix + (str(key),))
+        if key not in ref:
+            close = difflib.get_close_matches(str(key), [str(k) for k in ref], n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            level = f"in section {'.'.join(prefix)!r}" if prefix else "at the top level"
+            raise ConfigError(f"{source}: unknown config key {where!r} {level}.{hint} "
+                              f"Accepted keys: {', '.join(sorted(map(str, ref)))}. "
+                              "See docs/training.md.")
+        sub = prefix + (str(key),)
+        if sub in _FREE_FORM:
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{source}: {where!r} must be a mapping, got {value!r}")
+            continue
+        if isinstance(ref[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {where!r} must be a section (mapping), "
+                                  f"got {value!r}")
+            _check_keys(value, ref[key], sub, source)
+
+
+_CHOICES = {
+    ("data", "dataset"): ("cifar10", "imagenet"),
+    ("optim", "name"): ("sgd", "adam", "adamw"),
+    ("sched", "name"): ("cosine", "step", "multistep", "constant"),
+    ("device",): ("cpu", "gpu"),
+}
+
+
+def validate_config(cfg: Mapping, source: str = "config") -> None:
+    """Reject unknown keys and values outside the accepted choices."""
+    _check_keys(cfg, DEFAULTS, (), source)
+    for path, choices in _CHOICES.items():
+        node: Any = cfg
+        for part in path:
+            node = node[part]
+        if node not in choices:
+            raise ConfigError(f"{source}: {'.'.join(path)}={node!r} is not one of {choices}")
+    if not cfg["model"]["name"]:
+        raise ConfigError(f"{source}: model.name is required (a name from ppnets.list_models())")
+    train = cfg["train"]
+    for key in ("epochs", "eval_freq", "save_freq"):
+        if not isinstance(train[key], int) or train[key] < 1:
+            raise ConfigError(f"{source}: train.{key} must be a positive integer, "
+                              f"got {train[key]!r}")
+    if not isinstance(cfg["data"]["batch_size"], int) or cfg["data"]["batch_size"] < 1:
+        raise ConfigError(f"{source}: data.batch_size must be a positive integer")
+
+
+def load_config(path: Optional[str] = None, overrides: Iterable[str] = (),
+                base: Optional[Mapping] = None) -> dict:
+    """Resolve a config file: defaults <- bases <- file <- ``overrides``; returns a plain dict.
+
+    ``path`` may be None to build a config from overrides (and ``base``, a dict merged before
+    the file) alone.
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if base:
+        cfg = merge_config(cfg, base)
+    source = path or "config"
+    if path:
+        cfg = merge_config(cfg, _read_yaml(path))
+    cfg = apply_overrides(cfg, overrides)
+    validate_config(cfg, source)
+    return cfg
+
+
+def dump_config(cfg: Mapping) -> str:
+    """YAML text of a resolved config (key order kept)."""
+    return yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None)
+
+
+def _plain(obj):
+    # tuples -> lists so safe_dump never emits python-specific tags
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,98 @@
+"""Optimizers and per-iteration learning-rate schedules built from the ``optim``/``sched`` sections.
+
+The schedule is a :class:`paddle.optimizer.lr.LRScheduler` stepped once per training batch by
+``paddle.Model.fit`` (its default ``LRScheduler`` callback, ``by_step=True``); its state
+(``last_epoch`` = iterations done) travels inside the optimizer's state dict, so a resumed run
+continues the curve exactly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import paddle
+
+__all__ = ["WarmupSchedule", "build_scheduler", "build_optimizer", "lr_at"]
+
+
+def lr_at(step: int, *, name: str, base_lr: float, steps_per_epoch: int, epochs: int,
+          warmup_epochs: float = 0.0, warmup_start_lr: float = 0.0,
+          milestones: Sequence[int] = (), step_size: int = 30, gamma: float = 0.1,
+          eta_min: float = 0.0) -> float:
+    """Learning rate of iteration ``step`` (0-based).
+
+    Warm-up: linear from ``warmup_start_lr`` (step 0) to ``base_lr`` (step ``warmup_steps``).
+    Afterwards: ``cosine`` decays per iteration, ``eta_min + (base_lr - eta_min) * (1 + cos(pi *
+    t / T)) / 2`` with ``t`` the iterations since warm-up and ``T`` the iterations after warm-up
+    (torch's CosineAnnealingLR stepped per iteration, reaching ``eta_min`` at the end); ``step``/``multistep`` multiply by ``gamma`` at epoch boundaries
+    (every ``step_size`` epochs / at each epoch in ``milestones``, like torch's per-epoch
+    StepLR/MultiStepLR); ``constant`` keeps ``base_lr``.
+    """
+    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+    total = max(1, epochs * steps_per_epoch)
+    if step < warmup_steps:
+        return warmup_start_lr + (base_lr - warmup_start_lr) * step / warmup_steps
+    epoch = step // steps_per_epoch
+    if name == "constant":
+        return base_lr
+    if name == "cosine":
+        t = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
+        return eta_min + (base_lr - eta_min) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if name == "step":
+        return base_lr * gamma ** (epoch // max(1, int(step_size)))
+    if name == "multistep":
+        return base_lr * gamma ** sum(1 for m in milestones if epoch >= int(m))
+    raise ValueError(f"unknown schedule {name!r}; expected cosine, step, multistep or constant")
+
+
+class WarmupSchedule(paddle.optimizer.lr.LRScheduler):
+    """Per-iteration schedule :func:`lr_at` as a Paddle ``LRScheduler``."""
+
+    def __init__(self, base_lr: float, steps_per_epoch: int, epochs: int, name: str = "cosine",
+                 **kwargs):
+        self.params = dict(name=name, base_lr=float(base_lr), steps_per_epoch=int(steps_per_epoch),
+                           epochs=int(epochs), **kwargs)
+        lr_at(0, **self.params)  # fail now on a bad name, not at the first step
+        super().__init__(learning_rate=float(base_lr))
+
+    def get_lr(self) -> float:
+        return lr_at(self.last_epoch, **self.params)
+
+
+def build_scheduler(sched: Mapping, base_lr: float, epochs: int,
+                    steps_per_epoch: int) -> WarmupSchedule:
+    return WarmupSchedule(
+        base_lr=base_lr, steps_per_epoch=steps_per_epoch, epochs=epochs, name=sched["name"],
+        warmup_epochs=float(sched.get("warmup_epochs", 0.0) or 0.0),
+        warmup_start_lr=float(sched.get("warmup_start_lr", 0.0) or 0.0),
+        milestones=list(sched.get("milestones") or []),
+        step_size=int(sched.get("step_size", 30)), gamma=float(sched.get("gamma", 0.1)),
+        eta_min=float(sched.get("eta_min", 0.0)))
+
+
+def build_optimizer(optim: Mapping, parameters, learning_rate):
+    """``sgd`` (``paddle.optimizer.Momentum``; plain ``SGD`` when momentum is 0), ``adam`` or
+    ``adamw``. ``weight_decay`` is L2 regularisation added to the gradient for sgd/adam (as in
+    torch.optim.SGD/Adam) and decoupled decay for adamw."""
+    name = optim["name"]
+    wd = float(optim.get("weight_decay", 0.0) or 0.0)
+    if name == "sgd":
+        momentum = float(optim.get("momentum", 0.0) or 0.0)
+        if momentum == 0.0:
+            if optim.get("nesterov"):
+                raise ValueError("optim.nesterov=true needs optim.momentum > 0")
+            return paddle.optimizer.SGD(learning_rate=learning_rate, parameters=parameters,
+                                        weight_decay=wd or None)
+        return paddle.optimizer.Momentum(learning_rate=learning_rate, momentum=momentum,
+                                         parameters=parameters,
+                                         use_nesterov=bool(optim.get("nesterov", False)),
+                                         weight_decay=wd or None)
+    beta1, beta2 = (float(b) for b in optim.get("betas", (0.9, 0.999)))
+    eps = float(optim.get("eps", 1e-8))
+    if name == "adam":
+        return paddle.optimizer.Adam(learning_rate=learning_rate, beta1=beta1, beta2=beta2,
+                                     epsilon=eps, parameters=parameters, weight_decay=wd or None)
+    if name == "adamw":
+        return paddle.optimizer.AdamW(learning_rate=learning_rate, beta1=beta1, beta2=beta2,
+                                      epsilon=eps, parameters=parameters, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}; expected sgd, adam or adamw")

@@ -1,0 +1,203 @@
+"""RepVGG.
+
+Paper: "RepVGG: Making VGG-style ConvNets Great Again", Ding et al., CVPR 2021, arXiv:2101.03697.
+Official code: https://github.com/DingXiaoH/RepVGG.
+Reference implementation used for parity: timm 1.0.31 ``byobnet.py`` (``repvgg_*``), which loads
+the official weights remapped.
+
+Every layer is a :class:`ppnets.layers.RepConvBN`: a 3x3 conv-BN, a 1x1 conv-BN and (where the
+shapes allow) a BN-only identity branch, summed and passed through ReLU. ``reparameterize()``
+folds the three branches into one 3x3 conv with bias, leaving a plain VGG-style stack of
+3x3 conv + ReLU. ``deploy=True`` builds that fused form directly.
+
+Architecture (paper Table 2): a stride-2 stem layer of width ``min(64, 64a)`` and four stages of
+widths ``64a, 128a, 256a, 512b``, each starting with a stride-2 layer; A models have
+(2, 4, 14, 1) layers per stage, B models (4, 6, 16, 1). ``g4`` models use groups=4 in every
+other layer (the paper's layers 2, 4, 6, ... counted from the stem; with even stage depths that
+is every odd-indexed layer inside a stage, which is how we index it).
+
+Deviations / notes:
+- Parameter names follow our shared block (``conv_kxk.0``, ``conv_scale``) rather than timm's
+  (``conv_kxk``, ``conv_1x1``); the timm key map translates, including timm's reparameterized
+  ``reparam_conv`` checkpoints.
+- ``drop_path_rate`` (stochastic depth on layers with an identity branch) comes from timm; the
+  official code has none. Default 0.
+- The grouped ``g2`` models of the official repo (B1g2, B2g2, B3g2) are not registered: timm has
+  no such models to check parity against. ``groups=2`` builds them.
+- The timm-only ``repvgg_d2se`` (SE, 320px) is not part of this family file.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import paddle.nn as nn
+
+from ppnets.layers.rep_block import RepConvBN, init_weights_fan_out
+from ppnets.models.base import ClassifierHead, ImageClassifier
+from ppnets.registry import register_models
+
+__all__ = ["RepVGG"]
+
+
+class RepVGG(ImageClassifier):
+    """RepVGG: a stem layer and four stages of :class:`RepConvBN` layers, then pool + Linear.
+
+    Args:
+        depths: layers per stage (the paper's stages 2-5; stage 1 is the stem).
+        width_multipliers: the paper's (a, b): stages 1-4 have 64a, 128a, 256a, 512b channels.
+        groups: groups of the grouped layers (every odd-indexed layer of a stage); 1 = dense.
+    """
+
+    def __init__(self, depths: Sequence[int] = (2, 4, 14, 1),
+                 width_multipliers: Sequence[float] = (0.75, 2.5), groups: int = 1,
+                 num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, deploy: bool = False):
+        super().__init__()
+        a, b = width_multipliers
+        widths = [int(64 * a), int(128 * a), int(256 * a), int(512 * b)]
+        self.num_classes = num_classes
+        self.deploy = deploy
+        stem_chs = min(64, int(64 * a))
+        self.stem = RepConvBN(in_chans, stem_chs, 3, stride=2, deploy=deploy)
+
+        total = sum(depths)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        stages, prev, idx = [], stem_chs, 0
+        for depth, width in zip(depths, widths):
+            layers = []
+            for j in range(depth):
+                layers.append(RepConvBN(prev, width, 3, stride=2 if j == 0 else 1,
+                                        groups=groups if j % 2 == 1 else 1,
+                                        drop_path_rate=rates[idx], deploy=deploy))
+                prev = width
+                idx += 1
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.LayerList(stages)
+        self.num_features = prev
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
+        init_weights_fan_out(self)
+
+    def forward_features(self, x):
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def _from_timm(state: dict) -> dict:
+    """timm ``repvgg_*`` names -> ours: the single kxk branch is ``conv_kxk.0``, the 1x1 branch
+    ``conv_scale``; a reparameterized ``reparam_conv`` is the folded ``conv_kxk.0.conv``."""
+    out = {}
+    for key, value in state.items():
+        key = re.sub(r"\.conv_kxk\.(conv|bn)\.", r".conv_kxk.0.\1.", key)
+        key = key.replace(".conv_1x1.", ".conv_scale.")
+        key = key.replace(".reparam_conv.", ".conv_kxk.0.conv.")
+        out[key] = value
+    return out
+
+
+_A = (2, 4, 14, 1)
+_B = (4, 6, 16, 1)
+_MM = "open-mmlab/mmpretrain configs/repvgg/README.md (official weights; train|deploy figures)"
+_SOURCE = dict(params_m=_MM, macs_g=_MM + ", 'Flops' = MACs (mmcv counter, includes BN/ReLU)",
+               params_m_deploy="paper Table 3 'Params' / " + _MM,
+               macs_g_deploy="paper Table 3 'Theo FLOPs (B)', which are MACs: our conv+linear "
+                             "MAC count of the fused model reproduces them",
+               top1="official DingXiaoH/RepVGG README (" + _MM + ")")
+_BY = "timm 1.0.31 model, conv+linear MAC hook at 224x224 (train form; 'deploy' after " \
+      "timm.models.reparameterize_model)"
+
+
+def _measured(timm):
+    deploy = dict(params_m=timm["params_m_deploy"], macs_g=timm["macs_g_deploy"], by=_BY)
+    return dict(params_m=timm["params_m"], macs_g=timm["macs_g"], by=_BY, deploy=deploy)
+
+
+def _variant(name, cfg, published, timm, epochs=120):
+    notes = ("Published train-time MACs come from the mmcv counter, which also counts BN and "
+             "ReLU, hence ~0.5% above our conv+linear count. ")
+    if epochs != 120:
+        notes += (f"Top-1 is the official {epochs}-epoch result (autoaugment, mixup, label "
+                  "smoothing). ")
+    notes += "The paper's 'FLOPs' column counts multiply-accumulates."
+    return dict(cfg=cfg, info=dict(**published, notes=notes, measured=_measured(timm),
+                                   reference=dict(lib="timm", name=name)))
+
+
+# cfg: paper Table 2 (layers per stage, width multipliers a and b, groups of the g4 models);
+# published: train/deploy params (M) and MACs (G), top-1 (%); timm: the reference's own counts.
+_TABLE = {
+    "repvgg_a0": dict(
+        cfg=dict(depths=_A, width_multipliers=(0.75, 2.5)),
+        published=dict(params_m=9.11, macs_g=1.52, params_m_deploy=8.31, macs_g_deploy=1.36,
+                       top1=72.41),
+        timm=dict(params_m=9.108968, macs_g=1.512581, params_m_deploy=8.309384,
+                  macs_g_deploy=1.361451)),
+    "repvgg_a1": dict(
+        cfg=dict(depths=_A, width_multipliers=(1.0, 2.5)),
+        published=dict(params_m=14.09, macs_g=2.64, params_m_deploy=12.79, macs_g_deploy=2.37,
+                       top1=74.46),
+        timm=dict(params_m=14.092264, macs_g=2.626488, params_m_deploy=12.789864,
+                  macs_g_deploy=2.363967)),
+    "repvgg_a2": dict(
+        cfg=dict(depths=_A, width_multipliers=(1.5, 2.75)),
+        published=dict(params_m=28.21, macs_g=5.70, params_m_deploy=25.50, macs_g_deploy=5.12,
+                       top1=76.48),
+        timm=dict(params_m=28.2106, macs_g=5.685345, params_m_deploy=25.499944,
+                  macs_g_deploy=5.116952)),
+    "repvgg_b0": dict(
+        cfg=dict(depths=_B, width_multipliers=(1.0, 2.5)),
+        published=dict(params_m=15.82, macs_g=3.42, params_m_deploy=14.34, macs_g_deploy=3.06,
+                       top1=75.14),
+        timm=dict(params_m=15.81796, macs_g=3.397192, params_m_deploy=14.339048,
+                  macs_g_deploy=3.057601)),
+    "repvgg_b1": dict(
+        cfg=dict(depths=_B, width_multipliers=(2.0, 4.0)),
+        published=dict(params_m=57.42, macs_g=13.16, params_m_deploy=51.83, macs_g_deploy=11.82,
+                       top1=78.37),
+        timm=dict(params_m=57.415016, macs_g=13.12809, params_m_deploy=51.82948,
+                  macs_g_deploy=11.815485)),
+    "repvgg_b1g4": dict(
+        cfg=dict(depths=_B, width_multipliers=(2.0, 4.0), groups=4),
+        published=dict(params_m=39.97, macs_g=8.15, params_m_deploy=36.13, macs_g_deploy=7.31,
+                       top1=77.58),
+        timm=dict(params_m=39.966056, macs_g=8.118518, params_m_deploy=36.125416,
+                  macs_g_deploy=7.306871)),
+    "repvgg_b2": dict(
+        cfg=dict(depths=_B, width_multipliers=(2.5, 5.0)),
+        published=dict(params_m=89.02, macs_g=20.46, params_m_deploy=80.32, macs_g_deploy=18.38,
+                       top1=78.78),
+        timm=dict(params_m=89.022376, macs_g=20.418171, params_m_deploy=80.315112,
+                  macs_g_deploy=18.37661)),
+    "repvgg_b2g4": dict(
+        cfg=dict(depths=_B, width_multipliers=(2.5, 5.0), groups=4), epochs=200,
+        published=dict(params_m=61.76, macs_g=12.63, params_m_deploy=55.78, macs_g_deploy=11.34,
+                       top1=79.38),
+        timm=dict(params_m=61.758376, macs_g=12.590715, params_m_deploy=55.777512,
+                  macs_g_deploy=11.331899)),
+    "repvgg_b3": dict(
+        cfg=dict(depths=_B, width_multipliers=(3.0, 5.0)), epochs=200,
+        published=dict(params_m=123.09, macs_g=29.17, params_m_deploy=110.96,
+                       macs_g_deploy=26.21, top1=80.52),
+        timm=dict(params_m=123.085288, macs_g=29.120696, params_m_deploy=110.960872,
+                  macs_g_deploy=26.208883)),
+    "repvgg_b3g4": dict(
+        cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=4), epochs=200,
+        published=dict(params_m=83.83, macs_g=17.90, params_m_deploy=75.63, macs_g_deploy=16.07,
+                       top1=80.22),
+        timm=dict(params_m=83.825128, macs_g=17.84916, params_m_deploy=75.626728,
+                  macs_g_deploy=16.0645)),
+}
+VARIANTS = {name: _variant(name, **row) for name, row in _TABLE.items()}
+
+register_models(
+    family="repvgg",
+    builder=RepVGG,
+    variants=VARIANTS,
+    paper="RepVGG: Making VGG-style ConvNets Great Again (CVPR 2021)",
+    arxiv="2101.03697",
+    defaults=dict(source=_SOURCE, crop_pct=0.875, interpolation="bilinear",
+                  test_input_size=(3, 64, 64)),
+    key_maps={"timm": _from_timm},
+)

@@ -1,0 +1,180 @@
+"""FasterNet Table 1: on-device FLOPS of Conv / GConv / DWConv / PConv (arXiv:2303.03667).
+
+Each network is 10 stacked layers of one 3x3 operator, at the four feature-map sizes of the paper
+(96x56x56, 192x28x28, 384x14x14, 768x7x7): Conv (dense), GConv (16 groups), DWConv
+(depthwise), PConv (r = 1/4, :class:`ppnets.models.fasternet.PartialConv`, both of its forward
+forms: ``split_cat`` and ``slicing``). No BN or activation: the paper times pure operators.
+CPU: latency at batch 1 (``--threads``, the paper's CPU figure is single-threaded); GPU:
+throughput at batch 32. "FLOPS" follows the paper, which counts a multiply-add as one FLOP: its
+G/s are our GMAC/s (ppnets' own GFLOPS = 2 x GMAC/s are in the JSON records).
+
+The paper's table cells are not transcribed here (see :mod:`ppnets.studies.published`); its
+summary, PConv's FLOPS = 10.5x / 6.2x / 22.8x DWConv's on GPU / CPU / ARM (Sec. 3.1), is set
+beside our ratio for each device we have figures for.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, List, Optional, Sequence
+
+import paddle.nn as nn
+
+from . import published
+from .runner import StudyRunner, add_study_args, bar_groups, md_table, ratio, speed
+
+STUDY = "latency_fasternet_table1"
+SIZES = ((96, 56), (192, 28), (384, 14), (768, 7))
+QUICK_SIZES = ((768, 7),)
+OPS = ("conv", "gconv", "dwconv", "pconv")
+OP_NAMES = {"conv": "Conv 3x3", "gconv": "GConv 3x3 (16 groups)", "dwconv": "DWConv 3x3",
+            "pconv": "PConv 3x3 (r=1/4, split_cat)", "pconv_slicing": "PConv 3x3 (r=1/4, slicing)"}
+DEPTH = 10
+GPU_BATCH = 32
+DEVICE_COLUMNS = {"cpu": "CPU", "gpu": "GPU", "arm": "ARM"}
+
+
+def operator_layer(op: str, channels: int) -> nn.Layer:
+    """One 3x3 operator that keeps the shape (stride 1, padding 1, no bias)."""
+    from ppnets.models.fasternet import PartialConv
+
+    if op == "conv":
+        return nn.Conv2D(channels, channels, 3, padding=1, bias_attr=False)
+    if op == "gconv":
+        return nn.Conv2D(channels, channels, 3, padding=1, groups=16, bias_attr=False)
+    if op == "dwconv":
+        return nn.Conv2D(channels, channels, 3, padding=1, groups=channels, bias_attr=False)
+    if op == "pconv":
+        return PartialConv(channels, n_div=4, forward_mode="split_cat")
+    if op == "pconv_slicing":
+        return PartialConv(channels, n_div=4, forward_mode="slicing")
+    raise ValueError(f"unknown operator {op!r}; expected one of {OPS + ('pconv_slicing',)}")
+
+
+def operator_stack(op: str, channels: int, depth: int = DEPTH) -> nn.Layer:
+    return nn.Sequential(*[operator_layer(op, channels) for _ in range(depth)])
+
+
+def label(op: str, channels: int, size: int) -> str:
+    return f"{op}_{channels}x{size}x{size}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python reproduce/{STUDY}.py", description=__doc__.split(
+        "\n")[0])
+    add_study_args(p, "results/latency")
+    return p
+
+
+def _device_unit(device: str) -> str:
+    return "images/s" if device == "gpu" else "ms"
+
+
+def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    runner = StudyRunner(STUDY, args, argv, record=record)
+    sizes = QUICK_SIZES if args.quick else SIZES
+    ops = OPS + ("pconv_slicing",)
+    if args.quick:  # the dense conv is 2.6 GMACs per network: left out of the pipeline check
+        ops = ops[1:]
+    for device in runner.devices:
+        batch = GPU_BATCH if device == "gpu" else 1
+        for c, h in sizes:
+            for op in ops:
+                runner.measure(operator_stack(op, c), (c, h, h), label(op, c, h), device=device,
+                               batch_size=batch, op=op, channels=c, size=h, depth=DEPTH)
+
+    devices = [d for d in ("cpu", "gpu", "arm") if runner.has(d)]
+    rows: List[Dict[str, Any]] = []
+    for op in ops:
+        for c, h in sizes:
+            row = {"op": op, "feature_map": f"{c}x{h}x{h}", "label": label(op, c, h)}
+            for d in devices:
+                rec = runner.find(label(op, c, h), d)
+                row["macs"] = row.get("macs") or (rec or {}).get("macs")
+                row[f"{d}_latency_ms"] = speed(rec, "ms")
+                row[f"{d}_throughput_ips"] = speed(rec, "images/s")
+                row[f"{d}_gmacs_per_s"] = speed(rec, "GMAC/s")
+            rows.append(row)
+
+    # Average FLOPS per operator (the paper's "Average" rows) and PConv / DWConv ratios.
+    averages: Dict[str, Dict[str, Optional[float]]] = {}
+    for op in ops:
+        averages[op] = {}
+        for d in devices:
+            vals = [r[f"{d}_gmacs_per_s"] for r in rows if r["op"] == op
+                    and r[f"{d}_gmacs_per_s"] is not None]
+            averages[op][d] = sum(vals) / len(vals) if vals else None
+    ratios = []
+    for d in ("gpu", "cpu", "arm"):
+        ours = ratio(averages.get("pconv", {}).get(d), averages.get("dwconv", {}).get(d))
+        paper = published.value("fasternet", "Sec. 3.1", "pconv_over_dwconv_flops",
+                                device=d.upper())
+        ratios.append({"device": d, "ours": ours, "paper": paper,
+                       "ours_over_paper": ratio(ours, paper),
+                       "text": (f"{d.upper()}: PConv/DWConv FLOPS {ours:.1f}x here vs "
+                                f"{paper}x in the paper" if ours is not None else
+                                f"{d.upper()}: not measured (paper: {paper}x)")})
+    slicing = []
+    for c, h in sizes:
+        for d in devices:
+            a = runner.find(label("pconv", c, h), d)
+            b = runner.find(label("pconv_slicing", c, h), d)
+            slicing.append({"feature_map": f"{c}x{h}x{h}", "device": d,
+                            "split_cat_ms": speed(a, "ms"), "slicing_ms": speed(b, "ms"),
+                            "slicing_over_split_cat": ratio(speed(b, "ms"), speed(a, "ms"))})
+
+    # Markdown
+    md = [runner.header_markdown("FasterNet Table 1: FLOPS of 3x3 operators",
+                                 f"{published.PAPERS['fasternet']['title']}, arXiv:2303.03667")]
+    md.append(f"{DEPTH} stacked layers per network. FLOPS as the paper counts them (1 FLOP = 1 "
+              "multiply-add): GMAC/s. CPU/ARM: batch 1 latency; GPU: batch "
+              f"{GPU_BATCH} throughput.\n")
+    head = ["operator", "feature map", "MACs (M)"]
+    for d in devices:
+        head += ([f"{DEVICE_COLUMNS[d]} throughput (img/s)"] if d == "gpu" else
+                 [f"{DEVICE_COLUMNS[d]} latency (ms)"]) + [f"{DEVICE_COLUMNS[d]} GMAC/s"]
+    body = []
+    for r in rows:
+        line = [OP_NAMES[r["op"]], r["feature_map"],
+                None if r.get("macs") is None else r["macs"] / 1e6]
+        for d in devices:
+            line += [r[f"{d}_throughput_ips"] if d == "gpu" else r[f"{d}_latency_ms"],
+                     r[f"{d}_gmacs_per_s"]]
+        body.append(line)
+    for op in ops:
+        body.append([f"**{OP_NAMES[op]}: average**", "", None]
+                    + sum(([None, averages[op][d]] for d in devices), []))
+    md += ["## Operators", "", md_table(head, body, align="---|---" + "|---:" * (len(head) - 2)),
+           ""]
+    md += ["## PConv FLOPS / DWConv FLOPS (averages over feature maps)", "",
+           md_table(["device", "ours", "paper (Sec. 3.1)", "ours / paper"],
+                    [(r["device"].upper(), r["ours"], r["paper"], r["ours_over_paper"])
+                     for r in ratios]), ""]
+    md += [f"- {r['text']}" for r in ratios] + [""]
+    md += ["## PConv forward forms: slicing vs split_cat", "",
+           md_table(["feature map", "device", "split_cat (ms)", "slicing (ms)",
+                     "slicing / split_cat"],
+                    [(s["feature_map"], s["device"], s["split_cat_ms"], s["slicing_ms"],
+                      s["slicing_over_split_cat"]) for s in slicing],
+                    align="---|---|---:|---:|---:"), "",
+           "`split_cat` is the default (it exports to Paddle Lite); `slicing` writes the "
+           "convolved channels into a copy of the input (a `set_value` op, Paddle Inference "
+           "only). Both compute the same function.", "",
+           "The paper's per-cell Table 1 values (its devices: GPU, CPU and ARM) are not "
+           "transcribed in `ppnets/studies/published.py`; only the summary ratios are compared."]
+
+    def figure(plt):
+        fig, axes = plt.subplots(1, len(devices), figsize=(5 * len(devices), 3.6), squeeze=False)
+        for ax, d in zip(axes[0], devices):
+            series = {OP_NAMES[op].split(" (")[0] + (" slicing" if op == "pconv_slicing" else ""):
+                      [next((r[f"{d}_gmacs_per_s"] for r in rows
+                             if r["op"] == op and r["feature_map"] == f"{c}x{h}x{h}"), None)
+                       for c, h in sizes] for op in ops}
+            bar_groups(ax, [f"{c}x{h}x{h}" for c, h in sizes], series, "GMAC/s",
+                       f"{DEVICE_COLUMNS[d]}: achieved FLOPS (paper's convention)")
+
+    runner.write({"paper": published.PAPERS["fasternet"], "rows": rows, "averages": averages,
+                  "pconv_over_dwconv": ratios, "pconv_forward_forms": slicing,
+                  "published": published.lookup("fasternet", "Sec. 3.1")},
+                 "\n".join(md), figure)
+    return 0

@@ -1,0 +1,168 @@
+"""MobileOne's latency ablations: activations and architectural blocks in a 30-layer CNN
+(arXiv:2206.04040, Sec. 3: the activation table and the architectural-block table).
+
+The paper times "a 30-layer convolutional neural network" on an iPhone 12 but does not give its
+layout. Ours (documented, fixed): 30 conv3x3-BN-act layers on a 224x224 input in five stages of
+widths 16/32/64/128/256 and depths 1/4/8/10/7, the first layer of each stage with stride 2, then
+global average pooling and a 1000-way linear classifier. BN is folded (deploy form).
+
+* Activations: ReLU, GELU, SiLU, Hardswish, LeakyReLU and SE-ReLU (ReLU plus a squeeze-excite
+  module, reduction 4, after every layer). The paper's dynamic activations (Dynamic Shift-Max,
+  DynamicReLU-A/B) have no layer in ppnets and are not measured; their published figures are
+  still listed.
+* Blocks (cumulative, as in the paper): baseline (ReLU), + squeeze-excite (global pooling per
+  layer), + skip connections (a residual add around every layer that keeps the shape).
+
+Latency at batch 1 (CPU, ``--threads``); the paper's numbers are iPhone 12 milliseconds, so the
+comparison is between *relative* costs (each network / the ReLU baseline).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, List, Optional, Sequence
+
+import paddle.nn as nn
+
+from . import published
+from .runner import StudyRunner, add_study_args, bar_groups, compare_order, md_table, ratio, speed
+
+STUDY = "latency_mobileone_blocks"
+WIDTHS = (16, 32, 64, 128, 256)
+DEPTHS = (1, 4, 8, 10, 7)
+INPUT = (3, 224, 224)
+QUICK_INPUT = (3, 64, 64)  # --quick: same layout, smaller map (a pipeline check, not a result)
+ACTIVATIONS = ("relu", "gelu", "silu", "hardswish", "leaky_relu", "se_relu")
+BLOCKS = {"baseline": dict(act="relu", se=False, skip=False),
+          "+se": dict(act="relu", se=True, skip=False),
+          "+skip": dict(act="relu", se=True, skip=True)}
+NOT_BUILT = ("dynamic_shift_max", "dynamic_relu_a", "dynamic_relu_b")
+GPU_BATCH = 32
+
+
+class Layer(nn.Layer):
+    """conv3x3-BN-act, optionally followed by squeeze-excite and wrapped in a residual add."""
+
+    def __init__(self, cin: int, cout: int, stride: int, act: str, se: bool, skip: bool):
+        super().__init__()
+        from ppnets.layers import ConvBN
+        from ppnets.layers.se import SqueezeExcite
+
+        self.conv = ConvBN(cin, cout, 3, stride=stride, act=act)
+        self.se = SqueezeExcite(cout, rd_ratio=0.25, act="relu") if se else nn.Identity()
+        self.skip = skip and stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.se(self.conv(x))
+        return x + y if self.skip else y
+
+
+class ThirtyLayerCNN(nn.Layer):
+    def __init__(self, act: str = "relu", se: bool = False, skip: bool = False,
+                 num_classes: int = 1000):
+        super().__init__()
+        layers, cin = [], INPUT[0]
+        for width, depth in zip(WIDTHS, DEPTHS):
+            for i in range(depth):
+                layers.append(Layer(cin, width, 2 if i == 0 else 1, act, se, skip))
+                cin = width
+        assert len(layers) == 30
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        from ppnets.models.base import flatten_tokens
+
+        return self.fc(flatten_tokens(self.pool(self.features(x))))
+
+
+def activation_net(name: str) -> nn.Layer:
+    if name == "se_relu":
+        return ThirtyLayerCNN("relu", se=True)
+    return ThirtyLayerCNN(name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python reproduce/{STUDY}.py",
+                                description=__doc__.split("\n")[0])
+    add_study_args(p, "results/latency")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    runner = StudyRunner(STUDY, args, argv, record=record)
+    acts = ("relu", "se_relu") if args.quick else ACTIVATIONS
+    blocks = ("baseline", "+skip") if args.quick else tuple(BLOCKS)
+    size = QUICK_INPUT if args.quick else INPUT
+    for device in runner.devices:
+        batch = GPU_BATCH if device == "gpu" else 1
+        for a in acts:
+            runner.measure(activation_net(a), size, f"act_{a}", device=device, batch_size=batch,
+                           table="activations", item=a)
+        for b in blocks:
+            if b in ("baseline", "+se"):
+                continue  # the same networks as act_relu / act_se_relu, measured above
+            runner.measure(ThirtyLayerCNN(**BLOCKS[b]), size, "block_skip", device=device,
+                           batch_size=batch, table="blocks", item=b)
+
+    block_label = {"baseline": "act_relu", "+se": "act_se_relu", "+skip": "block_skip"}
+    devices = [d for d in ("cpu", "gpu", "arm") if runner.has(d)]
+    md = [runner.header_markdown("MobileOne: activations and architectural blocks",
+                                 f"{published.PAPERS['mobileone']['title']}, arXiv:2206.04040"),
+          f"30-layer CNN (layout in `ppnets/studies/mobileone_blocks.py`), input "
+          f"{'x'.join(map(str, size))}, batch 1 on CPU/ARM, "
+          f"batch {GPU_BATCH} on GPU (ms per batch). Paper: iPhone 12 latency (ms); values "
+          "marked * are unverified transcriptions. `rel.` = latency / the ReLU baseline's "
+          "latency on the same device.", ""]
+    results: Dict[str, List[Dict[str, Any]]] = {"activations": [], "blocks": []}
+    orderings = []
+    for table, items, labels, prefix in (
+            ("activations", list(acts) + list(NOT_BUILT), {a: f"act_{a}" for a in acts},
+             "Table 3"),
+            ("blocks", list(blocks), {b: block_label[b] for b in blocks}, "Table 4")):
+        head = ["network", "paper (ms)", "paper rel."]
+        for d in devices:
+            head += [f"{d} (ms)", f"{d} rel.", f"{d} rel. / paper rel."]
+        body = []
+        paper_base = published.value("mobileone", "Table 3", "relu")
+        for item in items:
+            hits = published.lookup("mobileone", prefix, item=item)
+            pv = hits[0]["value"] if hits else None
+            row_rec = {"item": item, "paper_ms": pv, "paper_rel": ratio(pv, paper_base)}
+            row = [item, None if pv is None else f"{pv}{'' if hits[0]['verified'] else '*'}",
+                   row_rec["paper_rel"]]
+            for d in devices:
+                ms = speed(runner.find(labels[item], d), "ms") if item in labels else None
+                base = speed(runner.find("act_relu", d), "ms")
+                rel = ratio(ms, base)
+                row_rec.update({f"{d}_ms": ms, f"{d}_rel": rel})
+                row += [ms, rel, ratio(rel, row_rec["paper_rel"])]
+            body.append(row)
+            results[table].append(row_rec)
+        md += [f"## {table.capitalize()} ({prefix})", "", md_table(head, body), ""]
+        for d in devices:
+            o = compare_order({r["item"]: r["paper_ms"] for r in results[table]
+                               if r.get(f"{d}_ms") is not None},
+                              {r["item"]: r.get(f"{d}_ms") for r in results[table]},
+                              higher_is_faster=False, what=f"{table} on {d}")
+            orderings.append(o)
+            md.append(f"- {o['text']}")
+        md.append("")
+    md += [f"Not built (no ppnets layer): {', '.join(NOT_BUILT)}; their published latencies "
+           "are listed for completeness."]
+
+    def figure(plt):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        for ax, table in zip(axes, ("activations", "blocks")):
+            rows = [r for r in results[table] if any(r.get(f"{d}_rel") for d in devices)]
+            series = {"paper (iPhone 12)": [r["paper_rel"] for r in rows]}
+            for d in devices:
+                series[f"ours ({d})"] = [r.get(f"{d}_rel") for r in rows]
+            bar_groups(ax, [r["item"] for r in rows], series, "latency / ReLU baseline",
+                       f"MobileOne {table}")
+
+    runner.write({"paper": published.PAPERS["mobileone"], "results": results,
+                  "orderings": orderings, "not_built": list(NOT_BUILT),
+                  "published": published.lookup("mobileone")}, "\n".join(md), figure)
+    return 0

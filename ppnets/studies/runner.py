@@ -1,0 +1,432 @@
+"""The shared runner of the latency studies (``reproduce/latency_*.py``, docs/latency_studies.md).
+
+A study builds small networks (or takes registered models), measures each one with the project's
+one harness, :func:`ppnets.bench.benchmark_model` (deploy form, Paddle Inference, median/IQR over
+individually timed repeats), sets the paper's numbers (:mod:`ppnets.studies.published`) beside
+ours, and writes three files atomically: ``<study>.json`` (schema ``ppnets.study/1``, every bench
+record included), ``<study>.md`` (Markdown tables, the machine, the command, and plain statements
+of where our ordering differs from the paper's) and ``<study>.png`` (matplotlib).
+
+Results measured elsewhere (a GPU host, an ARM board running Paddle Lite) are merged from JSON
+files of the bench schema (``ppnets.bench/1``: ``{"results": [...]}``, or a study JSON and its
+``measurements``), matched by the record's ``model`` field, which for a study network is its
+label (``--keep-models DIR`` keeps the exported programs under ``DIR/<label>/`` for such a
+runner).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import shlex
+import sys
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+__all__ = ["STUDY_SCHEMA", "add_study_args", "StudyRunner", "compare_order", "load_device_results",
+           "speed", "ratio", "md_table", "fmt", "group_speeds", "bar_groups"]
+
+STUDY_SCHEMA = "ppnets.study/1"
+QUICK_WARMUP, QUICK_REPEATS = 1, 3
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def add_study_args(parser: argparse.ArgumentParser, default_output_dir: str) -> None:
+    """The options every study shares."""
+    parser.add_argument("--device", nargs="+", choices=("cpu", "gpu"), default=["cpu"],
+                        help="where to measure on this machine (e.g. --device cpu gpu)")
+    parser.add_argument("--threads", type=_positive, default=1,
+                        help="CPU math-library threads (the papers' CPU figures: 1)")
+    parser.add_argument("--no-mkldnn", dest="mkldnn", action="store_false",
+                        help="disable oneDNN kernels on CPU")
+    parser.add_argument("--warmup", type=_positive, default=10, help="untimed runs per network")
+    parser.add_argument("--repeats", type=_positive, default=50,
+                        help="individually timed runs per network")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a subset with {QUICK_WARMUP} warm-up / {QUICK_REPEATS} repeats: "
+                             "checks the pipeline; the numbers mean nothing and are marked so")
+    parser.add_argument("--arm-results", default=None, metavar="FILE",
+                        help="bench-schema JSON measured on an ARM device, merged by label")
+    parser.add_argument("--gpu-results", default=None, metavar="FILE",
+                        help="bench-schema JSON measured on a GPU host, merged by label")
+    parser.add_argument("--output-dir", default=default_output_dir,
+                        help="where <study>.json/.md/.png are written")
+    parser.add_argument("--keep-models", default=None, metavar="DIR",
+                        help="keep every exported program under DIR/<label>/ (for a device runner)")
+    parser.add_argument("--no-figure", action="store_true", help="skip the PNG")
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers shared by the studies
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 2,
+             align: Optional[str] = None) -> str:
+    """A Markdown table; floats printed with ``digits`` decimals, None as ``n/a``."""
+    header = list(header)
+    align = align or ("---" + "|---:" * (len(header) - 1))
+    lines = ["| " + " | ".join(header) + " |", "|" + align + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(v, digits) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None or b is None or b == 0:
+        return None
+    return float(a) / float(b)
+
+
+def speed(record: Optional[Dict[str, Any]], unit: str) -> Optional[float]:
+    """A bench record's median expressed in ``unit``: ``ms``, ``images/s``, ``batches/s``,
+    ``GFLOPS`` (2 x MACs / s, ppnets' convention) or ``GMAC/s`` (MACs / s, the convention of
+    papers that call MACs "FLOPs", e.g. FasterNet)."""
+    if record is None:
+        return None
+    median_ms = record["latency_ms"]["median"]
+    if unit == "ms":
+        return median_ms
+    if unit == "images/s":
+        return record["batch_size"] * 1e3 / median_ms
+    if unit == "batches/s":
+        return 1e3 / median_ms
+    if unit == "GFLOPS":
+        return 2.0 * record["macs"] * record["batch_size"] / median_ms / 1e6
+    if unit == "GMAC/s":
+        return record["macs"] * record["batch_size"] / median_ms / 1e6
+    raise ValueError(f"unknown unit {unit!r}; expected ms, images/s, batches/s, GFLOPS, GMAC/s")
+
+
+def compare_order(paper: Dict[str, float], ours: Dict[str, Optional[float]],
+                  higher_is_faster: bool, what: str) -> Dict[str, Any]:
+    """Compare the paper's ordering of ``what`` with ours, pair by pair. Reported, never
+    asserted. Ties in the paper's numbers are not counted as orderings."""
+    keys = [k for k in paper if ours.get(k) is not None and paper[k] is not None]
+    sign = -1.0 if higher_is_faster else 1.0
+    paper_order = sorted(keys, key=lambda k: sign * paper[k])
+    our_order = sorted(keys, key=lambda k: sign * ours[k])
+    discordant = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            p = paper[a] - paper[b]
+            o = ours[a] - ours[b]
+            if p != 0 and p * o <= 0:
+                faster_p = a if (p > 0) == higher_is_faster else b
+                discordant.append(f"paper: {faster_p} faster; ours: "
+                                  f"{b if faster_p == a else a} faster or equal")
+    if len(keys) < 2:
+        text = f"{what}: fewer than two comparable entries, nothing to compare"
+    elif discordant:
+        text = (f"{what}: ORDER DIFFERS from the paper. Paper (fastest first): "
+                f"{' > '.join(paper_order)}; ours: {' > '.join(our_order)}. "
+                f"{len(discordant)} of {len(keys) * (len(keys) - 1) // 2} pairs disagree")
+    else:
+        text = f"{what}: same order as the paper ({' > '.join(our_order)}, fastest first)"
+    return {"what": what, "paper_order": paper_order, "our_order": our_order,
+            "agrees": not discordant and len(keys) >= 2, "discordant_pairs": discordant,
+            "text": text}
+
+
+def load_device_results(path: str) -> List[Dict[str, Any]]:
+    """Bench records from a JSON file measured elsewhere: a ``ppnets.bench/1`` report
+    (``{"results": [...]}``), a list of records, or a study JSON (its ``measurements``)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if isinstance(data, dict):
+        records = data.get("results", data.get("measurements"))
+    else:
+        records = data
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a ppnets.bench report ({{'results': [...]}}), a list "
+                         f"of bench records or a study JSON; found no record list")
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or "model" not in rec or "latency_ms" not in rec:
+            raise ValueError(f"{path}: record {i} lacks 'model' or 'latency_ms' (bench schema "
+                             "ppnets.bench/1, docs/benchmarking.md)")
+        schema = rec.get("schema", "ppnets.bench/1")
+        if not str(schema).startswith("ppnets.bench/"):
+            raise ValueError(f"{path}: record {i} has schema {schema!r}, expected ppnets.bench/*")
+    return records
+
+
+def stabilise_weights(layer, input_size: Sequence[int], seed: int = 0) -> None:
+    """Rescale every Conv2D/Linear once so that its output has unit standard deviation on a
+    random input (LSUV-style, one forward pass).
+
+    Study networks are untrained stacks of up to 30 linear layers; with default initialisation
+    their activations grow or shrink geometrically, towards float32 overflow or denormals
+    (which slow CPUs down and would distort the timing), and the exported program's absolute
+    difference to the eager output becomes meaningless. The MACs, shapes and kernels are
+    unchanged. Registered models (``measure_model``) are never touched.
+    """
+    import numpy as np
+    import paddle
+    import paddle.nn as nn
+
+    hooks = []
+
+    def rescale(sub, inputs, output):
+        std = float(output.std())
+        if not math.isfinite(std) or std <= 0:
+            return None
+        with paddle.no_grad():
+            sub.weight.set_value(sub.weight / std)
+            if getattr(sub, "bias", None) is not None:
+                sub.bias.set_value(sub.bias / std)
+        return output / std
+
+    for sub in layer.sublayers(include_self=True):
+        if isinstance(sub, (nn.Conv2D, nn.Linear)):
+            hooks.append(sub.register_forward_post_hook(rescale))
+    was_training = layer.training
+    layer.eval()
+    x = np.random.default_rng(seed).standard_normal((1, *input_size)).astype("float32")
+    try:
+        with paddle.no_grad():
+            layer(paddle.to_tensor(x))
+    finally:
+        for h in hooks:
+            h.remove()
+        if was_training:
+            layer.train()
+
+
+# --------------------------------------------------------------------------------------------
+# The runner
+
+
+class StudyRunner:
+    """Measures networks for one study and writes its JSON/Markdown/PNG.
+
+    ``record`` is an optional run record (``reproduce/_common.RunRecord``'s ``data``) embedded
+    as is; the machine block always comes from :func:`ppnets.bench.machine_info`.
+    """
+
+    def __init__(self, study: str, args: argparse.Namespace, argv: Optional[Sequence[str]] = None,
+                 record: Optional[Dict[str, Any]] = None, script: Optional[str] = None):
+        from ppnets.bench import check_settings
+
+        self.study = study
+        self.args = args
+        self.quick = bool(args.quick)
+        self.warmup = QUICK_WARMUP if self.quick else args.warmup
+        self.repeats = QUICK_REPEATS if self.quick else args.repeats
+        self.devices = list(dict.fromkeys(args.device))
+        for device in self.devices:  # fail before anything is measured (e.g. no CUDA build)
+            try:
+                check_settings(device=device, threads=args.threads, warmup=self.warmup,
+                               repeats=self.repeats)
+            except (ValueError, RuntimeError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                raise SystemExit(2) from exc
+        argv = list(sys.argv[1:] if argv is None else argv)
+        self.command = shlex.join(["python", script or f"reproduce/{study}.py", *argv])
+        self.record = record
+        self.measurements: List[Dict[str, Any]] = []
+        self.failures: List[Dict[str, str]] = []
+        self.external: Dict[str, Dict[str, Dict[str, Any]]] = {}
+        self.external_files: Dict[str, str] = {}
+        for kind, path in (("arm", args.arm_results), ("gpu_file", args.gpu_results)):
+            if path:
+                self.external[kind] = {r["model"]: r for r in load_device_results(path)}
+                self.external_files[kind] = os.path.abspath(path)
+        self.started = _utc_now()
+
+    # -- measuring --------------------------------------------------------------------------
+
+    def measure(self, layer, input_size: Sequence[int], label: str, device: str = "cpu",
+                batch_size: int = 1, stabilise: bool = True,
+                **meta) -> Optional[Dict[str, Any]]:
+        """Benchmark ``layer`` (any nn.Layer; copied by the harness) at ``[batch, *input_size]``.
+
+        The record's ``model`` is ``label``. ``stabilise`` rescales an untrained network's
+        weights first (:func:`stabilise_weights`); pass False for parts of a real model. A network that fails to build, export or run is
+        recorded in ``failures`` and None is returned, so one bad entry does not lose a study.
+        """
+        from ppnets.bench import benchmark_model
+
+        if stabilise:
+            stabilise_weights(layer, input_size)
+        layer.model_name = label  # the harness names the record (and the export folder) after it
+        print(f"[{self.study}] {label} ({device}, batch {batch_size}, input "
+              f"{list(input_size)}) ...", file=sys.stderr, flush=True)
+        try:
+            rec = benchmark_model(layer, input_size=tuple(input_size), batch_size=batch_size,
+                                  device=device, threads=self.args.threads,
+                                  mkldnn=self.args.mkldnn, warmup=self.warmup,
+                                  repeats=self.repeats, workdir=self.args.keep_models)
+        except Exception as exc:  # noqa: BLE001 - reported in the outputs, the study goes on
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            print(f"[{self.study}] {label} FAILED: {msg}", file=sys.stderr, flush=True)
+            self.failures.append({"label": label, "device": device, "error": msg})
+            return None
+        rec["model"] = label
+        rec["study"] = self.study
+        rec["study_meta"] = meta
+        self.measurements.append(rec)
+        return rec
+
+    def measure_model(self, name: str, device: str = "cpu", batch_size: int = 1,
+                      input_size: Optional[Sequence[int]] = None) -> Optional[Dict[str, Any]]:
+        """Benchmark a registered model by name (the harness builds and fuses it)."""
+        from ppnets.bench import benchmark_model
+
+        print(f"[{self.study}] {name} ({device}, batch {batch_size}) ...", file=sys.stderr,
+              flush=True)
+        try:
+            rec = benchmark_model(name, input_size=input_size, batch_size=batch_size,
+                                  device=device, threads=self.args.threads,
+                                  mkldnn=self.args.mkldnn, warmup=self.warmup,
+                                  repeats=self.repeats, workdir=self.args.keep_models)
+        except Exception as exc:  # noqa: BLE001
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            print(f"[{self.study}] {name} FAILED: {msg}", file=sys.stderr, flush=True)
+            self.failures.append({"label": name, "device": device, "error": msg})
+            return None
+        rec["study"] = self.study
+        self.measurements.append(rec)
+        return rec
+
+    def find(self, label: str, device: str = "cpu") -> Optional[Dict[str, Any]]:
+        """Our measurement of ``label`` on ``device`` on this machine, or a merged one
+        (``device='arm'`` reads ``--arm-results``; ``'gpu'`` falls back to ``--gpu-results``)."""
+        for rec in reversed(self.measurements):
+            if rec["model"] == label and rec["device"] == device:
+                return rec
+        if device == "arm":
+            return self.external.get("arm", {}).get(label)
+        if device == "gpu":
+            return self.external.get("gpu_file", {}).get(label)
+        return None
+
+    def has(self, device: str) -> bool:
+        """Whether any figure for ``device`` exists (measured here or merged from a file)."""
+        if device in self.devices:
+            return True
+        return ("arm" in self.external) if device == "arm" else (
+            "gpu_file" in self.external if device == "gpu" else False)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def header_markdown(self, title: str, paper: str) -> str:
+        from ppnets.bench import machine_info
+
+        m = machine_info(device=self.devices[0], threads=self.args.threads,
+                         mkldnn=bool(self.args.mkldnn))
+        lines = [f"# {title}", "", f"Paper: {paper}", "",
+                 f"Command: `{self.command}`", "",
+                 f"Machine: {m.get('cpu_model')} ({m.get('arch')}, {m.get('available_cores')} of "
+                 f"{m.get('logical_cores')} cores available, governor {m.get('cpu_governor')}, "
+                 f"load average {m.get('load_avg')}); GPU: {m.get('gpu')}; Paddle "
+                 f"{m.get('paddle_version')} (oneDNN build: {m.get('paddle_with_onednn')}).", "",
+                 f"Settings: Paddle Inference, deploy form, fp32, {self.args.threads} CPU "
+                 f"thread(s), oneDNN {'on' if self.args.mkldnn else 'off'}, {self.warmup} warm-up "
+                 f"+ {self.repeats} timed repeats per network, median reported.", ""]
+        for kind, path in self.external_files.items():
+            lines += [f"Merged {kind.replace('_file', '')} results: `{path}`.", ""]
+        load = (m.get("load_avg") or [0])[0]
+        cores = m.get("available_cores") or 1
+        if self.quick:
+            lines += ["**QUICK RUN (`--quick`): a subset with "
+                      f"{self.warmup} warm-up / {self.repeats} repeats. These numbers only show "
+                      "that the pipeline works; they are not results.**", ""]
+        if load > cores:
+            lines += [f"**Warning: load average {load:.1f} exceeds the {cores} available cores "
+                      "while this ran; timings are distorted by other processes.**", ""]
+        return "\n".join(lines)
+
+    def write(self, payload: Dict[str, Any], markdown: str,
+              figure: Optional[Callable[[Any], None]] = None) -> Dict[str, str]:
+        """Write ``<study>.json``, ``<study>.md`` and (unless ``--no-figure``) ``<study>.png``
+        atomically into ``--output-dir``; returns the paths. ``figure(plt)`` draws on pyplot."""
+        from ppnets.bench import machine_info, write_json
+        from ppnets.engine.checkpoint import atomic_write, atomic_write_text
+
+        out_dir = self.args.output_dir
+        os.makedirs(out_dir, exist_ok=True)
+        stem = os.path.join(out_dir, self.study)
+        paths = {"json": stem + ".json", "markdown": stem + ".md"}
+        if self.failures:
+            markdown += "\n\n## Failures\n\n" + md_table(
+                ["network", "device", "error"],
+                [(f["label"], f["device"], f["error"]) for f in self.failures], align="---|---|---")
+        doc = {
+            "schema": STUDY_SCHEMA,
+            "study": self.study,
+            "command": self.command,
+            "quick": self.quick,
+            "started_utc": self.started,
+            "finished_utc": _utc_now(),
+            "settings": {"devices": self.devices, "threads": self.args.threads,
+                         "mkldnn": bool(self.args.mkldnn), "warmup": self.warmup,
+                         "repeats": self.repeats},
+            "machine": machine_info(device=self.devices[0], threads=self.args.threads,
+                                    mkldnn=bool(self.args.mkldnn)),
+            "run_record": self.record,
+            "merged_files": self.external_files,
+            **payload,
+            "failures": self.failures,
+            "measurements": self.measurements,
+        }
+        if figure is not None and not self.args.no_figure:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            figure(plt)
+            fig = plt.gcf()
+            fig.text(0.01, 0.005, ("QUICK RUN - not results. " if self.quick else "")
+                     + (doc["machine"].get("cpu_model") or "")[:80], fontsize=6, alpha=0.7)
+            atomic_write(stem + ".png", lambda tmp: fig.savefig(tmp, format="png", dpi=120,
+                                                                bbox_inches="tight"))
+            plt.close("all")
+            paths["figure"] = stem + ".png"
+            markdown += f"\n\n![{self.study}]({os.path.basename(stem)}.png)\n"
+        write_json(doc, paths["json"])
+        atomic_write_text(paths["markdown"], markdown.rstrip() + "\n")
+        for p in paths.values():
+            print(f"wrote {p}", file=sys.stderr)
+        return paths
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def group_speeds(runner: StudyRunner, labels: Dict[str, str], device: str,
+                 unit: str) -> Dict[str, Optional[float]]:
+    """``{key: speed of runner.find(label, device) in unit}`` for ``labels = {key: label}``."""
+    return {k: speed(runner.find(lbl, device), unit) for k, lbl in labels.items()}
+
+
+def bar_groups(ax, groups: List[str], series: Dict[str, List[Optional[float]]], ylabel: str,
+               title: str) -> None:
+    """Grouped bars: one group per entry of ``groups``, one bar per series (None: no bar)."""
+    n = max(len(series), 1)
+    width = 0.8 / n
+    for i, (name, values) in enumerate(series.items()):
+        xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
+        ax.bar([x for x, v in zip(xs, values) if v is not None],
+               [v for v in values if v is not None], width=width, label=name)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=7, rotation=20)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
+

@@ -1,0 +1,206 @@
+"""FLOPs vs latency for the whole zoo, and the papers' headline speed claims re-checked here.
+
+For every registered model (or those matching ``--models``): parameters, MACs and memory access
+(:mod:`ppnets.analysis`, deploy form), latency and achieved FLOPS (:mod:`ppnets.bench`), the
+published top-1 (``model_info``). Scatter plots: MACs vs latency and top-1 vs latency.
+
+Headline claims (sourced in :mod:`ppnets.studies.published`):
+
+* FasterNet-T0 is 2.8x / 3.3x / 2.4x faster than MobileViT-XXS on GPU / CPU / ARM (FasterNet
+  abstract);
+* FasterNet-L vs Swin-B (36% more GPU throughput, 37% less CPU time): Swin-B is not in the
+  registry, so this claim cannot be checked here; the study says so;
+* EfficientFormer-L1 (1.6 ms) "runs as fast as" MobileNetV2 x1.4 (1.6 ms) on an iPhone 12
+  (EfficientFormer abstract); MobileNetV2 x1.0 is listed too.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import published
+from .runner import StudyRunner, add_study_args, md_table, ratio, speed
+
+STUDY = "latency_zoo"
+QUICK_MODELS = ("mobilenetv3_small_050",)
+GPU_BATCH = 32
+
+CLAIMS = [
+    # kind: "faster" (fast is claimed faster), "as_fast" (about equal), "info" (no claim)
+    {"claim": "FasterNet-T0 faster than MobileViT-XXS", "fast": "fasternet_t0",
+     "slow": "mobilevit_xxs", "paper": "fasternet", "kind": "faster",
+     "paper_item": "fasternet_t0_vs_mobilevit_xxs_speedup",
+     "top1_item": "fasternet_t0_vs_mobilevit_xxs_top1_gain"},
+    {"claim": "FasterNet-L faster than Swin-B", "fast": "fasternet_l",
+     "slow": "swin_base_patch4_window7_224", "paper": "fasternet", "kind": "faster",
+     "paper_item": None},
+    {"claim": "EfficientFormer-L1 as fast as MobileNetV2 x1.4", "fast": "efficientformer_l1",
+     "slow": "mobilenetv2_140", "paper": "efficientformer", "kind": "as_fast",
+     "paper_item": None},
+    {"claim": "EfficientFormer-L1 vs MobileNetV2 x1.0 (no claim in the paper)",
+     "fast": "efficientformer_l1", "slow": "mobilenetv2_100", "paper": "efficientformer",
+     "kind": "info", "paper_item": None},
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python reproduce/{STUDY}.py",
+                                description=__doc__.split("\n")[0])
+    add_study_args(p, "results/latency")
+    p.add_argument("--models", nargs="+", default=None, metavar="PATTERN",
+                   help="registry names or fnmatch patterns (default: every registered model; "
+                        f"with --quick: {' '.join(QUICK_MODELS)})")
+    return p
+
+
+def _complexity(name: str) -> Dict[str, Any]:
+    """params / MACs / memory of the deploy form (ppnets.analysis)."""
+    from ppnets.analysis import profile_model
+
+    try:
+        prof = profile_model(name, deploy=True)
+    except Exception:  # noqa: BLE001 - a family without a direct deploy build: fuse a copy
+        import ppnets
+        model = ppnets.create_model(name)
+        model.eval()
+        ppnets.reparameterize_model(model)
+        prof = profile_model(model, input_size=tuple(ppnets.model_info(name)["input_size"]))
+    return {"params": prof.params, "macs": prof.macs, "memory_bytes": prof.memory_bytes}
+
+
+def _paper_claim_values(claim: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    if claim["paper_item"] is None:
+        return {}
+    return {e["device"]: e["value"] for e in published.lookup(claim["paper"],
+                                                              item=claim["paper_item"])}
+
+
+def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
+    import ppnets
+    from ppnets.bench import resolve_model_names
+
+    args = build_parser().parse_args(argv)
+    patterns = args.models or (list(QUICK_MODELS) if args.quick else ["*"])
+    try:
+        names = resolve_model_names(patterns)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=__import__("sys").stderr)
+        return 2
+    runner = StudyRunner(STUDY, args, argv, record=record)
+    rows: List[Dict[str, Any]] = []
+    for name in names:
+        info = ppnets.model_info(name)
+        try:
+            cx = _complexity(name)
+        except Exception as exc:  # noqa: BLE001
+            runner.failures.append({"label": name, "device": "-", "error":
+                                    f"complexity: {type(exc).__name__}: {exc}"[:300]})
+            cx = {"params": None, "macs": None, "memory_bytes": None}
+        row = {"model": name, "family": info.get("family"), "input_size": list(info["input_size"]),
+               "top1": info.get("top1"), "published_macs_g": info.get("macs_g"),
+               "params_m": None if cx["params"] is None else cx["params"] / 1e6,
+               "macs_g": None if cx["macs"] is None else cx["macs"] / 1e9,
+               "memory_mb": None if cx["memory_bytes"] is None else cx["memory_bytes"] / 1e6}
+        for device in runner.devices:
+            runner.measure_model(name, device=device,
+                                 batch_size=GPU_BATCH if device == "gpu" else 1)
+        for d in ("cpu", "gpu", "arm"):
+            rec = runner.find(name, d)
+            row[f"{d}_ms"] = speed(rec, "ms")
+            row[f"{d}_ips"] = speed(rec, "images/s")
+            row[f"{d}_gflops"] = speed(rec, "GFLOPS")
+        rows.append(row)
+
+    devices = [d for d in ("cpu", "gpu", "arm") if runner.has(d)]
+    by_name = {r["model"]: r for r in rows}
+    registered = set(ppnets.list_models())
+    claims = []
+    for c in CLAIMS:
+        paper_vals = _paper_claim_values(c)
+        entry = {"claim": c["claim"], "fast": c["fast"], "slow": c["slow"], "paper": paper_vals,
+                 "ours": {}}
+        missing = [m for m in (c["fast"], c["slow"]) if m not in registered]
+        if missing:
+            entry["text"] = (f"{c['claim']}: cannot be checked here: {', '.join(missing)} "
+                             "is not registered in ppnets")
+        elif c["fast"] not in by_name or c["slow"] not in by_name:
+            entry["text"] = (f"{c['claim']}: not measured in this run (add "
+                             f"`--models {c['fast']} {c['slow']}`)")
+        else:
+            parts = []
+            for d in devices:
+                sp = ratio(by_name[c["slow"]][f"{d}_ms"], by_name[c["fast"]][f"{d}_ms"])
+                entry["ours"][d] = sp
+                pv = paper_vals.get(d.upper())
+                if sp is None:
+                    continue
+                verdict = ("" if pv is None else
+                           f" (paper {pv}x; ours/paper {sp / pv:.2f})")
+                if c["kind"] == "faster":
+                    holds = ", claim holds here" if sp > 1.0 else ", claim DOES NOT HOLD here"
+                elif c["kind"] == "as_fast":
+                    # "runs as fast as": holds unless the first model is >20% slower
+                    holds = (", claim holds here (not slower by more than 20%)" if sp >= 0.8
+                             else ", claim DOES NOT HOLD here (slower by more than 20%)")
+                else:
+                    holds = ""
+                entry.setdefault("verdict", {})[d] = holds.split("claim ")[-1] or None
+                parts.append(f"{d}: {c['slow']} / {c['fast']} latency = {sp:.2f}x"
+                             f"{holds}{verdict}")
+            if c.get("top1_item"):
+                gain = ppnets.model_info(c["fast"])["top1"] - ppnets.model_info(c["slow"])["top1"]
+                paper_gain = published.value(c["paper"], None, c["top1_item"])
+                entry["top1_gain"] = {"ours_model_info": gain, "paper": paper_gain}
+                parts.append(f"top-1 difference from model_info {gain:+.1f} points "
+                             f"(paper {paper_gain:+.1f})")
+            entry["text"] = f"{c['claim']}: " + ("; ".join(parts) if parts else "no latency")
+        claims.append(entry)
+
+    md = [runner.header_markdown("FLOPs vs latency: the whole zoo",
+                                 "FasterNet (arXiv:2303.03667), EfficientFormer "
+                                 "(arXiv:2206.01191) headline claims; every registered model"),
+          "Deploy form; params/MACs/memory from `ppnets.analysis` (memory: ShuffleNetV2's "
+          "memory access cost, fp32); GFLOPS = 2 x MACs / latency. top-1: published "
+          f"(`model_info`). CPU/ARM batch 1, GPU batch {GPU_BATCH}.", ""]
+    head = ["model", "input", "params (M)", "MACs (G)", "memory (MB)", "top-1"]
+    for d in devices:
+        head += [f"{d} ms", f"{d} img/s", f"{d} GFLOPS"]
+    body = []
+    for r in sorted(rows, key=lambda r: (r.get("cpu_ms") or math.inf)):
+        line = [r["model"], "x".join(map(str, r["input_size"][1:])), r["params_m"], r["macs_g"],
+                r["memory_mb"], r["top1"]]
+        for d in devices:
+            line += [r[f"{d}_ms"], r[f"{d}_ips"], r[f"{d}_gflops"]]
+        body.append(line)
+    md += ["## Models (fastest first on CPU)", "",
+           md_table(head, body, align="---|---" + "|---:" * (len(head) - 2)), ""]
+    md += ["## Headline claims", ""] + [f"- {c['text']}" for c in claims] + [""]
+
+    def figure(plt):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        d = devices[0]
+        pts = [r for r in rows if r.get(f"{d}_ms")]
+        for ax, key, xlabel in ((axes[0], "macs_g", "MACs (G)"), (axes[1], "top1", "top-1 (%)")):
+            sel = [r for r in pts if r.get(key) is not None]
+            fams = sorted({r["family"] for r in sel})
+            for i, fam in enumerate(fams):
+                fr = [r for r in sel if r["family"] == fam]
+                ax.scatter([r[key] for r in fr], [r[f"{d}_ms"] for r in fr], s=14,
+                           label=fam, color=f"C{i % 10}", marker="os^Dv"[i // 10 % 5])
+            for r in sel:
+                ax.annotate(r["model"], (r[key], r[f"{d}_ms"]), fontsize=4)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel(f"latency on {d} (ms)", fontsize=8)
+            if key == "macs_g" and sel:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+        axes[0].set_title("MACs vs latency", fontsize=9)
+        axes[1].set_title("published top-1 vs latency", fontsize=9)
+        axes[1].legend(fontsize=5, ncol=2)
+
+    runner.write({"models": rows, "claims": claims,
+                  "published": published.lookup("fasternet", "Abstract")
+                  + published.lookup("efficientformer", "Abstract")},
+                 "\n".join(md), figure if rows else None)
+    return 0

@@ -1,0 +1,29 @@
+"""Latency study: see docs/latency_studies.md and `ppnets.studies.efficientformer_observations`.
+
+    python reproduce/latency_efficientformer_observations.py                 # full run on this CPU (a few minutes)
+    python reproduce/latency_efficientformer_observations.py --quick         # pipeline check: subset, 3 repeats
+    python reproduce/latency_efficientformer_observations.py --device cpu gpu --arm-results arm.json
+"""
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # run as `python reproduce/x.py` from a source checkout
+    sys.path.insert(0, REPO)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from _common import RunRecord  # the training scripts' run-record writer (machine, command)
+    from ppnets.studies.efficientformer_observations import main as study_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    record = RunRecord(os.path.basename(__file__),
+                       argparse.Namespace(smoke="--quick" in argv, device="cpu"),
+                       argv=[f"reproduce/{os.path.basename(__file__)}", *argv])
+    return study_main(argv, record=record.data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Reproduce the SPConv CIFAR-10 experiments.
+
+Two experiments, each a YAML config in configs/spconv/:
+
+* ``seed``  -- ResNet18 vs SPConv-ResNet18 on CIFAR-10 resized to 224, Adam 3e-4, batch 128,
+  10 epochs (configs/spconv/seed_resnet18.yaml);
+* ``paper`` -- the paper's CIFAR-10 study: ResNet-20 and VGG-16 without and with SPConv at
+  alpha 1/2 ... 1/16, 32x32, SGD (configs/spconv/paper_cifar10.yaml, whose comments give the
+  recipe's sources).
+
+Every model trains with ``ppnets.engine.fit`` into ``<output-dir>/<experiment>/<model>/``
+(checkpoints, VisualDL logs, results.json; re-running the same command resumes). The script then
+counts params/MACs (``ppnets.analysis.profile_model``) and measures batch-1 latency
+(``ppnets.bench.benchmark_model``, 1 thread) and writes ``results.json``, ``results.md`` and
+``run_record.json`` into ``<output-dir>`` (``<output-dir>/smoke`` with ``--smoke``).
+
+    python reproduce/spconv_cifar10.py --experiment all --device gpu --data-file cifar-10-python.tar.gz
+    python reproduce/spconv_cifar10.py --smoke --data-file ../shared/data/cifar-10-python-partial.tar.gz
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (REPO, RunRecord, build_parser, common_overrides,  # noqa: E402
+                     markdown_table, write_json, write_text)
+
+SCRIPT = "reproduce/spconv_cifar10.py"
+SCHEMA = "ppnets.reproduce.spconv_cifar10/1"
+EXPERIMENTS = {
+    "seed": os.path.join(REPO, "configs", "spconv", "seed_resnet18.yaml"),
+    "paper": os.path.join(REPO, "configs", "spconv", "paper_cifar10.yaml"),
+}
+BENCH = dict(threads=1, warmup=2, repeats=10, batch_size=1)
+COLUMNS = [("experiment", "experiment", 0), ("model", "model", 0), ("alpha", "alpha", 0),
+           ("image_size", "input", 0), ("epochs_run", "epochs", 0),
+           ("eval_images", "eval images", 0), ("top1", "top-1", 4),
+           ("top5", "top-5", 4), ("best_top1", "best top-1", 4), ("params_m", "params (M)", 3),
+           ("macs_m", "MACs (M)", 1), ("latency_ms", "latency (ms)", 2),
+           ("train_images_per_s", "train img/s", 1)]
+
+
+def parse_args(argv: Optional[Sequence[str]] = None):
+    p = build_parser(__doc__.split("\n\n")[0], default_output_dir="outputs/spconv_cifar10")
+    p.add_argument("--experiment", choices=("seed", "paper", "all"), default="all")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="train only these registry names (default: the experiment's list)")
+    p.add_argument("--no-bench", action="store_true", help="skip the latency measurement")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a module first, e.g. one that registers your own models")
+    return p.parse_args(argv)
+
+
+def alpha_of(name: str) -> str:
+    """``spconv_*_a4`` -> ``1/4``; ``spconv_resnet18`` -> ``1/2`` (its default); others ``-``."""
+    m = re.search(r"_a(\d+)$", name)
+    if m:
+        return f"1/{m.group(1)}"
+    return "1/2" if name.startswith("spconv_") else "-"
+
+
+def plan_runs(experiment: str, models: Optional[List[str]]):
+    """(experiment, config path, model) triples and the listed models that are not registered.
+
+    A model the user names with ``--models`` must be registered; a model of an experiment's
+    default list that the registry does not provide is skipped and reported."""
+    import ppnets
+    from ppnets.engine import load_config
+
+    registered = set(ppnets.list_models())
+    names = ["seed", "paper"] if experiment == "all" else [experiment]
+    plan, claimed, skipped = [], set(), []
+    for exp in names:
+        listed = load_config(EXPERIMENTS[exp])["experiment"]["models"]
+        if models is None:
+            skipped += [m for m in listed if m not in registered]
+            chosen = [m for m in listed if m in registered]
+        elif experiment == "all":
+            chosen = [m for m in listed if m in models]
+        else:
+            chosen = list(models)   # one experiment: --models replaces its list
+        claimed.update(chosen)
+        plan += [(exp, EXPERIMENTS[exp], m) for m in chosen]
+    if models is not None:
+        stray = [m for m in models if m not in claimed]
+        if stray:
+            raise SystemExit(f"--models {' '.join(stray)}: not part of any experiment's list; "
+                             "name one experiment with --experiment to train them with its "
+                             "recipe")
+        missing = [m for m in models if m not in registered]
+        if missing:
+            raise SystemExit(
+                f"not registered: {', '.join(missing)}. Registered CIFAR/SPConv models: "
+                f"{', '.join(ppnets.list_models(['*cifar*', 'spconv_*', 'resnet18']))}")
+    if not plan:
+        raise SystemExit("nothing to run: no registered model selected")
+    return plan, skipped
+
+
+def _md5(path: str) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def measure(cfg: Dict[str, Any], device: str, bench: bool) -> Dict[str, Any]:
+    """Params/MACs and latency of the model at the training input size (fresh weights: neither
+    depends on the trained values)."""
+    import ppnets
+
+    size = int(cfg["data"]["image_size"])
+    out: Dict[str, Any] = {"params": None, "macs": None, "latency_ms": None, "errors": []}
+    net = ppnets.create_model(cfg["model"]["name"], num_classes=10,
+                              **(cfg["model"]["kwargs"] or {}))
+    net.eval()
+    try:
+        from ppnets.analysis import profile_model
+        prof = profile_model(net, input_size=(3, size, size))
+        out.update(params=int(prof.params), macs=int(prof.macs))
+    except ImportError as exc:
+        out["errors"].append(f"params/MACs not counted: ppnets.analysis unavailable ({exc})")
+    if bench:
+        try:
+            from ppnets.bench import benchmark_model
+        except ImportError as exc:
+            out["errors"].append(f"latency not measured: ppnets.bench unavailable ({exc})")
+        else:
+            res = benchmark_model(net, input_size=(3, size, size), device=device, **BENCH)
+            out["latency_ms"] = float(res["latency_ms"]["median"])
+            out["latency"] = {k: res.get(k) for k in ("backend", "device", "threads", "mkldnn",
+                                                      "batch_size", "warmup", "latency_ms")}
+    return out
+
+
+def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool) -> None:
+    write_json(os.path.join(out_dir, "results.json"),
+               {"schema": SCHEMA, "smoke": smoke, "run": record.data, "rows": rows})
+    record.write(os.path.join(out_dir, "run_record.json"))
+    r = record.data
+    m = r["machine"]
+    lines = ["# SPConv on CIFAR-10", ""]
+    if smoke:
+        lines += ["> **SMOKE RUN, not a reproduction.** Each model trained for a few steps of one "
+                  "epoch on a tiny batch and was evaluated on a few test images (the "
+                  "`smoke_overrides` in results.json; the seed experiment runs at 64x64 instead "
+                  "of 224x224); accuracies are meaningless and only show that the pipeline runs "
+                  "end to end.", ""]
+    data = r.get("data", {})
+    lines += [
+        f"- command: `{r['command']}`",
+        f"- machine: {m.get('cpu_model')} ({m.get('available_cores', m.get('logical_cores'))} "
+        f"cores available), device {r['device']}"
+        + (f", GPU {m.get('gpu')}" if m.get("gpu") else ""),
+        f"- git: {(r.get('git') or {}).get('commit', 'n/a')}"
+        + (" (local changes)" if (r.get("git") or {}).get("dirty") else ""),
+        f"- data: {data.get('file')} ({data.get('train_images')} train / "
+        f"{data.get('test_images')} test images)",
+        f"- started {r['started_utc']}, finished {r.get('finished_utc') or 'still running'}",
+        "- top-1/top-5: last evaluation on the test split; best top-1: best epoch's; epochs: "
+        "completed epochs",
+        f"- latency: median of {BENCH['repeats']} runs after {BENCH['warmup']} warm-up, batch 1, "
+        f"{BENCH['threads']} thread, Paddle Inference, deploy form, at the training input size",
+        "",
+        markdown_table(rows, COLUMNS),
+    ]
+    notes = [f"- {row['model']}: {e}" for row in rows for e in row.get("errors", [])]
+    notes += [f"- {m}: listed by the experiment but not registered in ppnets, so not run "
+              "(see the model family's docstring)" for m in r.get("skipped_unregistered", [])]
+    if notes:
+        lines += ["Notes:", *notes, ""]
+    write_text(os.path.join(out_dir, "results.md"), "\n".join(lines))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    for module in args.imports:
+        importlib.import_module(module)
+    from ppnets.engine import DataUnavailableError, fit, load_config, resolve_cifar10_file
+
+    try:
+        data_file = resolve_cifar10_file(args.data_file, args.data_dir)
+    except DataUnavailableError as exc:
+        raise SystemExit(f"error: {exc}")
+    plan, skipped = plan_runs(args.experiment, args.models)
+    for m in skipped:
+        print(f"note: {m} is listed by the experiment but not registered in ppnets; skipped")
+    out_root = os.path.join(args.output_dir, "smoke") if args.smoke else args.output_dir
+    # Resolve every config before training anything: a typo in -o fails now, not hours later.
+    runs = []
+    for exp, cfg_path, model in plan:
+        smoke_overrides = (list(load_config(cfg_path)["experiment"].get("smoke") or [])
+                           if args.smoke else [])
+        overrides = smoke_overrides + common_overrides(args, data_file) + [
+            f"model.name={model}", f"output_dir={os.path.join(out_root, exp, model)}",
+        ] + list(args.override)
+        runs.append((exp, model, smoke_overrides, load_config(cfg_path, overrides)))
+    os.makedirs(out_root, exist_ok=True)
+    record = RunRecord(SCRIPT, args, sys.argv if argv is None else [SCRIPT, *argv],
+                       experiment=args.experiment, models=[m for _, _, m in plan],
+                       skipped_unregistered=skipped,
+                       overrides=list(args.override),
+                       data={"file": os.path.abspath(data_file) if data_file else
+                             "downloaded by paddle.vision.datasets.Cifar10",
+                             "md5": _md5(data_file) if data_file else None})
+    rows: List[dict] = []
+    failed = False
+    for exp, model, smoke_overrides, cfg in runs:
+        print(f"=== {exp}: {model} -> {cfg['output_dir']}", flush=True)
+        t0 = time.perf_counter()
+        res = fit(cfg)
+        record.data["data"].update(train_images=res["num_train_images"],
+                                   test_images=res["num_test_images"])
+        record.data.setdefault("epochs_run", {})[f"{exp}/{model}"] = {
+            "run": res["epochs_run"], "planned": res["epochs_planned"],
+            "max_steps_per_epoch": cfg["train"]["max_steps_per_epoch"]}
+        meas = measure(cfg, args.device, bench=not args.no_bench)
+        failed |= bool(meas["errors"])
+        rows.append({
+            "experiment": exp, "model": model, "alpha": alpha_of(model),
+            "image_size": int(cfg["data"]["image_size"]),
+            "epochs_run": res["epochs_run"], "epochs_planned": res["epochs_planned"],
+            "complete": res["complete"], "smoke": bool(args.smoke),
+            "smoke_overrides": smoke_overrides,
+            "top1": res["final_top1"], "top5": res["final_top5"], "best_top1": res["best_top1"],
+            "best_epoch": res["best_epoch"],
+            "params": meas["params"], "macs": meas["macs"],
+            "params_m": meas["params"] / 1e6 if meas["params"] is not None else None,
+            "macs_m": meas["macs"] / 1e6 if meas["macs"] is not None else None,
+            "latency_ms": meas["latency_ms"], "latency": meas.get("latency"),
+            "train_images_per_s": res["train_images_per_s"],
+            "wall_time_s": res["wall_time_s"], "script_time_s": time.perf_counter() - t0,
+            "eval_images": (min(res["num_test_images"],
+                                cfg["train"]["max_eval_steps"] *
+                                (cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"]))
+                            if cfg["train"]["max_eval_steps"] else res["num_test_images"]),
+            "output_dir": os.path.abspath(cfg["output_dir"]),
+            "errors": meas["errors"],
+        })
+        write_results(out_root, record, rows, args.smoke)   # progress is visible as it goes
+    record.finish()
+    write_results(out_root, record, rows, args.smoke)
+    print(f"results: {os.path.join(out_root, 'results.md')}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
