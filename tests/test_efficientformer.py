@@ -12,8 +12,8 @@ import pytest
 
 import ppnets
 from ppnets.convert import convert_state_dict
-from ppnets.models.efficientformer import (AttentionBiasCache, Flat, Meta3D, Meta4D,
-                                           relative_bias_index)
+from ppnets.layers.attention_bias import AttentionBiasCache, relative_bias_index
+from ppnets.models.efficientformer import Flat, Meta3D, Meta4D
 from ppnets.registry import get_entry
 from tests.conftest import randomize_bn
 

@@ -76,7 +76,7 @@ def _write(path, obj):
 
 
 def test_config_inheritance_lists_and_overrides(tmp_path):
-    from ppnets.engine import load_config
+    from ppnets.engine import DEFAULTS, load_config
 
     (tmp_path / "base").mkdir()
     (tmp_path / "exp").mkdir()
@@ -97,7 +97,7 @@ def test_config_inheritance_lists_and_overrides(tmp_path):
                             "betas": [0.8, 0.9]}
     assert isinstance(cfg["optim"]["lr"], float) and cfg["train"]["epochs"] == 3
     assert cfg["sched"]["milestones"] == [10]           # lists are replaced, not merged
-    assert cfg["data"]["augment"] == {"random_crop_padding": 4, "hflip": False}  # deep merge
+    assert cfg["data"]["augment"] == {**DEFAULTS["data"]["augment"], "hflip": False}  # deep merge
     assert cfg["data"]["data_file"] is None and cfg["train"]["amp"] is True
     assert cfg["model"]["kwargs"] == {"drop_rate": 0.1, "width": 2}
     assert cfg["experiment"] == {"note": "hello world"}

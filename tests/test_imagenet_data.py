@@ -238,9 +238,10 @@ def test_fit_on_the_real_sample_with_mixup_randaugment_and_lr_scaling(tmp_path):
                              "mixup_alpha": 0.8, "cutmix_alpha": 1.0}},
         "optim": {"lr": 0.1, "lr_scale_batch": 256},
         "train": {"epochs": 1, "max_steps_per_epoch": 2, "max_eval_steps": 2, "verbose": 0,
-                  "label_smoothing": 0.1},
+                  "label_smoothing": 0.1, "amp": True},
         "output_dir": str(tmp_path / "run")})
-    res = fit(cfg)
+    with pytest.warns(UserWarning, match="train.amp=true ignored"):   # AMP is GPU-only
+        res = fit(cfg)
     assert res["num_classes"] == 1000 and res["num_train_images"] == 400
     assert res["base_lr"] == pytest.approx(0.1 * 8 / 256)
     assert res["history"][0]["lr"] == pytest.approx(0.1 * 8 / 256)
@@ -249,3 +250,22 @@ def test_fit_on_the_real_sample_with_mixup_randaugment_and_lr_scaling(tmp_path):
     from ppnets.engine import ConfigError
     with pytest.raises(ConfigError, match="imagenet"):
         load_config(None, base={"model": {"name": "x"}, "data": {"dataset": "imagenet21k"}})
+
+
+def test_config_defaults_for_the_new_keys():
+    import copy
+
+    from ppnets.engine import DEFAULTS, default_num_workers, load_config
+    from ppnets.engine.fit import _config_differences
+
+    cfg = load_config(None, base={"model": {"name": "resnet18"}})
+    assert cfg["data"]["num_workers"] is None and cfg["optim"]["lr_scale_batch"] is None
+    assert default_num_workers() == min(8, len(os.sched_getaffinity(0)))
+    # a run checkpointed before these keys existed still resumes when they keep their defaults
+    saved = copy.deepcopy(cfg)
+    del saved["optim"]["lr_scale_batch"], saved["data"]["augment"]["rand_augment"]
+    assert _config_differences(saved, cfg) == []
+    changed = copy.deepcopy(cfg)
+    changed["optim"]["lr_scale_batch"] = 256
+    assert _config_differences(saved, changed) == ["optim.lr_scale_batch: '<absent>' -> 256"]
+    assert DEFAULTS["data"]["dataset"] == "cifar10"

@@ -90,8 +90,11 @@ def op_sources(model, input_size: Sequence[int], op_types: Sequence[str],
     """op type -> up to ``limit`` distinct ``"path:line in func: code"`` model-code locations.
 
     The model (deploy form, eval mode) is copied and traced into the old IR; each op's
-    ``op_callstack`` is searched for the innermost frame in ppnets outside ppnets/deploy.
+    ``op_callstack`` is searched for the innermost frame of model code: outside Paddle, the
+    standard library and ppnets/deploy (the export shims).
     """
+    import sysconfig
+
     import paddle
 
     from .legacy import old_ir_ops
@@ -102,7 +105,9 @@ def op_sources(model, input_size: Sequence[int], op_types: Sequence[str],
     clone = copy.deepcopy(model)  # must happen in dynamic mode
     spec = paddle.static.InputSpec([batch_size, *input_size], dtype="float32", name="x")
     found: Dict[str, List[str]] = {t: [] for t in wanted}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    skip = (os.path.dirname(os.path.abspath(paddle.__file__)), os.path.dirname(
+        os.path.abspath(__file__)), sysconfig.get_paths()["stdlib"], "<")
+    ppnets_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         with paddle.pir_utils.OldIrGuard(), old_ir_ops():
             fn = paddle.jit.to_static(clone.forward, input_spec=[spec], full_graph=True)
@@ -115,11 +120,12 @@ def op_sources(model, input_size: Sequence[int], op_types: Sequence[str],
                     where = None
                     for i, entry in enumerate(stack):
                         m = re.match(r'\s*File "([^"]+)", line (\d+), in (\S+)', entry)
-                        if m and m.group(1).startswith(root) and \
-                                "/deploy/" not in m.group(1):
+                        if m and not m.group(1).startswith(skip):
                             code = stack[i + 1].strip() if i + 1 < len(stack) else ""
-                            where = (f"{os.path.relpath(m.group(1), os.path.dirname(root))}:"
-                                     f"{m.group(2)} in {m.group(3)}: {code}")
+                            path = m.group(1)
+                            if path.startswith(ppnets_root):
+                                path = os.path.relpath(path, ppnets_root)
+                            where = f"{path}:{m.group(2)} in {m.group(3)}: {code}"
                     if where and where not in found[op.type] and \
                             len(found[op.type]) < limit:
                         found[op.type].append(where)

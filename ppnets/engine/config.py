@@ -87,9 +87,10 @@ DEFAULTS: Dict[str, Any] = {
         "betas": [0.9, 0.999],   # adam, adamw
         "eps": 1e-8,             # adam, adamw
         "lr_scale_batch": None,  # lr *= global batch / lr_scale_batch (e.g. 256); None: as is
+        "weight_decay_end": None,  # cosine-anneal weight_decay to this (wd_schedule.py); None: fixed
     },
     "sched": {
-        "name": "cosine",        # cosine | step | multistep | constant
+        "name": "cosine",        # cosine | linear | step | multistep | constant
         "warmup_epochs": 0.0,
         "warmup_start_lr": 0.0,
         "milestones": [],        # multistep: epochs at which lr *= gamma
@@ -110,6 +111,15 @@ DEFAULTS: Dict[str, Any] = {
         "max_eval_steps": None,  # cap on eval batches (smoke runs)
         "resume": True,          # continue from output_dir/checkpoints/latest.json if present
         "verbose": 2,            # paddle.Model.fit verbosity (0 silent, 1 bar, 2 one line)
+        "ema_decay": None,       # model EMA decay, e.g. 0.9998 (ema.py); None: no EMA
+    },
+    "distill": {                 # DeiT-style distillation from a frozen teacher (distill.py)
+        "teacher": None,         # registry name, e.g. regnety_160; None: no distillation
+        "teacher_kwargs": {},    # free-form constructor arguments of the teacher
+        "teacher_weights": None,  # .pdparams of the teacher (None: random, smoke tests only)
+        "type": "hard",          # hard | soft | none
+        "alpha": 0.5,            # weight of the distillation term
+        "tau": 1.0,              # soft distillation temperature
     },
     "device": "cpu",             # cpu | gpu
     "output_dir": "outputs/run",
@@ -117,7 +127,7 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 # Sections whose content is not checked key by key.
-_FREE_FORM = {("model", "kwargs"), ("experiment",)}
+_FREE_FORM = {("model", "kwargs"), ("experiment",), ("distill", "teacher_kwargs")}
 
 
 def merge_config(base: Mapping, update: Mapping) -> dict:
@@ -212,8 +222,9 @@ def _check_keys(cfg: Mapping, ref: Mapping, prefix: tuple, source: str) -> None:
 _CHOICES = {
     ("data", "dataset"): ("cifar10", "imagenet"),
     ("optim", "name"): ("sgd", "adam", "adamw"),
-    ("sched", "name"): ("cosine", "step", "multistep", "constant"),
+    ("sched", "name"): ("cosine", "linear", "step", "multistep", "constant"),
     ("device",): ("cpu", "gpu"),
+    ("distill", "type"): ("hard", "soft", "none"),
 }
 
 

@@ -1,4 +1,6 @@
-"""``fit(config)``: train and evaluate a registry model on CIFAR-10 with ``paddle.Model``.
+"""``fit(config)``: train and evaluate a registry model on CIFAR-10 or ImageNet with
+``paddle.Model``, on one device or data-parallel under ``python -m paddle.distributed.launch``
+(rank 0 alone logs and writes files; see docs/training.md, "Distributed training").
 
 The loop itself is ``paddle.Model(net).prepare(optimizer, loss, Accuracy(topk=(1, 5))).fit(...)``;
 this module adds what a reproduction needs around it:
@@ -27,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import paddle
 import paddle.nn as nn
 
-from .checkpoint import (atomic_write_json, atomic_write_text, is_main_process, load_checkpoint,
+from .checkpoint import (atomic_write, atomic_write_json, atomic_write_text, is_main_process, load_checkpoint,
                          portable_optimizer_state, prune_checkpoints, read_latest,
                          restore_optimizer_state, save_checkpoint)
 from .config import _yaml_load, apply_overrides, dump_config, load_config
@@ -252,13 +254,38 @@ class _Run:
                 amp = "O1"
             else:
                 warnings.warn("train.amp=true ignored: mixed precision needs device=gpu")
-        self.model = paddle.Model(self.net)
+        # Optional features, each in its own module: weight-decay annealing, distillation, EMA.
+        self.extra_callbacks = []
+        if cfg["optim"].get("weight_decay_end") is not None:
+            from .wd_schedule import WeightDecaySchedule
+            self.extra_callbacks.append(WeightDecaySchedule(
+                self.optimizer, self.scheduler, float(cfg["optim"]["weight_decay"]),
+                float(cfg["optim"]["weight_decay_end"]), self.epochs * self.steps_per_epoch))
+        network = self.net
+        dist = cfg.get("distill") or {}
+        if dist.get("teacher") and dist.get("type", "hard") != "none":
+            from .distill import DistillationLoss, DistillationNet, build_teacher
+            network = DistillationNet(self.net, build_teacher(dist, self.num_classes))
+            loss = DistillationLoss(loss, network, dist["type"], float(dist["alpha"]),
+                                    float(dist["tau"]))
+        self.ema = None
+        if train.get("ema_decay"):
+            from .ema import EmaCallback, ModelEma
+            self.ema = ModelEma(self.net, float(train["ema_decay"]))
+            self.extra_callbacks.append(EmaCallback(self.ema))
+        self.model = paddle.Model(network)
         self.model.prepare(self.optimizer, loss, paddle.metric.Accuracy(topk=(1, 5)),
                            amp_configs=amp)
 
         if pointer is not None:
             model_state, opt_state, state = load_checkpoint(self.ckpt_dir, pointer)
             self.net.set_state_dict(model_state)
+            ema_state = opt_state.pop("ema_state", None)
+            if self.ema is not None:
+                if ema_state is None:
+                    raise ResumeMismatchError(f"{self.out}: the checkpoint holds no EMA state "
+                                              "but train.ema_decay is set")
+                self.ema.set_state_dict(ema_state)
             restore_optimizer_state(self.optimizer, self.net, opt_state)
             self.state = state
             self.resumed_from = int(pointer["epoch"])
@@ -296,6 +323,11 @@ class _Run:
                           eval_time_s=time.perf_counter() - t0)
             self.vdl.log_eval(self.epoch, {"acc_top1": record["val_top1"],
                                            "acc_top5": record["val_top5"]})
+            if self.ema is not None:
+                with self.ema.applied():
+                    res = self.model.evaluate(self.eval_loader, verbose=0)
+                record.update(val_top1_ema=_scalar(res["acc_top1"]),
+                              val_top5_ema=_scalar(res["acc_top5"]))
             best = self.state["best_top1"]
             if best is None or record["val_top1"] > best:
                 is_best = True
@@ -314,8 +346,13 @@ class _Run:
                   f"loss {record['train_loss']:.4f}{val} "
                   f"({record['images_per_s'] or 0:.1f} img/s)", flush=True)
         if done % train["save_freq"] == 0 or last_of_call:
-            save_checkpoint(self.ckpt_dir, done, self.net.state_dict(),
-                            portable_optimizer_state(self.optimizer, self.net), st,
+            opt_state = portable_optimizer_state(self.optimizer, self.net)
+            if self.ema is not None:
+                opt_state["ema_state"] = self.ema.state_dict()
+                if self.main:
+                    atomic_write(os.path.join(self.ckpt_dir, "ema.pdparams"),
+                                 lambda tmp: paddle.save(self.ema.state_dict(), tmp))
+            save_checkpoint(self.ckpt_dir, done, self.net.state_dict(), opt_state, st,
                             is_best=is_best)
             prune_checkpoints(self.ckpt_dir, int(train["keep_checkpoints"] or 0))
 
@@ -331,7 +368,8 @@ class _Run:
             self.model.fit(self.train_loader, None, epochs=remaining,
                            log_freq=int(self.cfg["train"]["log_freq"]),
                            verbose=int(self.cfg["train"]["verbose"]) if self.main else 0,
-                           callbacks=[_EngineCallback(self), self.vdl])
+                           callbacks=[_EngineCallback(self), self.vdl,
+                                      *self.extra_callbacks])
         return self.results()
 
     def results(self) -> dict:
@@ -360,6 +398,7 @@ class _Run:
             "base_lr": self.base_lr,
             "num_classes": self.num_classes,
             "history": copy.deepcopy(st["history"]),
+            "final_top1_ema": last.get("val_top1_ema"), "final_top5_ema": last.get("val_top5_ema"),
         }
         if is_main_process():
             atomic_write_json(os.path.join(self.out, "results.json"), out)

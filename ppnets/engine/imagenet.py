@@ -277,9 +277,11 @@ class RandomHorizontalFlip:
         return img.transpose(Image.FLIP_LEFT_RIGHT) if random.random() < self.p else img
 
 
-# RandAugment operations: name -> (function(img, level in [0, 1], fill), signed?). ``level`` is
-# magnitude / 10; the ranges are those of the RandAugment paper as implemented by timm's
-# "increasing" policy (inc1): a larger magnitude is always a stronger change.
+# RandAugment operations: name -> (function(img, level in [-1, 1], fill), signed?). ``level`` is
+# magnitude / 10 (negated at random for signed ops); the ranges are those of timm's "increasing"
+# policy (inc1), where a larger magnitude is always a stronger change: rotate 30 degrees, shear
+# 0.3, translate 45% of the side, colour/contrast/brightness/sharpness factor 1 +- 0.9,
+# posterize to 4..0 bits, solarize threshold 256..0, solarize-add up to +110.
 def _shear_x(img, v, fill):
     return img.transform(img.size, Image.AFFINE, (1, v * 0.3, 0, 0, 1, 0), Image.BILINEAR,
                          fillcolor=fill)
@@ -306,20 +308,22 @@ def _rotate(img, v, fill):
 
 def _enhance(kind):
     def op(img, v, fill):
-        return kind(img).enhance(1.0 + v * 0.9)
+        return kind(img).enhance(max(0.1, 1.0 + v * 0.9))   # factor in [0.1, 1.9]
     return op
 
 
 def _posterize(img, v, fill):
-    return ImageOps.posterize(img, 8 - int(round(abs(v) * 4)))
+    bits = 4 - int(abs(v) * 4)     # keep 4 down to 0 bits
+    # keeping 0 bits zeroes every pixel; Pillow only accepts 1-8 bits
+    return ImageOps.posterize(img, bits) if bits > 0 else Image.new(img.mode, img.size)
 
 
 def _solarize(img, v, fill):
-    return ImageOps.solarize(img, 256 - int(round(abs(v) * 256)))
+    return ImageOps.solarize(img, 256 - min(256, int(abs(v) * 256)))
 
 
 def _solarize_add(img, v, fill):
-    add = int(round(abs(v) * 110))
+    add = min(128, int(abs(v) * 110))
     lut = [min(255, i + add) if i < 128 else i for i in range(256)] * len(img.getbands())
     return img.point(lut)
 
@@ -355,7 +359,8 @@ class RandAugment:
 
     :meth:`from_string` reads timm-style policies: ``rand-m9-mstd0.5-inc1`` (``m`` magnitude,
     ``n`` number of ops, ``mstd`` magnitude std, ``p`` probability; ``inc`` is accepted, only the
-    increasing variant is implemented).
+    increasing variant is implemented). Geometric operations resample bilinearly (timm picks
+    bilinear or bicubic at random).
     """
 
     def __init__(self, num_ops: int = 2, magnitude: float = 9.0, magnitude_std: float = 0.5,

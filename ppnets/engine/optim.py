@@ -38,11 +38,14 @@ def lr_at(step: int, *, name: str, base_lr: float, steps_per_epoch: int, epochs:
     if name == "cosine":
         t = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
         return eta_min + (base_lr - eta_min) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if name == "linear":   # ShuffleNet V1/V2: linear decay to eta_min over the run
+        t = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
+        return eta_min + (base_lr - eta_min) * (1.0 - t)
     if name == "step":
         return base_lr * gamma ** (epoch // max(1, int(step_size)))
     if name == "multistep":
         return base_lr * gamma ** sum(1 for m in milestones if epoch >= int(m))
-    raise ValueError(f"unknown schedule {name!r}; expected cosine, step, multistep or constant")
+    raise ValueError(f"unknown schedule {name!r}; expected cosine, linear, step, multistep or constant")
 
 
 class WarmupSchedule(paddle.optimizer.lr.LRScheduler):

@@ -29,120 +29,17 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ppnets.layers import DropPath, LayerScale, create_act, fuse_bn, new_conv_like, to_2tuple
+from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
 from .base import ImageClassifier
 
-__all__ = ["EfficientFormer", "AttentionBiasCache", "AttentionBiasOwner",
-           "relative_bias_index", "init_linear_trunc_normal", "known_size"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Attention biases: gather, eval-mode cache, resolution check (shared with EfficientFormerV2).
-
-def relative_bias_index(key_res: Tuple[int, int], query_step: int = 1) -> np.ndarray:
-    """Index into a ``[heads, kh * kw]`` bias table for every (query, key) pair: the table holds
-    one bias per absolute 2D offset ``(|dy|, |dx|)``, stored at ``|dy| * kw + |dx|``.
-
-    Keys sit on the full ``key_res`` grid; queries on every ``query_step``-th row/column of it
-    (``query_step=2`` for EfficientFormerV2's downsampling attention). Returns ``[Nq, Nk]`` int64.
-    """
-    kh, kw = key_res
-    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
-    qy, qx = np.meshgrid(np.arange(0, kh, query_step), np.arange(0, kw, query_step), indexing="ij")
-    dy = np.abs(qy.reshape(-1, 1) - ky.reshape(1, -1))
-    dx = np.abs(qx.reshape(-1, 1) - kx.reshape(1, -1))
-    return (dy * kw + dx).astype("int64")
-
-
-class AttentionBiasCache:
-    """Mixin for an attention ``nn.Layer`` with a learned bias table.
-
-    Owns ``attention_biases`` ([heads, table], a parameter, timm's name),
-    ``attention_bias_idxs`` ([Nq, Nk], a non-persistable buffer) and ``attention_bias_cache``
-    (the gathered eval-mode bias or None, a non-persistable buffer: never in ``state_dict()``,
-    but ``paddle.jit.save`` picks it up as a constant of the exported program).
-    :meth:`attention_bias` returns the gathered ``[heads, Nq, Nk]`` bias: recomputed on every call
-    in train mode (so gradients reach the table), computed once and reused in eval mode (eval
-    mode therefore treats the table as a constant).
-    """
-
-    def _init_attention_bias(self, num_heads: int, table_size: int, index: np.ndarray):
-        self.attention_biases = self.create_parameter(
-            [num_heads, table_size], default_initializer=nn.initializer.Constant(0.0))
-        self.register_buffer("attention_bias_idxs", paddle.to_tensor(index), persistable=False)
-        self.register_buffer("attention_bias_cache", None, persistable=False)
-
-    def _gather_attention_bias(self):
-        heads = self.attention_biases.shape[0]
-        nq, nk = self.attention_bias_idxs.shape
-        flat = paddle.gather(self.attention_biases,
-                             paddle.reshape(self.attention_bias_idxs, [-1]), axis=1)
-        return paddle.reshape(flat, [heads, nq, nk])
-
-    def clear_attention_bias_cache(self):
-        self.attention_bias_cache = None
-
-    def build_attention_bias_cache(self):
-        """Compute the eval-mode bias now (eagerly), e.g. before ``paddle.jit.save``."""
-        with paddle.no_grad():
-            self.attention_bias_cache = self._gather_attention_bias().detach()
-
-    def attention_bias(self):
-        if self.training:
-            if self.attention_bias_cache is not None and paddle.in_dynamic_mode():
-                self.attention_bias_cache = None
-            return self._gather_attention_bias()
-        cached = self.attention_bias_cache
-        if not paddle.in_dynamic_mode():
-            # Being traced for export: a warm cache becomes a constant of the graph; without one
-            # the gather is traced (still correct), since a traced value cannot be cached.
-            return cached if cached is not None else self._gather_attention_bias()
-        if cached is None or cached.dtype != self.attention_biases.dtype or \
-                str(cached.place) != str(self.attention_biases.place):
-            self.build_attention_bias_cache()
-        return self.attention_bias_cache
-
-    def set_state_dict(self, *args, **kwargs):
-        self.clear_attention_bias_cache()
-        return super().set_state_dict(*args, **kwargs)
-
-
-class AttentionBiasOwner:
-    """Model mixin: ``train()``, ``eval()`` and ``set_state_dict()`` drop every stale attention-bias
-    cache; ``eval()`` also rebuilds them eagerly so that an export right after it gets constants.
-
-    Needed because Paddle's ``Layer.train()/eval()`` only flip ``training`` on sublayers without
-    calling their methods.
-    """
-
-    def _refresh_attention_bias_caches(self):
-        for layer in self.sublayers(include_self=True):
-            if isinstance(layer, AttentionBiasCache):
-                layer.clear_attention_bias_cache()
-                if not layer.training and paddle.in_dynamic_mode():
-                    layer.build_attention_bias_cache()
-
-    def train(self, mode: bool = True):
-        out = super().train(mode)
-        self._refresh_attention_bias_caches()
-        return out
-
-    def eval(self):
-        out = super().eval()
-        self._refresh_attention_bias_caches()
-        return out
-
-    def set_state_dict(self, *args, **kwargs):
-        result = super().set_state_dict(*args, **kwargs)
-        self._refresh_attention_bias_caches()
-        return result
+__all__ = ["EfficientFormer", "init_linear_trunc_normal", "known_size"]
 
 
 def known_size(dim):

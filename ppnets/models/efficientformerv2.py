@@ -20,7 +20,7 @@ Final BN, global average pool, ``head`` and distillation ``head_dist`` averaged.
 
 Attention biases are gathered from ``attention_biases`` through non-persistable index buffers,
 cached in eval mode (an export gets a constant) and dropped by ``train()``/``eval()``,
-``set_state_dict()`` and any train-mode forward (see ``efficientformer.AttentionBiasCache``). The
+``set_state_dict()`` and any train-mode forward (see ``ppnets.layers.attention_bias``). The
 bias tables depend on ``img_size`` (default 224, as timm's ``img_size`` argument); another input
 size raises an error that names the size to use.
 
@@ -28,7 +28,12 @@ Deviations: ``reparameterize()`` folds every conv-BN (stem, downsampling, q/k/v/
 FFN) into its conv; the final BN, which follows no conv, stays. timm's entry points set
 ``drop_path_rate`` 0.02 (S2) and 0.1 (L), the paper's training recipe; here it defaults to 0 like
 every ppnets model (pass ``drop_path_rate=...`` to ``create_model`` to train with it).
-``get_classifier()`` returns the main head only.
+``get_classifier()`` returns the main head only. Three numerically equivalent rewrites keep the
+exported model correct in Paddle Inference's oneDNN CPU path (which gave wrong attention outputs
+for the direct forms, Paddle 3.3): the talking heads are a matmul over the head axis with the
+1x1 conv's parameters (``TalkingHeads``), the x2 bilinear upsampling is written with slices and
+adds (``Upsample2xBilinear``; the exported ``bilinear_interp`` does not run there at all), and the
+q/k/v head split reshapes in two steps.
 """
 from __future__ import annotations
 
@@ -43,8 +48,9 @@ from ppnets.layers import ConvBN, DropPath, LayerScale, create_act, to_2tuple
 from ppnets.registry import register_models
 
 from .base import ImageClassifier
-from .efficientformer import (AttentionBiasCache, AttentionBiasOwner, init_linear_trunc_normal,
-                              known_size, relative_bias_index)
+from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
+
+from .efficientformer import init_linear_trunc_normal, known_size
 
 __all__ = ["EfficientFormerV2"]
 

@@ -53,10 +53,10 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ppnets.layers import BNLinear, ConvBN, DropPath, create_act
+from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
 from .base import ImageClassifier
-from .efficientformer import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 
 __all__ = ["LeViT", "LinearBN"]
 

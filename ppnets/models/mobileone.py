@@ -1,7 +1,7 @@
 """MobileOne.
 
 Paper: "MobileOne: An Improved One millisecond Mobile Backbone", Vasu et al., CVPR 2023,
-arXiv:2206.04861 (timm cites the earlier id 2206.04040 of the same paper).
+arXiv:2206.04040.
 Official code: https://github.com/apple/ml-mobileone.
 Reference implementation used for parity: timm 1.0.31 ``byobnet.py`` (``mobileone_s*``), which
 loads the official weights remapped.
@@ -12,14 +12,15 @@ conv-BN branches (``num_conv_branches``; k=4 for S0, 1 otherwise), a 1x1 conv-BN
 on the depthwise 3x3 layers and a BN-only "skip" branch where the shapes allow, summed, then
 (S4 only) squeeze-excitation, then ReLU. ``reparameterize()`` fuses each layer into one conv.
 
-Architecture (paper Table 7): a stride-2 stem layer (3x3, one conv branch, as the official code)
-of width ``min(64, 64 a_1)`` and four stages of (2, 8, 10, 1) depthwise+pointwise block pairs of
-widths ``64 a_1, 128 a_2, 256 a_3, 512 a_4``, each stage starting with a stride-2 depthwise layer.
+Architecture (the paper's network specification table): a stride-2 stem layer (3x3, one conv
+branch, as the official code) of width ``min(64, 64 a_1)`` and four stages of (2, 8, 10, 1)
+depthwise+pointwise block pairs of widths ``64 a_1, 128 a_2, 256 a_3, 512 a_4``, each stage
+starting with a stride-2 depthwise layer.
 S4 puts SE in the last 5 blocks of stage 3 and in stage 4 (both layers of each block).
 
-Ablation knobs (paper Table 6): ``num_conv_branches`` (k, stage layers; the stem keeps one branch
-as in the official code), ``use_scale_branch`` (all 3x3 layers including the stem) and
-``use_skip_branch``.
+Ablation knobs (the paper's over-parameterization ablations): ``num_conv_branches`` (k, stage
+layers; the stem keeps one branch as in the official code), ``use_scale_branch`` (all 3x3 layers
+including the stem) and ``use_skip_branch``.
 
 Deviations / notes:
 - SE's reduced width is ``make_divisible(C / 16, 8)`` as timm; the official code uses
@@ -115,10 +116,11 @@ def _from_timm(state: dict) -> dict:
     return out
 
 
+_PAPER = "paper's ImageNet-1k comparison table (MobileOne-S0..S4 rows)"
 _CARD = "timm model card {}.apple_in1k (train-time, unfused model)"
 _BY = "timm 1.0.31 model, conv+linear MAC hook at 224x224 (train form; 'deploy' after " \
       "timm.models.reparameterize_model)"
-_NOTES = ("The paper reports only the fused (deploy) model: its Table 9 'FLOPs' (275M ... 2978M) "
+_NOTES = ("The paper reports only the fused (deploy) model: its 'FLOPs' (275M ... 2978M) "
           "are multiply-accumulates, reproduced by our conv+linear MAC count after "
           "reparameterize(). Train-time figures are the timm model card's (1-decimal rounding; "
           "exact counts in 'measured').")
@@ -126,16 +128,17 @@ _NOTES = ("The paper reports only the fused (deploy) model: its Table 9 'FLOPs' 
 
 def _variant(name, cfg, published, timm, crop_pct=0.9):
     source = dict(params_m=_CARD.format(name), macs_g=_CARD.format(name),
-                  params_m_deploy="paper Table 9 'Params (M)'",
-                  macs_g_deploy="paper Table 9 'FLOPs (M)' (MACs)", top1="paper Table 9 'Top-1'")
+                  params_m_deploy=_PAPER + " 'Params (M)'",
+                  macs_g_deploy=_PAPER + " 'FLOPs (M)' (MACs)", top1=_PAPER + " 'Top-1'")
     deploy = dict(params_m=timm["params_m_deploy"], macs_g=timm["macs_g_deploy"], by=_BY)
     measured = dict(params_m=timm["params_m"], macs_g=timm["macs_g"], by=_BY, deploy=deploy)
     return dict(cfg=cfg, info=dict(**published, crop_pct=crop_pct, notes=_NOTES, source=source,
                                    measured=measured, reference=dict(lib="timm", name=name)))
 
 
-# cfg: paper Table 7 (width multipliers alpha, k) and the S4 SE placement; published: train
-# params/MACs (timm cards), deploy params/MACs and top-1 (paper Table 9); timm: its own counts.
+# cfg: the paper's specification table (width multipliers alpha, k) and the S4 SE placement;
+# published: train params/MACs (timm cards), deploy params/MACs and top-1 (paper's ImageNet
+# table); timm: the reference's own counts.
 _TABLE = {
     "mobileone_s0": dict(
         cfg=dict(width_multipliers=(0.75, 1.0, 1.0, 2.0), num_conv_branches=4), crop_pct=0.875,
@@ -175,7 +178,7 @@ register_models(
     builder=MobileOne,
     variants=VARIANTS,
     paper="MobileOne: An Improved One millisecond Mobile Backbone (CVPR 2023)",
-    arxiv="2206.04861",
+    arxiv="2206.04040",
     defaults=dict(interpolation="bilinear", test_input_size=(3, 64, 64)),
     key_maps={"timm": _from_timm},
 )

@@ -8,9 +8,10 @@ token_mixer, layer_scale1, norm2, mlp.fc1, mlp.fc2, layer_scale2}``, ``head.norm
 
 Structure: 7x7 stride-4 conv stem (padding 2), four stages with a 3x3 stride-2 conv downsampling
 in front of stages 2-4, blocks ``x + ls1 * (avgpool3x3(n) - n)`` with ``n = GroupNorm1(x)``
-(pooling stride 1, padding 1, padding excluded from the average) and ``x + ls2 * mlp(GroupNorm1(x))``
-(1x1 conv MLP, ratio 4, GELU), layer scale initialised at 1e-5 (1e-6 for S36 as in the paper's
-code), then global average pooling -> LayerNorm over channels -> linear classifier.
+(pooling stride 1, padding 1, padding excluded from the average) and
+``x + ls2 * mlp(GroupNorm1(x))`` (1x1 conv MLP, ratio 4, GELU), layer scale initialised at 1e-5
+(1e-6 for S36, as in the official code), then global average pooling -> LayerNorm over channels
+-> linear classifier.
 
 Deviations: none numerically from timm. Note that timm's MetaFormer head normalises *after*
 pooling (LayerNorm over channels, eps 1e-6) while the original PoolFormer code applies a
@@ -25,7 +26,6 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-import paddle
 import paddle.nn as nn
 
 from ppnets.layers import DropPath, LayerScale, create_act
@@ -111,7 +111,8 @@ class PoolFormerStage(nn.Layer):
 
 
 class PoolNormHead(nn.Layer):
-    """Global average pool -> LayerNorm over channels -> dropout -> Linear (timm MetaFormer head)."""
+    """Global average pool -> LayerNorm over channels -> dropout -> Linear (timm's MetaFormer
+    head)."""
 
     def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0):
         super().__init__()

@@ -10,7 +10,7 @@ shapes allow) a BN-only identity branch, summed and passed through ReLU. ``repar
 folds the three branches into one 3x3 conv with bias, leaving a plain VGG-style stack of
 3x3 conv + ReLU. ``deploy=True`` builds that fused form directly.
 
-Architecture (paper Table 2): a stride-2 stem layer of width ``min(64, 64a)`` and four stages of
+Architecture (paper Sec. 3.4): a stride-2 stem layer of width ``min(64, 64a)`` and four stages of
 widths ``64a, 128a, 256a, 512b``, each starting with a stride-2 layer; A models have
 (2, 4, 14, 1) layers per stage, B models (4, 6, 16, 1). ``g4`` models use groups=4 in every
 other layer (the paper's layers 2, 4, 6, ... counted from the stem; with even stage depths that
@@ -101,9 +101,9 @@ _A = (2, 4, 14, 1)
 _B = (4, 6, 16, 1)
 _MM = "open-mmlab/mmpretrain configs/repvgg/README.md (official weights; train|deploy figures)"
 _SOURCE = dict(params_m=_MM, macs_g=_MM + ", 'Flops' = MACs (mmcv counter, includes BN/ReLU)",
-               params_m_deploy="paper Table 3 'Params' / " + _MM,
-               macs_g_deploy="paper Table 3 'Theo FLOPs (B)', which are MACs: our conv+linear "
-                             "MAC count of the fused model reproduces them",
+               params_m_deploy="paper's ImageNet results tables, 'Params (M)' / " + _MM,
+               macs_g_deploy="paper's ImageNet results tables, 'Theo FLOPs (B)', which are MACs: "
+                             "our conv+linear MAC count of the fused model reproduces them",
                top1="official DingXiaoH/RepVGG README (" + _MM + ")")
 _BY = "timm 1.0.31 model, conv+linear MAC hook at 224x224 (train form; 'deploy' after " \
       "timm.models.reparameterize_model)"
@@ -125,7 +125,7 @@ def _variant(name, cfg, published, timm, epochs=120):
                                    reference=dict(lib="timm", name=name)))
 
 
-# cfg: paper Table 2 (layers per stage, width multipliers a and b, groups of the g4 models);
+# cfg: paper Sec. 3.4 (layers per stage, width multipliers a and b, groups of the g4 models);
 # published: train/deploy params (M) and MACs (G), top-1 (%); timm: the reference's own counts.
 _TABLE = {
     "repvgg_a0": dict(

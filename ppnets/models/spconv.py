@@ -386,6 +386,7 @@ _VARIANTS = {
         cfg=dict(arch="resnet18", alpha=1 / 2),
         info=dict(input_size=(3, 224, 224), test_input_size=(3, 64, 64), mean=IMAGENET_MEAN,
                   std=IMAGENET_STD, crop_pct=0.875, dataset="imagenet-1k",
+                  params_m=None, macs_g=None, top1=None,
                   notes="ResNet-18 with SPConv (alpha=1/2, GWC groups=2) + BN in place of both "
                         "3x3 convs of every block, as the official code/resnet_sp.py. The paper "
                         "publishes no ResNet-18 figures (its ImageNet results are for "

@@ -1,0 +1,164 @@
+"""INT8 with PaddleSlim 2.6: post-training quantization (PTQ) and quantization-aware training
+(QAT) of ppnets models, evaluated on real held-out images.
+
+* :func:`ptq` -- ``paddleslim.quant.quant_post_static`` on a legacy ``.pdmodel`` (written by
+  :func:`ppnets.deploy.save_legacy`), calibrated on real training images, under the old IR;
+* :func:`qat_fit` -- ``paddleslim.QAT(config).quantize(model)`` on a trained model, then
+  fine-tuned by :func:`ppnets.engine.fit` (the engine builds the model through
+  ``ppnets.engine.fit.build_model``; ``qat_fit`` supplies the quantized model there for the
+  duration of the call);
+* :func:`evaluate_layer` / :func:`evaluate_program` -- top-1 of a dygraph model (QAT: simulated
+  INT8) or of a saved old-IR program run by ``paddle.static.Executor`` (PTQ: simulated INT8,
+  quantize/dequantize ops), on the same images.
+
+PaddleSlim calls switch Paddle to static mode and a failure can leave it there: run each
+experiment in its own process (``reproduce/int8_quantization.py`` does; the tests use
+subprocesses). ``paddleslim.analysis.flops`` is broken on Paddle 3.3 and is not used.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Dict, Iterator, Optional, Sequence
+
+import numpy as np
+import paddle
+
+__all__ = ["cifar10_arrays", "evaluate_layer", "evaluate_program", "ptq", "qat_config",
+           "qat_fit"]
+
+
+def cifar10_arrays(mode: str, data_file: str, image_size: int = 32,
+                   limit: Optional[int] = None):
+    """(images NCHW float32 normalised, labels int64) of CIFAR-10 ``mode`` without
+    augmentation (the engine's eval transform)."""
+    from ppnets.engine.data import cifar10_transforms
+
+    ds = paddle.vision.datasets.Cifar10(data_file=data_file, mode=mode, download=False,
+                                        transform=cifar10_transforms(False, image_size),
+                                        backend="pil")
+    n = len(ds) if limit is None else min(limit, len(ds))
+    xs, ys = zip(*(ds[i] for i in range(n)))
+    return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64).reshape(-1)
+
+
+def _batches(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(x), batch_size):
+        yield x[i:i + batch_size]
+
+
+def evaluate_layer(model, x: np.ndarray, y: np.ndarray, batch_size: int = 100) -> float:
+    """Top-1 accuracy (fraction) of a dygraph model in eval mode."""
+    model.eval()
+    preds = []
+    with paddle.no_grad():
+        for xb in _batches(x, batch_size):
+            preds.append(model(paddle.to_tensor(xb)).numpy().argmax(1))
+    return float((np.concatenate(preds) == y).mean())
+
+
+@contextlib.contextmanager
+def _static_mode():
+    paddle.enable_static()
+    try:
+        with paddle.pir_utils.OldIrGuard():
+            yield
+    finally:
+        paddle.disable_static()
+
+
+def evaluate_program(model_dir: str, model_filename: str, params_filename: str, x: np.ndarray,
+                     y: np.ndarray, batch_size: int) -> float:
+    """Top-1 of a saved old-IR inference program run by the static Executor (CPU).
+
+    The program's input shape is fixed at export; ``batch_size`` must match it.
+    """
+    with _static_mode():
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        scope = paddle.static.Scope()
+        with paddle.static.scope_guard(scope):
+            program, feeds, fetches = paddle.static.load_inference_model(
+                model_dir, exe, model_filename=model_filename,
+                params_filename=params_filename)
+            correct = total = 0
+            for i in range(0, len(x) - batch_size + 1, batch_size):
+                out = exe.run(program, feed={feeds[0]: x[i:i + batch_size]},
+                              fetch_list=fetches)[0]
+                correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
+                total += batch_size
+    return correct / total
+
+
+def ptq(model_file: str, params_file: str, out_dir: str, calib_x: np.ndarray,
+        batch_size: int, weight_quantize_type: str = "channel_wise_abs_max",
+        algo: str = "hist", onnx_format: bool = True) -> Dict[str, Any]:
+    """``quant_post_static`` of a legacy model; calibration batches come from ``calib_x``.
+
+    ``weight_quantize_type``: ``channel_wise_abs_max`` (per output channel) or ``abs_max``
+    (per tensor). Writes ``out_dir/model.pdmodel`` + ``.pdiparams``.
+    """
+    from paddleslim.quant import quant_post_static
+
+    model_dir = os.path.dirname(os.path.abspath(model_file))
+    n_batches = len(calib_x) // batch_size
+
+    def gen():  # Paddle's PTQ feeds each item as the executor's feed dict
+        for i in range(n_batches):
+            yield {"x": calib_x[i * batch_size:(i + 1) * batch_size]}
+
+    with _static_mode():
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        quant_post_static(executor=exe, model_dir=model_dir, quantize_model_path=out_dir,
+                          data_loader=gen, model_filename=os.path.basename(model_file),
+                          params_filename=os.path.basename(params_file),
+                          batch_nums=n_batches, algo=algo,
+                          weight_quantize_type=weight_quantize_type, onnx_format=onnx_format)
+    return {"model_dir": out_dir, "model_filename": "model.pdmodel",
+            "params_filename": "model.pdiparams", "calibration_images": n_batches * batch_size,
+            "weight_quantize_type": weight_quantize_type, "algo": algo,
+            "onnx_format": onnx_format}
+
+
+def qat_config(weight_quantize_type: str = "channel_wise_abs_max") -> Dict[str, Any]:
+    return {"weight_quantize_type": weight_quantize_type,
+            "activation_quantize_type": "moving_average_abs_max",
+            "weight_bits": 8, "activation_bits": 8, "dtype": "int8", "window_size": 10000,
+            "moving_rate": 0.9,
+            "quantizable_layer_type": ["Conv2D", "Linear"]}
+
+
+def qat_fit(cfg: Dict[str, Any], fp32_state: Dict[str, Any], deploy: bool = False,
+            weight_quantize_type: str = "channel_wise_abs_max"):
+    """Fine-tune a QAT-wrapped copy of the trained model with :func:`ppnets.engine.fit`.
+
+    ``fp32_state`` is the trained model's state dict (train form). ``deploy=True`` fuses the
+    model (``reparameterize_model``) before inserting the fake-quant layers, so the quantized
+    weights are the deployed ones. Returns (fit results, the quantized dygraph model).
+    """
+    import ppnets
+    import importlib
+
+    from paddleslim import QAT
+
+    fit_module = importlib.import_module("ppnets.engine.fit")  # the module, not the function
+
+    holder = {}
+    original = fit_module.build_model
+
+    def build_quantized(config, num_classes=10):
+        net = original(config, num_classes)
+        net.set_state_dict(fp32_state)
+        if deploy:
+            net.eval()
+            ppnets.reparameterize_model(net)
+            net.train()
+        QAT(config=qat_config(weight_quantize_type)).quantize(net)
+        holder["model"] = net
+        return net
+
+    fit_module.build_model = build_quantized
+    try:
+        results = fit_module.fit(cfg)
+    finally:
+        fit_module.build_model = original
+    return results, holder["model"]
