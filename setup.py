@@ -12,8 +12,11 @@ RUNTIME = [
 ]
 
 EXTRAS = {
-    "slim": ["paddleslim==2.6.0", "decorator"],
-    "onnx": ["paddle2onnx==2.1.0", "onnxruntime>=1.17"],
+    # paddleslim 2.6 imports pkg_resources, which setuptools 81 removed.
+    "slim": ["paddleslim==2.6.0", "decorator", "setuptools<81"],
+    # paddle2onnx pip-installs onnx-graphsurgeon at run time when it is missing, and its newest
+    # ml-dtypes drags numpy to 2.x; installing both here with numpy 1 kept avoids that.
+    "onnx": ["paddle2onnx==2.1.0", "onnxruntime>=1.17", "onnx-graphsurgeon", "ml-dtypes<0.6"],
     # Reference implementations for parity checks; they only ever run in a subprocess.
     "parity": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
 }

@@ -15,8 +15,14 @@
 #
 # Layout under ROOT: chroot/ (the bullseye tree), wheels/ (downloaded cp39 wheels),
 # exchange/ (bind-mounted into the chroot at ROOT/exchange), paddlelite-python (wrapper).
+#
+#   scripts/prepare_paddlelite_env.sh --umount [ROOT]    # unmount /proc, /dev, exchange binds
+# ALWAYS run --umount before deleting ROOT: the wrapper bind-mounts the host's /dev into the
+# chroot, and `rm -rf ROOT` with that mount in place would delete host device nodes.
 set -euo pipefail
 
+UMOUNT=0
+if [ "${1:-}" = "--umount" ]; then UMOUNT=1; shift; fi
 ROOT="${1:-${PPNETS_PADDLELITE_ROOT:-$HOME/.cache/ppnets/paddlelite}}"
 ROOT="$(mkdir -p "$ROOT" && cd "$ROOT" && pwd)"
 CHROOT="$ROOT/chroot"
@@ -33,6 +39,14 @@ log() { echo "[prepare_paddlelite_env] $*" >&2; }
 die() { echo "[prepare_paddlelite_env] error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot and mount --bind need it)"
+
+if [ "$UMOUNT" = 1 ]; then
+    # Deepest mounts first.
+    grep -o " $CHROOT[^ ]*" /proc/mounts | sort -r | while read -r m; do
+        umount "$m" && log "unmounted $m"
+    done
+    exit 0
+fi
 
 # 1. debootstrap
 if ! command -v debootstrap >/dev/null 2>&1; then

@@ -33,3 +33,10 @@ def require_shared(path: str) -> str:
         pytest.skip(f"real data not found at {path} (the shared data folder ../shared/data beside "
                     "the repository); see its README")
     return path
+
+
+@pytest.fixture(scope="module")
+def engine_test_models():
+    """The tiny test-only models of tests/test_engine.py, registered for one module's tests."""
+    from tests.test_engine import engine_test_models as fixture
+    yield from fixture.__wrapped__()

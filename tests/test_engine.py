@@ -38,11 +38,18 @@ class TinyCNN(nn.Layer):
         return self.fc(paddle.reshape(self.pool(self.features(x)), [0, -1]))
 
 
-if "test_engine_tiny" not in _REGISTRY:
+@pytest.fixture(autouse=True, scope="module")
+def engine_test_models():
+    """Registered only while this module's tests run, so registry-wide tests collected from
+    other modules never see them."""
+    names = ("test_engine_tiny", "test_engine_small")
     register_models("test_engine", TinyCNN, {
         "test_engine_tiny": {"cfg": {"widths": (8, 16)}},
         "test_engine_small": {"cfg": {"widths": (32, 64, 128)}},
     }, paper="test-only models of tests/test_engine.py", arxiv=None)
+    yield
+    for name in names:
+        _REGISTRY.pop(name, None)
 
 
 @pytest.fixture(scope="module")

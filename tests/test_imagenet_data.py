@@ -224,9 +224,8 @@ def test_worker_processes_give_the_same_eval_batches(tmp_path):
         np.testing.assert_array_equal(y0, y2)
 
 
-def test_fit_on_the_real_sample_with_mixup_randaugment_and_lr_scaling(tmp_path):
+def test_fit_on_the_real_sample_with_mixup_randaugment_and_lr_scaling(tmp_path, engine_test_models):
     root = require_shared(IMAGENET_SAMPLE)
-    import tests.test_engine  # noqa: F401  (registers test_engine_tiny)
     from ppnets.engine import fit, load_config
 
     cfg = load_config(None, base={

@@ -27,7 +27,7 @@ def test_registered_variants():
                      "mobileone_s4"]
     for name in NAMES:
         info = ppnets.model_info(name)
-        assert info["reference"] == {"lib": "timm", "name": name}
+        assert (info["reference"]["lib"], info["reference"]["name"]) == ("timm", name)
         for key in ("params_m", "macs_g", "params_m_deploy", "macs_g_deploy", "top1"):
             assert info[key] > 0, (name, key)
         assert info["measured"]["deploy"]["macs_g"] == pytest.approx(info["macs_g_deploy"],
@@ -166,10 +166,9 @@ np.savez(out + "/io.npz", x=x.numpy(), y=y.numpy())
 
 
 def test_se_layers_match_timm(tmp_path):
-    """The SE path of S4 checked layer-wise against timm. Whole-network parity (tests/parity)
-    cannot check it tightly: under the harness's randomisation the S4 reference is chaotic (a
-    1e-6 relative input change moves its logits by O(100)), so this compares four SE layers
-    where the function is well conditioned."""
+    """The SE path of S4 checked layer-wise against timm, at a tighter tolerance than the
+    whole-network parity (which runs S4 at 224x224: at 64x64 the randomised reference is
+    ill-conditioned, its own float32 output 0.6 off its float64 output)."""
     import os
     import subprocess
     import sys

@@ -70,9 +70,9 @@ def parse_supported_ops(text: str, target: str) -> List[str]:
                          f"{text[:300]!r}")
     header = lines[header_idx]
     columns = {m.group(0): m.end() for m in re.finditer(r"k\w+", header)}
-    wanted = {"k" + target.upper() if target != "x86" else "kX86", "kHost"}
-    ends = [end for name, end in columns.items() if name in wanted]
-    if not ends:
+    target_col = "kX86" if target == "x86" else "k" + target.upper()
+    ends = [end for name, end in columns.items() if name in (target_col, "kHost")]
+    if target_col not in columns:
         raise ValueError(f"the op listing has columns {list(columns)}, none for {target!r}")
     ops = []
     for line in lines[header_idx + 1:]:

@@ -87,7 +87,7 @@ DEFAULTS: Dict[str, Any] = {
         "betas": [0.9, 0.999],   # adam, adamw
         "eps": 1e-8,             # adam, adamw
         "lr_scale_batch": None,  # lr *= global batch / lr_scale_batch (e.g. 256); None: as is
-        "weight_decay_end": None,  # cosine-anneal weight_decay to this (wd_schedule.py); None: fixed
+        "weight_decay_end": None,  # cosine-anneal weight_decay to this (wd_schedule.py)
     },
     "sched": {
         "name": "cosine",        # cosine | linear | step | multistep | constant

@@ -29,9 +29,9 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import paddle
 import paddle.nn as nn
 
-from .checkpoint import (atomic_write, atomic_write_json, atomic_write_text, is_main_process, load_checkpoint,
-                         portable_optimizer_state, prune_checkpoints, read_latest,
-                         restore_optimizer_state, save_checkpoint)
+from .checkpoint import (atomic_write, atomic_write_json, atomic_write_text, is_main_process,
+                         load_checkpoint, portable_optimizer_state, prune_checkpoints,
+                         read_latest, restore_optimizer_state, save_checkpoint)
 from .config import _yaml_load, apply_overrides, dump_config, load_config
 from .data import (EpochBatchSampler, build_datasets, build_train_collate, default_num_workers,
                    seed_everything)

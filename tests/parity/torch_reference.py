@@ -52,11 +52,16 @@ def _randomise(model, seed: int, input_size) -> None:
         for bn in bns:
             bn.momentum = 1.0  # running statistics := this batch's statistics
         model.train()
-        model(torch.randn([4] + list(input_size), generator=gen))
+        model(torch.randn([8] + list(input_size), generator=gen))
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
             if bn.track_running_stats and bn.running_mean is not None:
-                std = bn.running_var.clamp_min(1e-5).sqrt()
+                # A channel that is (nearly) constant on the calibration batch would get a
+                # variance ~0 and amplify rounding by orders of magnitude in eval mode: floor it
+                # at 5% of the layer's median variance.
+                floor = 0.05 * float(bn.running_var.median().clamp_min(1e-6))
+                bn.running_var.clamp_(min=floor)
+                std = bn.running_var.sqrt()
                 bn.running_mean.add_(rand(bn.num_features, -0.1, 0.1) * std)
                 bn.running_var.mul_(rand(bn.num_features, 0.8, 1.25))
 
