@@ -454,3 +454,13 @@ def _write_variant_results(out_root, schema, title, record, rows, smoke, data, e
     if notes or errs:
         lines += ["Notes:", *[f"- {n}" for n in notes], *errs, ""]
     write_text(os.path.join(out_root, "results.md"), "\n".join(lines))
+
+
+def run_latency_study(script_path: str, study_main, argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point shared by the ``reproduce/latency_*.py`` wrappers: attach the run record
+    (machine, command) and hand the arguments to the study's own CLI."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script = os.path.basename(script_path)
+    record = RunRecord(script, argparse.Namespace(smoke="--quick" in argv, device="cpu"),
+                       argv=[f"reproduce/{script}", *argv])
+    return study_main(argv, record=record.data)

@@ -13,16 +13,10 @@ if REPO not in sys.path:  # run as `python reproduce/x.py` from a source checkou
 
 
 def main(argv=None) -> int:
-    import argparse
-
-    from _common import RunRecord  # the training scripts' run-record writer (machine, command)
+    from _common import run_latency_study
     from ppnets.studies.mobileone_blocks import main as study_main
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    record = RunRecord(os.path.basename(__file__),
-                       argparse.Namespace(smoke="--quick" in argv, device="cpu"),
-                       argv=[f"reproduce/{os.path.basename(__file__)}", *argv])
-    return study_main(argv, record=record.data)
+    return run_latency_study(__file__, study_main, argv)
 
 
 if __name__ == "__main__":
