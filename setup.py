@@ -18,7 +18,7 @@ EXTRAS = {
     # ml-dtypes drags numpy to 2.x; installing both here with numpy 1 kept avoids that.
     "onnx": ["paddle2onnx==2.1.0", "onnxruntime>=1.17", "onnx-graphsurgeon", "ml-dtypes<0.6"],
     # Reference implementations for parity checks; they only ever run in a subprocess.
-    "parity": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
+    "parity": ["torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31"],
 }
 EXTRAS["dev"] = ["pytest>=8", "onnx"] + EXTRAS["onnx"]
 
