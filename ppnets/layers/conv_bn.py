@@ -6,7 +6,7 @@ from typing import Optional, Union
 import paddle.nn as nn
 
 from .activations import create_act
-from .reparam import fuse_bn, new_conv_like
+from .reparam import bn_scale_shift, fuse_bn, new_conv_like
 
 __all__ = ["ConvBN", "ConvBNAct", "BNLinear"]
 
@@ -81,10 +81,7 @@ class BNLinear(nn.Layer):
         if isinstance(self.bn, nn.Identity):
             return
         import numpy as np
-        bn = self.bn
-        std = np.sqrt(bn._variance.numpy().astype(np.float64) + bn._epsilon)
-        scale = bn.weight.numpy().astype(np.float64) / std
-        shift = bn.bias.numpy().astype(np.float64) - bn._mean.numpy().astype(np.float64) * scale
+        scale, shift = bn_scale_shift(self.bn)
         w = self.l.weight.numpy().astype(np.float64)  # Paddle Linear weight is [in, out]
         b = self.l.bias.numpy().astype(np.float64) if self.l.bias is not None else 0.0
         fused = nn.Linear(w.shape[0], w.shape[1])

@@ -12,12 +12,22 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-__all__ = ["fuse_bn", "pad_1x1_to_kxk", "identity_kernel", "reparameterize_model",
+__all__ = ["fuse_bn", "bn_scale_shift", "fuse_linear_bn", "pad_1x1_to_kxk", "identity_kernel", "reparameterize_model",
            "ReparamMixin", "new_conv_like"]
 
 
 def _np(t) -> np.ndarray:
     return t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t)
+
+
+def bn_scale_shift(bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
+    """An eval-mode BatchNorm as ``y = x * scale + shift`` per channel (float64)."""
+    mean = _np(bn._mean).astype(np.float64)
+    var = _np(bn._variance).astype(np.float64)
+    gamma = _np(bn.weight).astype(np.float64) if bn.weight is not None else np.ones_like(mean)
+    beta = _np(bn.bias).astype(np.float64) if bn.bias is not None else np.zeros_like(mean)
+    scale = gamma / np.sqrt(var + bn._epsilon)
+    return scale, beta - mean * scale
 
 
 def fuse_bn(kernel, bias, bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
@@ -29,15 +39,21 @@ def fuse_bn(kernel, bias, bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
     """
     k = _np(kernel).astype(np.float64)
     b = np.zeros(k.shape[0]) if bias is None else _np(bias).astype(np.float64)
-    mean = _np(bn._mean).astype(np.float64)
-    var = _np(bn._variance).astype(np.float64)
-    gamma = _np(bn.weight).astype(np.float64) if bn.weight is not None else np.ones_like(mean)
-    beta = _np(bn.bias).astype(np.float64) if bn.bias is not None else np.zeros_like(mean)
-    std = np.sqrt(var + bn._epsilon)
-    scale = gamma / std
+    scale, shift = bn_scale_shift(bn)
     fused_k = k * scale.reshape([-1] + [1] * (k.ndim - 1))
-    fused_b = (b - mean) * scale + beta
+    fused_b = b * scale + shift
     return fused_k.astype(np.float32), fused_b.astype(np.float32)
+
+
+def fuse_linear_bn(linear: nn.Linear, bn: nn.Layer) -> nn.Linear:
+    """One Linear computing ``bn(linear(x))`` in eval mode (Paddle's weight is [in, out])."""
+    scale, shift = bn_scale_shift(bn)
+    w = _np(linear.weight).astype(np.float64)
+    b = _np(linear.bias).astype(np.float64) if linear.bias is not None else 0.0
+    fused = nn.Linear(w.shape[0], w.shape[1])
+    fused.weight.set_value((w * scale[None, :]).astype(np.float32))
+    fused.bias.set_value((b * scale + shift).astype(np.float32))
+    return fused
 
 
 def pad_1x1_to_kxk(kernel, k: int) -> np.ndarray:

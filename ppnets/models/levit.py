@@ -52,7 +52,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppnets.layers import BNLinear, ConvBN, DropPath, create_act
+from ppnets.layers import BNLinear, ConvBN, DropPath, create_act, fuse_linear_bn
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
@@ -103,14 +103,7 @@ class LinearBN(nn.Layer):
     def reparameterize(self):
         if isinstance(self.bn, nn.Identity):
             return
-        bn = self.bn
-        scale = bn.weight.numpy().astype(np.float64) / np.sqrt(
-            bn._variance.numpy().astype(np.float64) + bn._epsilon)
-        shift = bn.bias.numpy().astype(np.float64) - bn._mean.numpy().astype(np.float64) * scale
-        w = self.linear.weight.numpy().astype(np.float64)  # [in, out]: scale the output columns
-        fused = nn.Linear(w.shape[0], w.shape[1])
-        fused.weight.set_value((w * scale[None, :]).astype(np.float32))
-        fused.bias.set_value(shift.astype(np.float32))
+        fused = fuse_linear_bn(self.linear, self.bn)
         self.linear = fused
         self.bn = nn.Identity()
 

@@ -74,7 +74,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppnets.layers import ConvBN, create_act, fuse_bn, new_conv_like
+from ppnets.layers import ConvBN, bn_scale_shift, create_act, fuse_bn, fuse_linear_bn, new_conv_like
 from ppnets.registry import IMAGENET_MEAN, IMAGENET_STD, register_models
 
 from .base import ImageClassifier, flatten_tokens
@@ -148,10 +148,7 @@ class SPConv3x3(nn.Layer):
         """Fold ``bn1`` into GWC and PWC and ``bn2`` into the 1x1 conv (exact in eval mode)."""
         if isinstance(self.bn1, nn.Identity):
             return
-        bn = self.bn1
-        std = np.sqrt(bn._variance.numpy().astype(np.float64) + bn._epsilon)
-        scale = bn.weight.numpy().astype(np.float64) / std
-        shift = bn.bias.numpy().astype(np.float64) - bn._mean.numpy().astype(np.float64) * scale
+        scale, shift = bn_scale_shift(self.bn1)
         # BN(gwc(x) + pwc(x)) = (scale * gwc)(x) + shift + (scale * pwc)(x)
         gwc_w = self.gwc.weight.numpy().astype(np.float64) * scale[:, None, None, None]
         pwc_w = self.pwc.weight.numpy().astype(np.float64) * scale[:, None, None, None]
@@ -228,15 +225,7 @@ class VGGCifarHead(nn.Layer):
     def reparameterize(self):
         if isinstance(self.bn, nn.Identity):
             return
-        bn = self.bn
-        std = np.sqrt(bn._variance.numpy().astype(np.float64) + bn._epsilon)
-        scale = bn.weight.numpy().astype(np.float64) / std
-        shift = bn.bias.numpy().astype(np.float64) - bn._mean.numpy().astype(np.float64) * scale
-        w = self.fc1.weight.numpy().astype(np.float64)  # Paddle Linear weight is [in, out]
-        b = self.fc1.bias.numpy().astype(np.float64)
-        fused = nn.Linear(w.shape[0], w.shape[1])
-        fused.weight.set_value((w * scale[None, :]).astype(np.float32))
-        fused.bias.set_value((b * scale + shift).astype(np.float32))
+        fused = fuse_linear_bn(self.fc1, self.bn)
         self.fc1, self.bn = fused, nn.Identity()
 
 
