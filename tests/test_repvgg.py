@@ -25,15 +25,25 @@ def _bn_eval(bn, x):
 
 def test_registered_variants():
     assert NAMES == sorted(["repvgg_a0", "repvgg_a1", "repvgg_a2", "repvgg_b0", "repvgg_b1",
-                            "repvgg_b1g4", "repvgg_b2", "repvgg_b2g4", "repvgg_b3", "repvgg_b3g4"])
+                            "repvgg_b1g2", "repvgg_b1g4", "repvgg_b2", "repvgg_b2g2", "repvgg_b2g4",
+                            "repvgg_b3", "repvgg_b3g2", "repvgg_b3g4"])
+    unpublished = {"repvgg_b2g2", "repvgg_b3g2"}  # official builders only: no weights, no figures
     for name in NAMES:
         info = ppnets.model_info(name)
-        assert info["reference"] == {"lib": "timm", "name": name}
+        assert info["test_input_size"] == (3, 64, 64)
+        if name.endswith("g2"):
+            # timm has no g2 models: its RepVGG blocks at groups=2, sized like the g4 sibling
+            assert info["reference"] == {"lib": "timm_repvgg_groups", "name": name[:-1] + "4",
+                                         "kwargs": {"groups": 2}}
+        else:
+            assert info["reference"] == {"lib": "timm", "name": name}
+        if name in unpublished:
+            assert info.get("params_m") is None and info.get("top1") is None
+            continue
         for key in ("params_m", "macs_g", "params_m_deploy", "macs_g_deploy", "top1"):
             assert info[key] > 0, (name, key)
         assert info["params_m_deploy"] < info["params_m"]
         assert info["macs_g_deploy"] < info["macs_g"]
-        assert info["test_input_size"] == (3, 64, 64)
 
 
 def test_block_branches_follow_the_paper():
@@ -84,13 +94,14 @@ def test_block_fuses_into_one_conv(groups, stride, branches):
         np.testing.assert_array_equal(value.numpy(), state[key].numpy())
 
 
-def test_grouped_layers_are_every_other_layer():
-    model = ppnets.create_model("repvgg_b1g4", num_classes=10)
+@pytest.mark.parametrize("name,groups", [("repvgg_b1g4", 4), ("repvgg_b1g2", 2)])
+def test_grouped_layers_are_every_other_layer(name, groups):
+    model = ppnets.create_model(name, num_classes=10)
     for stage in model.stages:
         for j, layer in enumerate(stage):
-            assert layer.groups == (4 if j % 2 == 1 else 1), (j, layer.groups)
-    # The paper's global layer indices 2, 4, ..., 26 (stem = 0): 13 grouped layers
-    assert sum(layer.groups == 4 for stage in model.stages for layer in stage) == 13
+            assert layer.groups == (groups if j % 2 == 1 else 1), (j, layer.groups)
+    # The official g2_map/g4_map: global layer indices 2, 4, ..., 26 (stem = 0), 13 layers
+    assert sum(layer.groups == groups for stage in model.stages for layer in stage) == 13
 
 
 def test_widths_match_paper_table():

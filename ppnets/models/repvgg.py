@@ -22,8 +22,11 @@ Deviations / notes:
   ``reparam_conv`` checkpoints.
 - ``drop_path_rate`` (stochastic depth on layers with an identity branch) comes from timm; the
   official code has none. Default 0.
-- The grouped ``g2`` models of the official repo (B1g2, B2g2, B3g2) are not registered: timm has
-  no such models to check parity against. ``groups=2`` builds them.
+- The grouped ``g2`` models of the official repo (B1g2, B2g2, B3g2; its ``g2_map``) are not in
+  timm. Their parity reference is timm's own RepVGG definition (``_rep_vgg_bcfg``) at groups=2,
+  built in the torch subprocess from the g4 sibling's depths and widths. Only B1g2 has published
+  figures and weights (120 epochs); B2g2 and B3g2 exist in the official code as builders only, so
+  their model_info carries no published counts or accuracy.
 - The timm-only ``repvgg_d2se`` (SE, 320px) is not part of this family file.
 """
 from __future__ import annotations
@@ -114,18 +117,30 @@ def _measured(timm):
     return dict(params_m=timm["params_m"], macs_g=timm["macs_g"], by=_BY, deploy=deploy)
 
 
-def _variant(name, cfg, published, timm, epochs=120):
+def _variant(name, cfg, published, timm=None, epochs=120, reference=None):
+    if not published:
+        notes = ("Not published: the official repository defines this model (its g2_map) but "
+                 "released neither weights nor accuracy, and neither the paper nor mmpretrain "
+                 "lists it; ppnets' own counts are in the model table.")
+        return dict(cfg=cfg, info=dict(notes=notes, reference=reference))
     notes = ("Published train-time MACs come from the mmcv counter, which also counts BN and "
              "ReLU, hence ~0.5% above our conv+linear count. ")
     if epochs != 120:
         notes += (f"Top-1 is the official {epochs}-epoch result (autoaugment, mixup, label "
                   "smoothing). ")
     notes += "The paper's 'FLOPs' column counts multiply-accumulates."
-    return dict(cfg=cfg, info=dict(**published, notes=notes, measured=_measured(timm),
-                                   reference=dict(lib="timm", name=name)))
+    info = dict(**published, notes=notes, reference=reference or dict(lib="timm", name=name))
+    if timm is not None:
+        info["measured"] = _measured(timm)
+    return dict(cfg=cfg, info=info)
 
 
-# cfg: paper Sec. 3.4 (layers per stage, width multipliers a and b, groups of the g4 models);
+def _g2(g4_sibling):
+    # timm's RepVGG blocks at groups=2 (see the module docstring)
+    return dict(lib="timm_repvgg_groups", name=g4_sibling, kwargs=dict(groups=2))
+
+
+# cfg: paper Sec. 3.4 (layers per stage, width multipliers a and b, groups of the g2/g4 models);
 # published: train/deploy params (M) and MACs (G), top-1 (%); timm: the reference's own counts.
 _TABLE = {
     "repvgg_a0": dict(
@@ -158,6 +173,11 @@ _TABLE = {
                        top1=78.37),
         timm=dict(params_m=57.415016, macs_g=13.12809, params_m_deploy=51.82948,
                   macs_g_deploy=11.815485)),
+    "repvgg_b1g2": dict(
+        cfg=dict(depths=_B, width_multipliers=(2.0, 4.0), groups=2),
+        published=dict(params_m=45.78, macs_g=9.82, params_m_deploy=41.36, macs_g_deploy=8.82,
+                       top1=77.79),
+        reference=_g2("repvgg_b1g4")),
     "repvgg_b1g4": dict(
         cfg=dict(depths=_B, width_multipliers=(2.0, 4.0), groups=4),
         published=dict(params_m=39.97, macs_g=8.15, params_m_deploy=36.13, macs_g_deploy=7.31,
@@ -176,12 +196,18 @@ _TABLE = {
                        top1=79.38),
         timm=dict(params_m=61.758376, macs_g=12.590715, params_m_deploy=55.777512,
                   macs_g_deploy=11.331899)),
+    "repvgg_b2g2": dict(
+        cfg=dict(depths=_B, width_multipliers=(2.5, 5.0), groups=2), published={},
+        reference=_g2("repvgg_b2g4")),
     "repvgg_b3": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0)), epochs=200,
         published=dict(params_m=123.09, macs_g=29.17, params_m_deploy=110.96,
                        macs_g_deploy=26.21, top1=80.52),
         timm=dict(params_m=123.085288, macs_g=29.120696, params_m_deploy=110.960872,
                   macs_g_deploy=26.208883)),
+    "repvgg_b3g2": dict(
+        cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=2), published={},
+        reference=_g2("repvgg_b3g4")),
     "repvgg_b3g4": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=4), epochs=200,
         published=dict(params_m=83.83, macs_g=17.90, params_m_deploy=75.63, macs_g_deploy=16.07,

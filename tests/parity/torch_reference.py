@@ -2,8 +2,10 @@
 
     python tests/parity/torch_reference.py --specs specs.json --out DIR
 
-``specs.json`` is a list of ``{"key", "lib" ("timm"|"torchvision"), "name", "input_size", "batch",
-"seed", "kwargs"}``. For each spec the reference model is built with random weights, every
+``specs.json`` is a list of ``{"key", "lib", "name", "input_size", "batch", "seed", "kwargs"}``;
+lib is "timm", "torchvision" or "timm_repvgg_groups" (a RepVGG variant timm does not register,
+built from timm's own block config, see ``_build``). For each spec the reference model is built
+with random weights, every
 BatchNorm gets random affine parameters and running statistics calibrated on a random batch then
 perturbed, and every parameter that its initialiser left constant (zero biases, layer-scale gammas at 1e-5, ...) gets random values — so a
 wrong key map, a missed branch or a transposed weight cannot hide behind an identity-like init.
@@ -74,6 +76,16 @@ def _build(spec):
     if spec["lib"] == "timm":
         import timm
         model = timm.create_model(spec["name"], pretrained=False, **kwargs)
+    elif spec["lib"] == "timm_repvgg_groups":
+        # A RepVGG that timm does not register (the official g2 models): timm's own RepVGG block
+        # config with the depths and widths of the named timm sibling, at another group count.
+        from dataclasses import replace
+        from timm.models.byobnet import ByobNet, _rep_vgg_bcfg, model_cfgs
+        base = model_cfgs[spec["name"]]
+        depths = tuple(b.d for b in base.blocks)
+        widths = tuple(b.c / c for b, c in zip(base.blocks, (64, 128, 256, 512)))
+        cfg = replace(base, blocks=_rep_vgg_bcfg(d=depths, wf=widths, groups=kwargs.pop("groups")))
+        model = ByobNet(cfg, **kwargs)
     elif spec["lib"] == "torchvision":
         import torchvision
         model = getattr(torchvision.models, spec["name"])(weights=None, **kwargs)
