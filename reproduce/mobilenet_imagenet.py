@@ -1,9 +1,9 @@
 """MobileNet V1/V2/V3 on ImageNet-1k.
 
-The papers train with RMSProp, which the engine does not provide: the configs
-(configs/mobilenet/imagenet_*.yaml) use SGD with the papers' schedules where they can
-(MobileNetV2: lr 0.045, x0.98 per epoch, wd 4e-5 -- torchvision's SGD reproduction; V1 reuses
-it; V3: wd 1e-5, EMA 0.9999, dropout 0.2) and list every deviation.
+The configs (configs/mobilenet/imagenet_*.yaml) train with TF-style RMSProp
+(``optim.name: rmsprop_tf``) as the papers did: MobileNetV2 the official TF-slim recipe (eps 1.0,
+lr 0.045 per 96 images, x0.98 every 2.5 epochs, label smoothing, EMA; V1 reuses it), V3-Large
+timm's documented RMSProp recipe. Each config lists its sources and every deviation.
 
     python -m paddle.distributed.launch --gpus 0,1,2,3,4,5,6,7 reproduce/mobilenet_imagenet.py \
         --device gpu --data-dir /data/ILSVRC2012 --only mobilenetv2_100
@@ -31,8 +31,8 @@ def variants():
 
 
 NOTES = ["published_top1: the papers' ImageNet-1k top-1 (%) from the registry's model_info.",
-         "Recipes deviate from the papers (SGD instead of RMSProp, synchronous training): see "
-         "the config comments."]
+         "Recipes deviate from the papers in places (synchronous data parallel, our crop "
+         "augmentation; V1 has no published recipe): see the config comments."]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -71,6 +71,7 @@ DEFAULTS: Dict[str, Any] = {
             "ratio": [0.75, 1.3333333333333333],  # random resized crop aspect ratio
             "train_interpolation": "bicubic",
             "rand_augment": None,            # e.g. rand-m9-mstd0.5-inc1
+            "auto_augment": None,            # AutoAugment ImageNet policy: original (= autoaug)
             "random_erasing": 0.0,           # probability
             "mixup_alpha": 0.0,
             "cutmix_alpha": 0.0,
@@ -79,13 +80,15 @@ DEFAULTS: Dict[str, Any] = {
         },
     },
     "optim": {
-        "name": "sgd",           # sgd | adam | adamw
+        "name": "sgd",           # sgd | adam | adamw | rmsprop_tf
         "lr": 0.1,
-        "momentum": 0.9,         # sgd only
+        "momentum": 0.9,         # sgd, rmsprop_tf
         "nesterov": False,       # sgd only
-        "weight_decay": 1e-4,    # L2 (sgd, adam) or decoupled (adamw)
+        "weight_decay": 1e-4,    # L2 (sgd, adam, rmsprop_tf) or decoupled (adamw)
         "betas": [0.9, 0.999],   # adam, adamw
-        "eps": 1e-8,             # adam, adamw
+        "eps": 1e-8,             # adam, adamw, rmsprop_tf (TF recipes: 1e-3)
+        "rho": 0.9,              # rmsprop_tf: mean-square decay (TF "decay", torch "alpha")
+        "clip_grad_norm": None,  # clip the global gradient norm to this; None: no clipping
         "lr_scale_batch": None,  # lr *= global batch / lr_scale_batch (e.g. 256); None: as is
         "weight_decay_end": None,  # cosine-anneal weight_decay to this (wd_schedule.py)
     },
@@ -94,7 +97,7 @@ DEFAULTS: Dict[str, Any] = {
         "warmup_epochs": 0.0,
         "warmup_start_lr": 0.0,
         "milestones": [],        # multistep: epochs at which lr *= gamma
-        "step_size": 30,         # step: lr *= gamma every step_size epochs
+        "step_size": 30,         # step: lr *= gamma every step_size epochs (may be fractional)
         "gamma": 0.1,
         "eta_min": 0.0,          # cosine floor
     },
@@ -221,7 +224,7 @@ def _check_keys(cfg: Mapping, ref: Mapping, prefix: tuple, source: str) -> None:
 
 _CHOICES = {
     ("data", "dataset"): ("cifar10", "imagenet"),
-    ("optim", "name"): ("sgd", "adam", "adamw"),
+    ("optim", "name"): ("sgd", "adam", "adamw", "rmsprop_tf"),
     ("sched", "name"): ("cosine", "linear", "step", "multistep", "constant"),
     ("device",): ("cpu", "gpu"),
     ("distill", "type"): ("hard", "soft", "none"),

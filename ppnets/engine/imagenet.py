@@ -17,9 +17,10 @@ center crop ``size`` (offsets ``int(round((h - size) / 2))``); ``/255``; ``(x - 
 
 Training (:func:`train_transform`): random resized crop (scale 0.08-1, ratio 3/4-4/3, the
 Inception/torchvision sampling), horizontal flip, optional RandAugment (:class:`RandAugment`,
-timm's ``rand-mM-nN-mstdS-incI`` policy strings; ``paddle.vision.transforms`` has no RandAugment
-or AutoAugment), normalisation, optional random erasing (:class:`RandomErasing`, per-pixel
-normal noise as timm's ``re_mode='pixel'``). Mixup/CutMix are batch-level: see
+timm's ``rand-mM-nN-mstdS-incI`` policy strings) or AutoAugment (:class:`AutoAugment`, the
+ImageNet policy, timm's ``original``; ``paddle.vision.transforms`` has neither),
+normalisation, optional random erasing (:class:`RandomErasing`, per-pixel normal noise as timm's
+``re_mode='pixel'``). Mixup/CutMix are batch-level: see
 :mod:`ppnets.engine.mix`.
 """
 from __future__ import annotations
@@ -39,7 +40,8 @@ from .data import DataUnavailableError, ToCHWNormalized
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMG_EXTENSIONS", "ImageListDataset",
            "scan_image_folder", "read_image_list", "build_imagenet", "eval_transform",
            "model_eval_transform", "train_transform", "RandomResizedCrop", "RandAugment",
-           "RandomErasing", "ResizeShorter", "CenterCrop", "Compose", "pil_loader"]
+           "AutoAugment", "IMAGENET_AUTOAUGMENT_POLICY", "auto_augment_op", "RandomErasing",
+           "ResizeShorter", "CenterCrop", "Compose", "pil_loader"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -277,73 +279,88 @@ class RandomHorizontalFlip:
         return img.transpose(Image.FLIP_LEFT_RIGHT) if random.random() < self.p else img
 
 
+# Image operations shared by RandAugment and AutoAugment, each taking its physical argument
+# (shear factor, pixels, degrees, enhancement factor, bits, threshold, ...). The two policies only
+# differ in how a magnitude becomes that argument (see _RAND_OPS and _AUTO_OPS).
+def _shear_x(img, factor, fill):
+    return img.transform(img.size, Image.AFFINE, (1, factor, 0, 0, 1, 0), Image.BILINEAR,
+                         fillcolor=fill)
+
+
+def _shear_y(img, factor, fill):
+    return img.transform(img.size, Image.AFFINE, (1, 0, 0, factor, 1, 0), Image.BILINEAR,
+                         fillcolor=fill)
+
+
+def _translate_x(img, pixels, fill):
+    return img.transform(img.size, Image.AFFINE, (1, 0, pixels, 0, 1, 0), Image.BILINEAR,
+                         fillcolor=fill)
+
+
+def _translate_y(img, pixels, fill):
+    return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, pixels), Image.BILINEAR,
+                         fillcolor=fill)
+
+
+def _rotate(img, degrees, fill):
+    return img.rotate(degrees, resample=Image.BILINEAR, fillcolor=fill)
+
+
+def _enhance(kind):
+    def op(img, factor, fill=None):
+        return kind(img).enhance(factor)
+    return op
+
+
+def _posterize(img, bits, fill=None):
+    if bits >= 8:
+        return img
+    # keeping 0 bits zeroes every pixel; Pillow only accepts 1-8 bits
+    return ImageOps.posterize(img, bits) if bits > 0 else Image.new(img.mode, img.size)
+
+
+def _solarize(img, threshold, fill=None):
+    return ImageOps.solarize(img, threshold)
+
+
+def _solarize_add(img, add, fill=None):
+    lut = [min(255, i + add) if i < 128 else i for i in range(256)] * len(img.getbands())
+    return img.point(lut)
+
+
+_COLOR, _CONTRAST = _enhance(ImageEnhance.Color), _enhance(ImageEnhance.Contrast)
+_BRIGHTNESS, _SHARPNESS = _enhance(ImageEnhance.Brightness), _enhance(ImageEnhance.Sharpness)
+
+
+def _no_arg(fn):
+    return lambda img, v, fill: fn(img)
+
+
 # RandAugment operations: name -> (function(img, level in [-1, 1], fill), signed?). ``level`` is
 # magnitude / 10 (negated at random for signed ops); the ranges are those of timm's "increasing"
 # policy (inc1), where a larger magnitude is always a stronger change: rotate 30 degrees, shear
 # 0.3, translate 45% of the side, colour/contrast/brightness/sharpness factor 1 +- 0.9,
 # posterize to 4..0 bits, solarize threshold 256..0, solarize-add up to +110.
-def _shear_x(img, v, fill):
-    return img.transform(img.size, Image.AFFINE, (1, v * 0.3, 0, 0, 1, 0), Image.BILINEAR,
-                         fillcolor=fill)
-
-
-def _shear_y(img, v, fill):
-    return img.transform(img.size, Image.AFFINE, (1, 0, 0, v * 0.3, 1, 0), Image.BILINEAR,
-                         fillcolor=fill)
-
-
-def _translate_x(img, v, fill):
-    return img.transform(img.size, Image.AFFINE, (1, 0, v * 0.45 * img.size[0], 0, 1, 0),
-                         Image.BILINEAR, fillcolor=fill)
-
-
-def _translate_y(img, v, fill):
-    return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, v * 0.45 * img.size[1]),
-                         Image.BILINEAR, fillcolor=fill)
-
-
-def _rotate(img, v, fill):
-    return img.rotate(v * 30.0, resample=Image.BILINEAR, fillcolor=fill)
-
-
-def _enhance(kind):
-    def op(img, v, fill):
-        return kind(img).enhance(max(0.1, 1.0 + v * 0.9))   # factor in [0.1, 1.9]
-    return op
-
-
-def _posterize(img, v, fill):
-    bits = 4 - int(abs(v) * 4)     # keep 4 down to 0 bits
-    # keeping 0 bits zeroes every pixel; Pillow only accepts 1-8 bits
-    return ImageOps.posterize(img, bits) if bits > 0 else Image.new(img.mode, img.size)
-
-
-def _solarize(img, v, fill):
-    return ImageOps.solarize(img, 256 - min(256, int(abs(v) * 256)))
-
-
-def _solarize_add(img, v, fill):
-    add = min(128, int(abs(v) * 110))
-    lut = [min(255, i + add) if i < 128 else i for i in range(256)] * len(img.getbands())
-    return img.point(lut)
+def _inc_enhance(fn):
+    return lambda img, v, fill: fn(img, max(0.1, 1.0 + v * 0.9))   # factor in [0.1, 1.9]
 
 
 _RAND_OPS = {
-    "AutoContrast": (lambda img, v, fill: ImageOps.autocontrast(img), False),
-    "Equalize": (lambda img, v, fill: ImageOps.equalize(img), False),
-    "Invert": (lambda img, v, fill: ImageOps.invert(img), False),
-    "Rotate": (_rotate, True),
-    "Posterize": (_posterize, False),
-    "Solarize": (_solarize, False),
-    "SolarizeAdd": (_solarize_add, False),
-    "Color": (_enhance(ImageEnhance.Color), True),
-    "Contrast": (_enhance(ImageEnhance.Contrast), True),
-    "Brightness": (_enhance(ImageEnhance.Brightness), True),
-    "Sharpness": (_enhance(ImageEnhance.Sharpness), True),
-    "ShearX": (_shear_x, True),
-    "ShearY": (_shear_y, True),
-    "TranslateXRel": (_translate_x, True),
-    "TranslateYRel": (_translate_y, True),
+    "AutoContrast": (_no_arg(ImageOps.autocontrast), False),
+    "Equalize": (_no_arg(ImageOps.equalize), False),
+    "Invert": (_no_arg(ImageOps.invert), False),
+    "Rotate": (lambda img, v, fill: _rotate(img, v * 30.0, fill), True),
+    "Posterize": (lambda img, v, fill: _posterize(img, 4 - int(abs(v) * 4)), False),
+    "Solarize": (lambda img, v, fill: _solarize(img, 256 - min(256, int(abs(v) * 256))), False),
+    "SolarizeAdd": (lambda img, v, fill: _solarize_add(img, min(128, int(abs(v) * 110))), False),
+    "Color": (_inc_enhance(_COLOR), True),
+    "Contrast": (_inc_enhance(_CONTRAST), True),
+    "Brightness": (_inc_enhance(_BRIGHTNESS), True),
+    "Sharpness": (_inc_enhance(_SHARPNESS), True),
+    "ShearX": (lambda img, v, fill: _shear_x(img, v * 0.3, fill), True),
+    "ShearY": (lambda img, v, fill: _shear_y(img, v * 0.3, fill), True),
+    "TranslateXRel": (lambda img, v, fill: _translate_x(img, v * 0.45 * img.size[0], fill), True),
+    "TranslateYRel": (lambda img, v, fill: _translate_y(img, v * 0.45 * img.size[1], fill), True),
 }
 
 
@@ -411,6 +428,127 @@ class RandAugment:
                 f"p={self.prob})")
 
 
+# AutoAugment's ImageNet policy (Cubuk et al., "AutoAugment: Learning Augmentation Strategies
+# from Data", CVPR 2019, arXiv:1805.09501, appendix Table 9): 25 sub-policies of two
+# (operation, probability, magnitude 0-10) each. The same table as torchvision's
+# AutoAugmentPolicy.IMAGENET and timm's "original" policy (torchvision writes None for the
+# magnitude of the argument-free operations; the paper's values are kept here).
+IMAGENET_AUTOAUGMENT_POLICY = (
+    (("Posterize", 0.4, 8), ("Rotate", 0.6, 9)),
+    (("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)),
+    (("Equalize", 0.8, 8), ("Equalize", 0.6, 3)),
+    (("Posterize", 0.6, 7), ("Posterize", 0.6, 6)),
+    (("Equalize", 0.4, 7), ("Solarize", 0.2, 4)),
+    (("Equalize", 0.4, 4), ("Rotate", 0.8, 8)),
+    (("Solarize", 0.6, 3), ("Equalize", 0.6, 7)),
+    (("Posterize", 0.8, 5), ("Equalize", 1.0, 2)),
+    (("Rotate", 0.2, 3), ("Solarize", 0.6, 8)),
+    (("Equalize", 0.6, 8), ("Posterize", 0.4, 6)),
+    (("Rotate", 0.8, 8), ("Color", 0.4, 0)),
+    (("Rotate", 0.4, 9), ("Equalize", 0.6, 2)),
+    (("Equalize", 0.0, 7), ("Equalize", 0.8, 8)),
+    (("Invert", 0.6, 4), ("Equalize", 1.0, 8)),
+    (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+    (("Rotate", 0.8, 8), ("Color", 1.0, 2)),
+    (("Color", 0.8, 8), ("Solarize", 0.8, 7)),
+    (("Sharpness", 0.4, 7), ("Invert", 0.6, 8)),
+    (("ShearX", 0.6, 5), ("Equalize", 1.0, 9)),
+    (("Color", 0.4, 0), ("Equalize", 0.6, 3)),
+    (("Equalize", 0.4, 7), ("Solarize", 0.2, 4)),
+    (("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)),
+    (("Invert", 0.6, 4), ("Equalize", 1.0, 8)),
+    (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+    (("Equalize", 0.8, 8), ("Equalize", 0.6, 3)),
+)
+
+# AutoAugment operations: name -> (function(img, arg, fill), level -> arg, signed?), ``level`` =
+# magnitude / 10 in [0, 1]. The magnitude -> argument rules of timm's "original" policy (those
+# of the TensorFlow TPU implementation, except posterize, which follows the paper's 4-8 bits):
+# rotate up to 30 degrees and shear up to 0.3 (random sign); colour/contrast/sharpness factor
+# 0.1 + 1.8 * level (no sign: low magnitudes wash out, high ones saturate); posterize keeps
+# 4 + int(4 * level) bits; solarize threshold int(256 * level).
+_AUTO_OPS = {
+    "AutoContrast": (_RAND_OPS["AutoContrast"][0], None, False),
+    "Equalize": (_RAND_OPS["Equalize"][0], None, False),
+    "Invert": (_RAND_OPS["Invert"][0], None, False),
+    "Rotate": (_rotate, lambda level: level * 30.0, True),
+    "ShearX": (_shear_x, lambda level: level * 0.3, True),
+    "Posterize": (_posterize, lambda level: int(level * 4) + 4, False),
+    "Solarize": (_solarize, lambda level: min(256, int(level * 256)), False),
+    "Color": (_COLOR, lambda level: level * 1.8 + 0.1, False),
+    "Contrast": (_CONTRAST, lambda level: level * 1.8 + 0.1, False),
+    "Sharpness": (_SHARPNESS, lambda level: level * 1.8 + 0.1, False),
+}
+
+
+def auto_augment_op(img: Image.Image, name: str, magnitude: float, fill=(128, 128, 128),
+                    negate: bool = False) -> Image.Image:
+    """Apply AutoAugment operation ``name`` at ``magnitude`` (0-10); ``negate`` flips the sign
+    of the signed (geometric) operations."""
+    fn, to_arg, signed = _AUTO_OPS[name]
+    if to_arg is None:
+        return fn(img, None, fill)
+    arg = to_arg(min(10.0, max(0.0, float(magnitude))) / 10.0)
+    return fn(img, -arg if (signed and negate) else arg, fill)
+
+
+class AutoAugment:
+    """AutoAugment with the ImageNet policy (:data:`IMAGENET_AUTOAUGMENT_POLICY`) on PIL images.
+
+    Per image one of the 25 sub-policies is drawn uniformly; each of its two operations is
+    applied with its probability at its magnitude (see :data:`_AUTO_OPS` for the magnitude ->
+    argument rules); rotate and shear pick a random direction. ``magnitude_std`` > 0 jitters the
+    magnitude per use by a normal of that std, clipped to [0, 10] (timm's ``mstd``, not in the
+    paper). Geometric operations fill with ``fill`` (default: the ImageNet mean colour) and
+    resample bilinearly (timm picks bilinear or bicubic at random).
+
+    :meth:`from_string` reads ``original`` (timm's name), ``autoaug`` (alias) and
+    ``original-mstd0.5``. The magnitudes follow the TensorFlow reference (magnitude / 10), as
+    timm does; torchvision's ``AutoAugment`` instead bins each range into 10 values (magnitude /
+    9) and strengthens posterize/solarize with the magnitude, so its images differ for the same
+    table.
+    """
+
+    def __init__(self, policy=IMAGENET_AUTOAUGMENT_POLICY, magnitude_std: float = 0.0,
+                 fill: Sequence[int] = (124, 116, 104)):
+        for sub in policy:
+            for name, prob, mag in sub:
+                if name not in _AUTO_OPS:
+                    raise ValueError(f"AutoAugment: unknown operation {name!r}; known: "
+                                     f"{sorted(_AUTO_OPS)}")
+        self.policy = tuple(tuple(tuple(op) for op in sub) for sub in policy)
+        self.magnitude_std = float(magnitude_std)
+        self.fill = tuple(int(c) for c in fill)
+
+    @classmethod
+    def from_string(cls, policy: str, **kwargs) -> "AutoAugment":
+        parts = policy.split("-")
+        if parts[0] not in ("original", "autoaug"):
+            raise ValueError(f"AutoAugment policy {policy!r} must start with 'original' or "
+                             "'autoaug' (the ImageNet policy), e.g. 'original-mstd0.5'")
+        args = dict(kwargs)
+        for part in parts[1:]:
+            m = re.fullmatch(r"mstd([\d.]+)", part)
+            if not m:
+                raise ValueError(f"AutoAugment policy {policy!r}: unknown field {part!r} "
+                                 "(known: mstd<std>)")
+            args["magnitude_std"] = float(m.group(1))
+        return cls(**args)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        for name, prob, magnitude in random.choice(self.policy):
+            if random.random() >= prob:
+                continue
+            if self.magnitude_std > 0:
+                magnitude = random.gauss(magnitude, self.magnitude_std)
+            img = auto_augment_op(img, name, magnitude, self.fill,
+                                  negate=_AUTO_OPS[name][2] and random.random() < 0.5)
+        return img
+
+    def __repr__(self):
+        return f"AutoAugment(policy=imagenet, mstd={self.magnitude_std})"
+
+
 class RandomErasing:
     """With probability ``prob`` replace one random rectangle (area fraction 0.02-1/3, log-uniform
     aspect 0.3-3.3) of a normalised CHW array by standard-normal noise per pixel (Zhong et al.
@@ -445,14 +583,22 @@ def train_transform(input_size: int = 224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 
                     hflip: float = 0.5, interpolation: str = "bicubic",
                     rand_augment: Optional[str] = None, random_erasing: float = 0.0,
                     mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> Compose:
-    """Random resized crop, flip, optional RandAugment, normalisation, optional erasing."""
+                    std: Sequence[float] = IMAGENET_STD,
+                    auto_augment: Optional[str] = None) -> Compose:
+    """Random resized crop, flip, optional RandAugment or AutoAugment (not both), normalisation,
+    optional erasing."""
+    if rand_augment and auto_augment:
+        raise ValueError(f"both RandAugment ({rand_augment!r}) and AutoAugment "
+                         f"({auto_augment!r}) are set; a recipe uses one: set the other to null "
+                         "(data.augment.rand_augment / data.augment.auto_augment)")
     ops = [RandomResizedCrop(input_size, scale, ratio, interpolation)]
     if hflip:
         ops.append(RandomHorizontalFlip(float(hflip)))
+    fill = tuple(int(round(255 * m)) for m in mean)
     if rand_augment:
-        fill = tuple(int(round(255 * m)) for m in mean)
         ops.append(RandAugment.from_string(rand_augment, fill=fill))
+    if auto_augment:
+        ops.append(AutoAugment.from_string(auto_augment, fill=fill))
     ops.append(ToCHWNormalized(mean, std))
     if random_erasing and random_erasing > 0:
         ops.append(RandomErasing(random_erasing))
@@ -493,7 +639,7 @@ def build_imagenet(mode: str, data: dict, model_name: Optional[str] = None) -> I
             hflip=0.5 if aug.get("hflip", True) else 0.0,
             interpolation=aug.get("train_interpolation") or "bicubic",
             rand_augment=aug.get("rand_augment"), random_erasing=aug.get("random_erasing", 0.0),
-            mean=data["mean"], std=data["std"])
+            mean=data["mean"], std=data["std"], auto_augment=aug.get("auto_augment"))
     elif mode in ("val", "test"):
         cfg = model_data_config(model_name) if model_name else {"crop_pct": 0.875,
                                                                 "interpolation": "bilinear"}
