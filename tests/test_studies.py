@@ -53,7 +53,7 @@ def test_published_entries_are_sourced():
         assert isinstance(e["value"], (int, float)) and math.isfinite(e["value"])
         assert isinstance(e["verified"], bool)
     # the FasterNet summary ratios quoted in the issue
-    assert [published.value("fasternet", "Sec. 3.1", "pconv_over_dwconv_flops", device=d)
+    assert [published.value("fasternet", "Sec. 4.1", "pconv_over_dwconv_flops", device=d)
             for d in ("GPU", "CPU", "ARM")] == [10.5, 6.2, 22.8]
     with pytest.raises(ValueError):
         published.value("shufflenetv2", "Table 1", "1:1")  # ambiguous: many settings
@@ -144,14 +144,30 @@ def test_g3_series_blocks_keep_the_macs():
             assert abs(macs - c * c) / (c * c) < 0.05, (c, k, a)
 
 
-def test_mobileone_blocks_quick(tmp_path):
-    from ppnets.studies import mobileone_blocks
-
-    assert mobileone_blocks.main(["--quick", "--output-dir", str(tmp_path)]) == 0
-    doc, md = _check_outputs(str(tmp_path), "latency_mobileone_blocks", 3)
+def test_mobileone_blocks_quick_via_reproduce_script(tmp_path):
+    """In its own process: the leaky_relu network crashes Paddle Inference 3.3.1 unless the
+    harness deletes the conv+activation fuse pass, and a crash must fail this test, not pytest.
+    """
+    proc = subprocess.run([sys.executable, "reproduce/latency_mobileone_blocks.py", "--quick",
+                           "--output-dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc, md = _check_outputs(str(tmp_path), "latency_mobileone_blocks", 4)
     acts = {r["item"]: r for r in doc["results"]["activations"]}
     assert acts["relu"]["cpu_rel"] == 1.0 and acts["dynamic_relu_a"]["cpu_ms"] is None
+    assert acts["leaky_relu"]["cpu_ms"] > 0 and acts["leaky_relu"]["ir_pass_workaround"]
+    assert not acts["relu"]["ir_pass_workaround"]
     assert "Not built" in md
+    # the row that needed the workaround is named, with the pass, the reason and Paddle's version
+    assert [(w["label"], w["deleted_pass"]) for w in doc["ir_pass_workarounds"]] == [
+        ("act_leaky_relu", "conv_activation_onednn_fuse_pass")]
+    assert doc["ir_pass_workarounds"][0]["paddle_version"] == doc["machine"]["paddle_version"]
+    assert "Rows measured with a Paddle Inference workaround" in md
+    assert "leaky_relu \u2020" in md and "conv_activation_onednn_fuse_pass" in md
+    assert doc["load_avg_start"] is None or len(doc["load_avg_start"]) == 3
+    # the paper's cells are looked up under their (unverified) table labels
+    assert acts["relu"]["paper_ms"] == published.value(
+        "mobileone", published.MOBILEONE_TABLES["activations"], "relu")
 
 
 def test_efficientformer_observations_quick(tmp_path):
@@ -208,10 +224,14 @@ def test_peers_one_run(tmp_path):
     from ppnets.bench import peers
 
     out = tmp_path / "peers.json"
+    md = tmp_path / "peers.md"
     rc = peers.main(["--models", "mobilenetv3_small_050", "--warmup", "1", "--repeats", "2",
-                     "--sgemm-n", "128", "--json", str(out)])
+                     "--sgemm-n", "128", "--json", str(out), "--markdown", str(md)])
     assert rc == 0
     report = json.loads(out.read_text())
+    assert len(report["load_avg_end"]) == 3 and report["ir_pass_workarounds"] == []
+    page = md.read_text()
+    assert "at the start" in page and "| mobilenetv3_small_050 | onnxruntime |" in page
     backends = {r["backend"] for r in report["results"]}
     assert "paddle_inference" in backends and "onnxruntime" in backends
     assert report["peak_sgemm"]["single_thread"]["flops_per_s"] > 0

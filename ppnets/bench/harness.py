@@ -12,7 +12,9 @@ docs/benchmarking.md):
 * the timed region is ``predictor.run()`` plus ``copy_to_cpu()`` of every output, so an
   asynchronous device (GPU) has finished before the clock stops; the input is staged once;
 * the exported predictor's output is compared with the dygraph model's once, and the difference
-  is recorded with the latency.
+  is recorded with the latency;
+* an IR pass that is known to crash Paddle Inference on a program (:data:`KNOWN_PASS_CRASHES`)
+  is deleted for that program only, and the record says so (``ir_pass_workarounds``).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from .timing import latency_stats, time_calls  # the one timing loop (framework-
 __all__ = ["SCHEMA", "BACKEND", "benchmark_model", "benchmark_models", "resolve_model_names",
            "export_model", "make_config", "create_predictor", "run_predictor", "time_predictor",
            "time_dygraph", "time_calls", "latency_stats", "check_settings", "format_table",
-           "write_json"]
+           "write_json", "KNOWN_PASS_CRASHES", "program_op_names", "pass_workarounds"]
 
 # Version of the result layout (docs/benchmarking.md). Bump it when a key changes meaning or
 # disappears; adding keys keeps it.
@@ -156,10 +158,79 @@ def export_model(model: nn.Layer, input_size: Sequence[int], batch_size: int,
                        f"{sorted(os.listdir(out_dir))}")
 
 
+# IR passes that crash Paddle Inference while it builds a predictor for some programs. A crash
+# inside the C++ pass (SIGSEGV) kills the whole Python process, so it cannot be caught; the
+# harness deletes the pass, for the programs that contain the trigger op only, before the
+# predictor is built. oneDNN stays on (every other fuse pass still runs); the record lists what
+# was deleted and why (``ir_pass_workarounds``). Each entry: the pass, the op whose presence in
+# the PIR program triggers it, where it applies, the Paddle versions on which the crash was
+# reproduced, and the cause.
+KNOWN_PASS_CRASHES: Tuple[Dict[str, Any], ...] = (
+    {"pass": "conv_activation_onednn_fuse_pass",
+     "trigger_op": "leaky_relu",
+     "device": "cpu", "mkldnn": True, "program": "pir",
+     "reproduced_on_paddle": ("3.3.1",),
+     "reason": "Paddle Inference segfaults in this pass (FusedConv2dOp::Build -> "
+               "pir::FloatAttribute::data) when it fuses a conv2d with a following leaky_relu: "
+               "the PIR program stores leaky_relu's negative_slope as a DoubleAttribute and the "
+               "pass reads it as a FloatAttribute. Deleting the pass leaves conv2d and "
+               "leaky_relu as two oneDNN kernels (unfused), so the latency includes one extra "
+               "pass over the activation map per conv"},
+)
+
+
+def program_op_names(model_file: str) -> Optional[set]:
+    """Names of the ops in a PIR ``.json`` program without their dialect prefix (``conv2d``,
+    ``leaky_relu``, ...); None for a legacy ``.pdmodel`` or a file that is not a PIR program."""
+    if not model_file.endswith(".json"):
+        return None
+    try:
+        with open(model_file, encoding="utf-8") as f:
+            program = json.load(f)
+    except (OSError, ValueError):
+        return None
+    names: set = set()
+    stack = [program.get("program", program)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ops = node.get("ops")
+            if isinstance(ops, list):
+                for op in ops:
+                    name = op.get("#") if isinstance(op, dict) else None
+                    if isinstance(name, str):  # "1.leaky_relu": dialect id, then op name
+                        names.add(name.split(".", 1)[-1].rstrip("_"))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
+
+
+def pass_workarounds(model_file: str, device: str = "cpu",
+                     mkldnn: bool = True) -> List[Dict[str, Any]]:
+    """The entries of :data:`KNOWN_PASS_CRASHES` that apply to this exported program and
+    setting, as records: deleted pass, trigger op, reason, this Paddle's version, and the
+    versions the crash was reproduced on. Empty when none applies."""
+    ops = program_op_names(model_file)
+    if ops is None:
+        return []
+    out = []
+    for known in KNOWN_PASS_CRASHES:
+        if device != known["device"] or bool(mkldnn) != known["mkldnn"]:
+            continue
+        if known["trigger_op"] in ops:
+            out.append({"deleted_pass": known["pass"], "trigger_op": known["trigger_op"],
+                        "reason": known["reason"], "paddle_version": paddle.__version__,
+                        "reproduced_on_paddle": list(known["reproduced_on_paddle"])})
+    return out
+
+
 def make_config(model_file: str, params_file: str, device: str = "cpu", threads: int = 1,
-                mkldnn: bool = True, gpu_id: int = 0):
+                mkldnn: bool = True, gpu_id: int = 0,
+                delete_passes: Sequence[str] = ()):
     """The ``paddle.inference.Config`` the harness uses for an exported model (``.json`` PIR
-    program or legacy ``.pdmodel``, and its ``.pdiparams``)."""
+    program or legacy ``.pdmodel``, and its ``.pdiparams``). ``delete_passes`` are IR passes
+    left out (see :func:`pass_workarounds`)."""
     from paddle import inference
 
     config = inference.Config(model_file, params_file)
@@ -174,17 +245,22 @@ def make_config(model_file: str, params_file: str, device: str = "cpu", threads:
         else:
             config.disable_mkldnn()
     config.switch_ir_optim(True)
+    for name in delete_passes:
+        config.delete_pass(name)
     config.disable_glog_info()
     return config
 
 
 def create_predictor(model_file: str, params_file: str, device: str = "cpu", threads: int = 1,
-                     mkldnn: bool = True, gpu_id: int = 0):
-    """A Paddle Inference predictor for an exported model, configured by :func:`make_config`."""
+                     mkldnn: bool = True, gpu_id: int = 0, workarounds: bool = True):
+    """A Paddle Inference predictor for an exported model, configured by :func:`make_config`;
+    with ``workarounds`` (default) the passes :func:`pass_workarounds` names are deleted."""
     from paddle import inference
 
+    deleted = [w["deleted_pass"] for w in pass_workarounds(model_file, device, mkldnn)] \
+        if workarounds else []
     return inference.create_predictor(
-        make_config(model_file, params_file, device, threads, mkldnn, gpu_id))
+        make_config(model_file, params_file, device, threads, mkldnn, gpu_id, deleted))
 
 
 def _stage_input(predictor, x: np.ndarray) -> List[Any]:
@@ -339,14 +415,17 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                     batch_size: int = 1, device: str = "cpu", threads: int = 1,
                     mkldnn: bool = True, warmup: int = 10, repeats: int = 50,
                     dygraph: bool = False, workdir: Optional[str] = None,
-                    seed: int = 0) -> Dict[str, Any]:
+                    seed: int = 0, workarounds: bool = True) -> Dict[str, Any]:
     """Latency of one model's deploy form under Paddle Inference; a JSON-serialisable dict.
 
     ``model_or_name`` is a registry name (input size from ``ppnets.model_info`` unless given)
     or an ``nn.Layer`` (copied, so the caller's model is not fused or moved). ``threads`` and
     ``mkldnn`` (oneDNN) apply to CPU. ``workdir`` keeps the exported model there (default: a
     temporary folder, deleted afterwards). ``dygraph=True`` also times eager execution of the
-    same deploy-form model (``dygraph_latency_ms``). See docs/benchmarking.md for the schema.
+    same deploy-form model (``dygraph_latency_ms``). ``workarounds`` deletes the IR passes of
+    :data:`KNOWN_PASS_CRASHES` that apply to the exported program (listed in the record's
+    ``ir_pass_workarounds``); False builds the predictor with every pass, which on an affected
+    Paddle version crashes the process. See docs/benchmarking.md for the schema.
     """
     settings = check_settings(input_size=input_size, batch_size=batch_size, device=device,
                               threads=threads, warmup=warmup, repeats=repeats)
@@ -374,7 +453,9 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                 out_dir = os.path.join(workdir, name)
                 os.makedirs(out_dir, exist_ok=True)
             model_file, params_file = export_model(model, input_size, batch_size, out_dir)
-            config = make_config(model_file, params_file, device, threads, mkldnn)
+            applied = pass_workarounds(model_file, device, mkldnn) if workarounds else []
+            config = make_config(model_file, params_file, device, threads, mkldnn,
+                                 delete_passes=[w["deleted_pass"] for w in applied])
             predictor = paddle.inference.create_predictor(config)
             outputs = run_predictor(predictor, x)  # first run: untimed, also the parity check
             if len(outputs) != len(reference) or any(
@@ -411,6 +492,7 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
         "params": params,
         "flops_per_s": 2.0 * macs * batch_size / median_s,
         "max_abs_diff_vs_dygraph": max_abs_diff,
+        "ir_pass_workarounds": applied,
         "machine": machine_info(device=device, threads=threads, mkldnn=bool(mkldnn)),
         "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
@@ -432,7 +514,7 @@ def benchmark_models(names_or_patterns: Union[str, Sequence[str]], *,
     completes. Returns ``dict(schema, command, machine, results=[...])``.
     """
     unknown = set(kwargs) - {"input_size", "batch_size", "device", "threads", "mkldnn", "warmup",
-                             "repeats", "dygraph", "workdir", "seed"}
+                             "repeats", "dygraph", "workdir", "seed", "workarounds"}
     if unknown:
         raise TypeError(f"benchmark_models got unknown arguments {sorted(unknown)}")
     names = resolve_model_names(names_or_patterns)

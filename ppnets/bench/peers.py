@@ -36,7 +36,8 @@ import numpy as np
 
 from .timing import latency_stats, time_calls
 
-__all__ = ["measure_sgemm_peak", "onnxruntime_record", "torch_record", "compare_peers", "main"]
+__all__ = ["measure_sgemm_peak", "onnxruntime_record", "torch_record", "compare_peers",
+           "format_peers", "peers_markdown", "main"]
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_child.py")
 PEERS = ("paddle_inference", "onnxruntime", "torch_eager")
@@ -162,7 +163,7 @@ def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
     from .machine import machine_info
 
     names = resolve_model_names(list(names))
-    machine = machine_info(device="cpu", threads=threads, mkldnn=mkldnn)
+    machine = machine_info(device="cpu", threads=threads, mkldnn=mkldnn)  # load at the start
     all_threads = machine.get("available_cores") or os.cpu_count() or 1
     peak = {"single_thread": measure_sgemm_peak(1, sgemm_n)}
     if all_threads > 1:
@@ -196,9 +197,13 @@ def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
                           "gflops": rec["flops_per_s"] / 1e9,
                           "utilisation": rec["utilisation_of_sgemm_peak"],
                           "max_abs_diff_vs_dygraph": rec.get("max_abs_diff_vs_dygraph")})
-    return {"schema": SCHEMA, "kind": "peers", "machine": machine, "threads": threads,
-            "batch_size": batch_size, "peak_sgemm": peak, "results": results, "table": table,
-            "errors": errors}
+    load_end = machine_info(device="cpu", threads=threads, mkldnn=mkldnn).get("load_avg")
+    workarounds = [{"model": r["model"], **w} for r in results
+                   for w in r.get("ir_pass_workarounds") or []]
+    return {"schema": SCHEMA, "kind": "peers", "machine": machine, "load_avg_end": load_end,
+            "threads": threads, "batch_size": batch_size, "peak_sgemm": peak,
+            "results": results, "table": table, "errors": errors,
+            "ir_pass_workarounds": workarounds}
 
 
 def format_peers(report: Dict[str, Any]) -> str:
@@ -219,7 +224,32 @@ def format_peers(report: Dict[str, Any]) -> str:
                      f"{'n/a' if diff is None else f'{diff:.2e}'} |")
     for e in report["errors"]:
         lines.append(f"\n{e['model']} / {e['backend']}: FAILED: {e['error']}")
+    for w in report.get("ir_pass_workarounds") or []:
+        lines.append(f"\n{w['model']} / paddle_inference: measured with IR pass "
+                     f"{w['deleted_pass']} deleted (Paddle {w['paddle_version']} crashes with it "
+                     f"on a program with {w['trigger_op']}; oneDNN on): {w['reason']}")
     return "\n".join(lines)
+
+
+def peers_markdown(report: Dict[str, Any]) -> str:
+    """The report as a Markdown page: command, machine (load average at the start and the
+    end), settings and the table of :func:`format_peers`."""
+    m = report["machine"]
+    load_start, load_end = m.get("load_avg"), report.get("load_avg_end")
+    cores = m.get("available_cores") or 1
+    lines = ["# Peer comparison: Paddle Inference vs ONNX Runtime vs PyTorch eager", "",
+             f"Command: `{report.get('command', 'python -m ppnets.bench.peers')}`", "",
+             f"Machine: {m.get('cpu_model')} ({m.get('arch')}, {m.get('available_cores')} of "
+             f"{m.get('logical_cores')} cores available, governor {m.get('cpu_governor')}, load "
+             f"average {load_start} at the start, {load_end} at the end); Paddle "
+             f"{m.get('paddle_version')} (oneDNN build: {m.get('paddle_with_onednn')}).", "",
+             f"Settings: {report['threads']} thread(s), batch {report['batch_size']}, deploy "
+             "form, fp32, median of individually timed repeats.", ""]
+    peak_load = max((load_start or [0])[0], (load_end or [0])[0])
+    if peak_load > cores:
+        lines += [f"**Warning: load average {peak_load:.1f} exceeds the {cores} available cores "
+                  "while this ran; timings are distorted by other processes.**", ""]
+    return "\n".join(lines + [format_peers(report)]) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sgemm-n", type=int, default=1024)
     p.add_argument("--no-mkldnn", dest="mkldnn", action="store_false")
     p.add_argument("--json", default=None, metavar="PATH")
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="also write the report as Markdown (machine, load, table)")
     return p
 
 
@@ -264,6 +296,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         write_json(report, args.json)
         print(f"\nwrote {args.json}", file=sys.stderr)
+    if args.markdown:
+        from ppnets.engine.checkpoint import atomic_write_text
+
+        atomic_write_text(args.markdown, peers_markdown(report))
+        print(f"wrote {args.markdown}", file=sys.stderr)
     return 0
 
 

@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
     args = build_parser().parse_args(argv)
     runner = StudyRunner(STUDY, args, argv, record=record)
-    acts = ("relu", "se_relu") if args.quick else ACTIVATIONS
+    # --quick keeps leaky_relu: it exercises the harness's Paddle Inference workaround
+    # (ppnets.bench.KNOWN_PASS_CRASHES) end to end.
+    acts = ("relu", "leaky_relu", "se_relu") if args.quick else ACTIVATIONS
     blocks = ("baseline", "+skip") if args.quick else tuple(BLOCKS)
     size = QUICK_INPUT if args.quick else INPUT
     for device in runner.devices:
@@ -113,24 +115,30 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
           f"30-layer CNN (layout in `ppnets/studies/mobileone_blocks.py`), input "
           f"{'x'.join(map(str, size))}, batch 1 on CPU/ARM, "
           f"batch {GPU_BATCH} on GPU (ms per batch). Paper: iPhone 12 latency (ms); values "
-          "marked * are unverified transcriptions. `rel.` = latency / the ReLU baseline's "
+          "marked * are unverified transcriptions (no text copy of the paper's tables was "
+          "found; see `ppnets/studies/published.py`). `rel.` = latency / the ReLU baseline's "
           "latency on the same device.", ""]
     results: Dict[str, List[Dict[str, Any]]] = {"activations": [], "blocks": []}
     orderings = []
-    for table, items, labels, prefix in (
-            ("activations", list(acts) + list(NOT_BUILT), {a: f"act_{a}" for a in acts},
-             "Table 3"),
-            ("blocks", list(blocks), {b: block_label[b] for b in blocks}, "Table 4")):
+    workaround = {(w["label"], w["device"]): w for w in runner.workaround_rows()}
+    for table, items, labels in (
+            ("activations", list(acts) + list(NOT_BUILT), {a: f"act_{a}" for a in acts}),
+            ("blocks", list(blocks), {b: block_label[b] for b in blocks})):
+        prefix = published.MOBILEONE_TABLES[table]
         head = ["network", "paper (ms)", "paper rel."]
         for d in devices:
             head += [f"{d} (ms)", f"{d} rel.", f"{d} rel. / paper rel."]
         body = []
-        paper_base = published.value("mobileone", "Table 3", "relu")
+        paper_base = published.value("mobileone", published.MOBILEONE_TABLES["activations"],
+                                     "relu")
         for item in items:
             hits = published.lookup("mobileone", prefix, item=item)
             pv = hits[0]["value"] if hits else None
             row_rec = {"item": item, "paper_ms": pv, "paper_rel": ratio(pv, paper_base)}
-            row = [item, None if pv is None else f"{pv}{'' if hits[0]['verified'] else '*'}",
+            marked = any((labels.get(item), d) in workaround for d in devices)
+            row_rec["ir_pass_workaround"] = marked
+            row = [item + (" \u2020" if marked else ""),
+                   None if pv is None else f"{pv}{'' if hits[0]['verified'] else '*'}",
                    row_rec["paper_rel"]]
             for d in devices:
                 ms = speed(runner.find(labels[item], d), "ms") if item in labels else None
@@ -141,6 +149,10 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             body.append(row)
             results[table].append(row_rec)
         md += [f"## {table.capitalize()} ({prefix})", "", md_table(head, body), ""]
+        if any(r["ir_pass_workaround"] for r in results[table]):
+            md += ["\u2020 measured with a Paddle Inference workaround (one fuse pass deleted, "
+                   "oneDNN on): see \"Rows measured with a Paddle Inference workaround\" "
+                   "below.", ""]
         for d in devices:
             o = compare_order({r["item"]: r["paper_ms"] for r in results[table]
                                if r.get(f"{d}_ms") is not None},
@@ -159,8 +171,10 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             series = {"paper (iPhone 12)": [r["paper_rel"] for r in rows]}
             for d in devices:
                 series[f"ours ({d})"] = [r.get(f"{d}_rel") for r in rows]
-            bar_groups(ax, [r["item"] for r in rows], series, "latency / ReLU baseline",
-                       f"MobileOne {table}")
+            bar_groups(ax, [r["item"] + (" \u2020" if r["ir_pass_workaround"] else "")
+                            for r in rows], series, "latency / ReLU baseline",
+                       f"MobileOne {table}" + (" (\u2020 one Paddle fuse pass deleted)" if any(
+                           r["ir_pass_workaround"] for r in rows) else ""))
 
     runner.write({"paper": published.PAPERS["mobileone"], "results": results,
                   "orderings": orderings, "not_built": list(NOT_BUILT),

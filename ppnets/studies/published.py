@@ -11,8 +11,9 @@ abstracts / text. The ShuffleNet V2 Tables 1-4 and FasterNet Table 1 cells were 
 cell against text copies of the arXiv papers (HTML-to-Markdown conversions and a bilingual
 translation stored in the public GitHub search index; the index shows a file id, not its
 repository, so ``source`` gives the id). The MobileOne cells are still ``verified=False``: no
-text copy of those tables could be found (the reviews and notes that discuss them reproduce
-the tables as images), and their table numbers are unconfirmed too. Every study prints the flag
+text copy of those tables could be found (searched twice; the reviews and notes that discuss
+them reproduce the tables as images), and their table numbers are unconfirmed too
+(:data:`MOBILEONE_TABLES`). Every study prints the flag
 beside the number, and the studies compare *orderings and ratios*, which survive a small
 transcription error, rather than absolute values, which depend on the device anyway.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-__all__ = ["PAPERS", "PUBLISHED", "lookup", "value"]
+__all__ = ["PAPERS", "PUBLISHED", "MOBILEONE_TABLES", "lookup", "value"]
 
 PAPERS: Dict[str, Dict[str, str]] = {
     "fasternet": {"title": "Run, Don't Walk: Chasing Higher FLOPS for Faster Neural Networks "
@@ -50,11 +51,10 @@ def _e(paper, table, item, value, unit, device, setting=None, verified=False, no
 PUBLISHED: List[Dict[str, Any]] = []
 
 # ---------------------------------------------------------------- FasterNet (arXiv:2303.03667)
-# Sec. 3.1 text (the summary of Table 1): PConv's FLOPS relative to DWConv's.
-# (In the arXiv v3 text this sentence is in Sec. 4.1, "PConv is fast with high FLOPS"; the label
-# keeps "Sec. 3.1" because the studies and tests look the entries up by that prefix.)
+# Sec. 4.1 text ("PConv is fast with high FLOPS", the summary of Table 1): PConv's FLOPS
+# relative to DWConv's. (The paper's Sec. 3.1 is "Preliminary", on DWConv's memory access.)
 for _dev, _v in (("GPU", 10.5), ("CPU", 6.2), ("ARM", 22.8)):
-    PUBLISHED.append(_e("fasternet", "Sec. 3.1 / Table 1", "pconv_over_dwconv_flops", _v, "x",
+    PUBLISHED.append(_e("fasternet", "Sec. 4.1 / Table 1", "pconv_over_dwconv_flops", _v, "x",
                         _dev, verified=True,
                         note="PConv achieves this many times DWConv's FLOPS (the text under "
                              "Table 1; = the ratio of the Table 1 'Average' FLOPS rows)",
@@ -102,7 +102,7 @@ _FN_T1 = {
               "384x14x14": (162, 24408, 3954, 3.58, 45.25, 49.98, 3.24),
               "768x7x7": (162, 32866, 5324, 5.02, 32.27, 48.30, 3.35)},
 }
-# The table's "Average" rows (FLOPS on GPU / CPU / ARM); the Sec. 3.1 ratios above are
+# The table's "Average" rows (FLOPS on GPU / CPU / ARM); the Sec. 4.1 ratios above are
 # PConv's averages over DWConv's (3274/313, 39.91/6.42, 2.73/0.12).
 _FN_T1_AVG = {"conv": (10151, 71.89, 3.95), "gconv": (1833, 25.93, 1.92),
               "dwconv": (313, 6.42, 0.12), "pconv": (3274, 39.91, 2.73)}
@@ -181,22 +181,30 @@ for _item, (_gpu, _arm) in _G4.items():
 
 # ----------------------------------------------------------------- MobileOne (arXiv:2206.04040)
 # Activation functions in a 30-layer CNN, and architectural blocks, latency on iPhone 12.
-# UNVERIFIED, values and table numbers alike: no text copy of these two tables was found (the
-# notes and reviews that discuss them show them as images). The order in which a review walks
-# the paper (a latency/FLOPs/params Spearman-correlation table, then the activation table, then
-# the block table) suggests they are Tables 2 and 3, not 3 and 4; the labels stay as they are
-# because ppnets/studies/mobileone_blocks.py looks the entries up by "Table 3" / "Table 4".
-_MO_TABLE_NOTE = ("value and table number unverified: no text copy of the table found; the "
-                  "activation table may be the paper's Table 2 and the block table its Table 3")
+# UNVERIFIED, values and table numbers alike. Searched again (issue 6) in the public GitHub
+# search index (exact strings: "Dynamic Shift-Max", "DynamicReLU", "SE-ReLU", "273.49",
+# "30-layer convolutional neural network") and in the stored web pages and documentation (the
+# paper's table captions, the reviews, arXiv/ar5iv/CVF pages): every copy found that discusses
+# these two tables (Sik-Ho Tsang's review, Korean and English paper notes, a Chinese news
+# article) reproduces them as images, and no text copy of the paper's body was found. The
+# reviews walk the paper in the order latency/FLOPs/params Spearman correlation -> activation
+# table -> block table, which suggests Tables 2 and 3 rather than 3 and 4, but no copy gives the
+# numbers. The study looks the entries up through MOBILEONE_TABLES, so a confirmed number only
+# needs changing here.
+MOBILEONE_TABLES = {
+    "activations": "Activation table (30-layer CNN; paper's table number unverified: 2 or 3)",
+    "blocks": "Architectural-block table (30-layer CNN; paper's table number unverified: 3 or 4)",
+}
+_MO_TABLE_NOTE = ("value and table number unverified: no text copy of the table was found "
+                  "(every copy found shows it as an image)")
 _MO_ACT = {"relu": 1.53, "gelu": 1.63, "se_relu": 2.10, "silu": 1.72,
            "dynamic_shift_max": 57.04, "dynamic_relu_a": 273.49, "dynamic_relu_b": 242.14}
 for _item, _v in _MO_ACT.items():
-    PUBLISHED.append(_e("mobileone", "Table 3 (activations, 30-layer CNN)", _item, _v, "ms",
+    PUBLISHED.append(_e("mobileone", MOBILEONE_TABLES["activations"], _item, _v, "ms",
                         _MO_PHONE, note=_MO_TABLE_NOTE))
 _MO_BLOCKS = {"baseline": 1.53, "+se": 2.10, "+skip": 2.62}
 for _item, _v in _MO_BLOCKS.items():
-    PUBLISHED.append(_e("mobileone", "Table 4 (architectural blocks, 30-layer CNN)", _item, _v,
-                        "ms", _MO_PHONE,
+    PUBLISHED.append(_e("mobileone", MOBILEONE_TABLES["blocks"], _item, _v, "ms", _MO_PHONE,
                         note="'+skip' adds skip connections to the SE network; " + _MO_TABLE_NOTE))
 
 # ---------------------------------------------------------- EfficientFormer (arXiv:2206.01191)

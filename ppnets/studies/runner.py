@@ -246,6 +246,7 @@ class StudyRunner:
                 self.external[kind] = {r["model"]: r for r in load_device_results(path)}
                 self.external_files[kind] = os.path.abspath(path)
         self.started = _utc_now()
+        self.load_avg_start = _load_avg()
 
     # -- measuring --------------------------------------------------------------------------
 
@@ -278,6 +279,7 @@ class StudyRunner:
         rec["model"] = label
         rec["study"] = self.study
         rec["study_meta"] = meta
+        self._note_workarounds(rec)
         self.measurements.append(rec)
         return rec
 
@@ -299,8 +301,22 @@ class StudyRunner:
             self.failures.append({"label": name, "device": device, "error": msg})
             return None
         rec["study"] = self.study
+        self._note_workarounds(rec)
         self.measurements.append(rec)
         return rec
+
+    def _note_workarounds(self, rec: Dict[str, Any]) -> None:
+        for w in rec.get("ir_pass_workarounds") or []:
+            print(f"[{self.study}] {rec['model']}: WORKAROUND: deleted IR pass "
+                  f"{w['deleted_pass']} (trigger op {w['trigger_op']}, Paddle "
+                  f"{w['paddle_version']}); see the outputs' workaround section",
+                  file=sys.stderr, flush=True)
+
+    def workaround_rows(self) -> List[Dict[str, Any]]:
+        """One row per (measurement, workaround) for the measurements that needed a Paddle
+        Inference IR-pass workaround (:data:`ppnets.bench.KNOWN_PASS_CRASHES`)."""
+        return [{"label": rec["model"], "device": rec["device"], **w}
+                for rec in self.measurements for w in rec.get("ir_pass_workarounds") or []]
 
     def find(self, label: str, device: str = "cpu") -> Optional[Dict[str, Any]]:
         """Our measurement of ``label`` on ``device`` on this machine, or a merged one
@@ -332,14 +348,15 @@ class StudyRunner:
                  f"Command: `{self.command}`", "",
                  f"Machine: {m.get('cpu_model')} ({m.get('arch')}, {m.get('available_cores')} of "
                  f"{m.get('logical_cores')} cores available, governor {m.get('cpu_governor')}, "
-                 f"load average {m.get('load_avg')}); GPU: {m.get('gpu')}; Paddle "
+                 f"load average {self.load_avg_start} at the start, {m.get('load_avg')} at "
+                 f"the end); GPU: {m.get('gpu')}; Paddle "
                  f"{m.get('paddle_version')} (oneDNN build: {m.get('paddle_with_onednn')}).", "",
                  f"Settings: Paddle Inference, deploy form, fp32, {self.args.threads} CPU "
                  f"thread(s), oneDNN {'on' if self.args.mkldnn else 'off'}, {self.warmup} warm-up "
                  f"+ {self.repeats} timed repeats per network, median reported.", ""]
         for kind, path in self.external_files.items():
             lines += [f"Merged {kind.replace('_file', '')} results: `{path}`.", ""]
-        load = (m.get("load_avg") or [0])[0]
+        load = max((m.get("load_avg") or [0])[0], (self.load_avg_start or [0])[0])
         cores = m.get("available_cores") or 1
         if self.quick:
             lines += ["**QUICK RUN (`--quick`): a subset with "
@@ -361,6 +378,20 @@ class StudyRunner:
         os.makedirs(out_dir, exist_ok=True)
         stem = os.path.join(out_dir, self.study)
         paths = {"json": stem + ".json", "markdown": stem + ".md"}
+        workarounds = self.workaround_rows()
+        if workarounds:
+            markdown += ("\n\n## Rows measured with a Paddle Inference workaround\n\n"
+                         "These rows' predictors were built with one IR pass deleted, because "
+                         "with it Paddle Inference crashes (segfault) while building the "
+                         "predictor. oneDNN stayed on; every other pass ran. Their latency is "
+                         "that of the unfused program and is not directly comparable with a "
+                         "Paddle version that fuses it.\n\n" + md_table(
+                             ["network", "device", "deleted pass", "trigger op", "Paddle",
+                              "crash reproduced on", "why"],
+                             [(w["label"], w["device"], w["deleted_pass"], w["trigger_op"],
+                               w["paddle_version"], ", ".join(w["reproduced_on_paddle"]),
+                               w["reason"]) for w in workarounds],
+                             align="---|---|---|---|---|---|---"))
         if self.failures:
             markdown += "\n\n## Failures\n\n" + md_table(
                 ["network", "device", "error"],
@@ -372,6 +403,7 @@ class StudyRunner:
             "quick": self.quick,
             "started_utc": self.started,
             "finished_utc": _utc_now(),
+            "load_avg_start": self.load_avg_start,
             "settings": {"devices": self.devices, "threads": self.args.threads,
                          "mkldnn": bool(self.args.mkldnn), "warmup": self.warmup,
                          "repeats": self.repeats},
@@ -381,6 +413,7 @@ class StudyRunner:
             "merged_files": self.external_files,
             **payload,
             "failures": self.failures,
+            "ir_pass_workarounds": workarounds,
             "measurements": self.measurements,
         }
         if figure is not None and not self.args.no_figure:
@@ -403,6 +436,14 @@ class StudyRunner:
         for p in paths.values():
             print(f"wrote {p}", file=sys.stderr)
         return paths
+
+
+def _load_avg() -> Optional[List[float]]:
+    """1/5/15-minute load averages now (as ``machine_info``'s ``load_avg``), None if unknown."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _utc_now() -> str:
