@@ -8,11 +8,16 @@ kernels everywhere, SE in alternate blocks). The steps the constructors can expr
 here with one recipe (configs/repvit/cifar10.yaml: AdamW, CIFAR resized to 64x64):
 
 1. ``MobileNetV3-L`` -- mobilenetv3_large_100 (the starting point);
+1b. ``RepViT 5x5 r4, simple downsampling`` -- as row 2 with ``deep_downsample=False``: each
+   downsampling layer is only the stride-2 depthwise conv-BN + 1x1 conv-BN pair (the state
+   before the "deeper downsampling layers" macro step);
 2. ``RepViT, 5x5 DW, ratio 4`` -- repvit_m1_0 with kernel_size=5, mlp_ratio=4: RepViT's
    block and macro design but MobileNetV3's larger kernels and expansion (approximates the
    state after "block design" + "macro design", before "expansion ratio" and "kernel size");
 3. ``RepViT, 3x3 DW, ratio 4`` -- adds the 3x3-kernel micro step;
-4. ``RepViT-M1.0`` -- mlp_ratio=2 too: the final network (single head, no distillation).
+4. ``RepViT-M1.0`` -- mlp_ratio=2 too: the final network (single head, no distillation);
+4b/4c. ``RepViT-M1.0`` with ``se_layout='all'`` (SE in every block) and ``'none'`` (no SE):
+   the alternatives to the cross-block SE placement of the "SE layer placement" micro step.
 
 The steps are applied in a different order than the paper's (its order interleaves macro
 steps the constructor cannot switch individually), see NOTES.
@@ -40,6 +45,10 @@ def variants():
         Variant("1 MobileNetV3-L", CONFIG,
                 ["model.name=mobilenetv3_large_100", "model.kwargs={}"], step=1,
                 **published("mobilenetv3_large_100")),
+        Variant("1b RepViT 5x5 r4, simple downsampling", CONFIG,
+                ["model.kwargs.kernel_size=5", "model.kwargs.mlp_ratio=4",
+                 "model.kwargs.deep_downsample=false"], step=1.5,
+                published_top1=None, published_source=None),
         Variant("2 RepViT 5x5 r4", CONFIG,
                 ["model.kwargs.kernel_size=5", "model.kwargs.mlp_ratio=4"], step=2,
                 published_top1=None, published_source=None),
@@ -47,13 +56,19 @@ def variants():
                 ["model.kwargs.kernel_size=3", "model.kwargs.mlp_ratio=4"], step=3,
                 published_top1=None, published_source=None),
         Variant("4 RepViT-M1.0", CONFIG, [], step=4, **published("repvit_m1_0")),
+        Variant("4b RepViT-M1.0, SE in every block", CONFIG, ["model.kwargs.se_layout=all"],
+                step=4, published_top1=None, published_source=None),
+        Variant("4c RepViT-M1.0, no SE", CONFIG, ["model.kwargs.se_layout=none"], step=4,
+                published_top1=None, published_source=None),
     ]
 
 
 NOTES = [
-    "Approximated: the macro-design steps (early-convolution stem, deeper downsampling layers, "
-    "simple classifier, stage ratio 1:1:7:1) and the SE placement are not separate constructor "
-    "switches; they all enter at step 2 together with RepViT's block design.",
+    "Approximated: the macro-design steps early-convolution stem, simple classifier and stage "
+    "ratio 1:1:7:1 are not separate constructor switches; they enter at step 1b together with "
+    "RepViT's block design. The deeper downsampling layers are their own step (1b -> 2, "
+    "deep_downsample) and the SE placement is compared on the final network (4 vs 4b/4c, "
+    "se_layout).",
     "The paper's roadmap accuracies are ImageNet numbers (published_top1 shows the registry's "
     "ImageNet top-1 of the two end points); CIFAR-10 accuracies here are not comparable.",
 ]

@@ -4,6 +4,7 @@ Parity with timm is in tests/parity; the registry-wide contract in tests/test_mo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -225,3 +226,74 @@ def test_timm_key_map_drops_persistent_index_buffers():
                                    key_maps=get_entry("efficientformer_l1").key_maps)
     assert report.ok, str(report)
     assert report.layout == "timm"
+
+
+# ---------------------------------------------------------------- img_size
+
+def _signature(model):
+    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def test_default_state_dict_unchanged_by_img_size():
+    # recorded from efficientformer_l1(num_classes=10) before img_size existed
+    default = ppnets.create_model("efficientformer_l1", num_classes=10)
+    assert len(default.state_dict()) == 247
+    assert _signature(default) == "e018b6d6c3870c5b"
+
+
+# L1's layout, narrower: keeps the builds below fast
+_TINY_V1 = dict(depths=(1, 1, 1, 2), dims=(8, 16, 24, 32), num_vit=1, num_classes=5)
+
+
+@pytest.mark.parametrize("img_size,grid", [(64, (2, 2)), ((64, 96), (2, 3)), (72, (3, 3))])
+def test_img_size_sizes_the_bias_tables(img_size, grid):
+    from ppnets.models.efficientformer import EfficientFormer
+
+    paddle.seed(0)
+    model = EfficientFormer(img_size=img_size, **_TINY_V1)
+    attn = model.stages[-1].blocks[-1].token_mixer
+    n = grid[0] * grid[1]
+    assert attn.attention_biases.shape == [8, n] and attn.attention_bias_idxs.shape == [n, n]
+    np.testing.assert_array_equal(attn.attention_bias_idxs.numpy(), relative_bias_index(grid))
+    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+    x = _x((2, 3, h, w))
+    out = model(x)
+    assert out.shape == [2, 5]
+    out.sum().backward()
+    assert attn.attention_biases.grad is not None
+    expected = rf"{grid[0]}x{grid[1]} token grid.*{h}x{w} input.*img_size"
+    with pytest.raises(ValueError, match=expected):
+        _run(model, _x((1, 3, 224, 224)))
+
+
+def test_img_size_64_cache_reparameterize_and_deploy():
+    from ppnets.models.efficientformer import EfficientFormer
+
+    paddle.seed(0)
+    model = EfficientFormer(img_size=64, **_TINY_V1)
+    randomize_bn(model)
+    attn = _attn_layers(model)[0]
+    rng = np.random.RandomState(0)
+    attn.attention_biases.set_value(rng.standard_normal([8, 4]).astype("float32"))
+    model.stages[-1].blocks[-1].ls1.gamma.set_value(np.ones([32], "float32"))  # open the branch
+    model.eval()
+    x = _x((2, 3, 64, 64))
+    before = _run(model, x)
+    assert attn.attention_bias_cache is not None and attn.attention_bias_cache.shape == [8, 4, 4]
+    attn.attention_biases.set_value(rng.standard_normal([8, 4]).astype("float32"))
+    np.testing.assert_array_equal(_run(model, x), before)  # cached in eval...
+    model.train()
+    assert attn.attention_bias_cache is None                # ...dropped by train()
+    model.eval()
+    after_change = _run(model, x)
+    assert np.abs(after_change - before).max() > 1e-4      # the new table is used now
+    before = after_change
+    model.reparameterize()
+    np.testing.assert_allclose(_run(model, x), before, rtol=0,
+                               atol=1e-5 * max(1.0, np.abs(before).max()))
+    deployed = EfficientFormer(img_size=64, deploy=True, **_TINY_V1)
+    missing, unexpected = deployed.set_state_dict(model.state_dict())
+    assert not missing and not unexpected
+    deployed.eval()
+    np.testing.assert_allclose(_run(deployed, x), _run(model, x), rtol=0, atol=1e-6)

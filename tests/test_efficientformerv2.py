@@ -3,6 +3,8 @@ tests/test_efficientformer.py for both families; parity with timm in tests/parit
 registry-wide contract in tests/test_models.py."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -161,3 +163,101 @@ def test_attention_runs_correctly_in_paddle_inference(tmp_path):
         got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
         np.testing.assert_allclose(got, expected, rtol=0,
                                    atol=1e-4 * max(1.0, np.abs(expected).max()))
+
+
+# ---- the paper's Table 1 design switches ------------------------------------------------------
+
+def _signature(model):
+    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def test_default_state_dict_unchanged_by_ablation_switches():
+    # recorded from efficientformerv2_s0(num_classes=10) before the switches existed
+    default = ppnets.create_model("efficientformerv2_s0", num_classes=10)
+    assert len(default.state_dict()) == 493
+    assert _signature(default) == "55dcf7150dfef2b6"
+
+
+def test_without_talking_heads_is_plain_softmax_attention():
+    """An Attention2d without talking heads equals one whose head mixers are the identity."""
+    paddle.seed(0)
+    plain = Attention2d(16, key_dim=4, num_heads=2, resolution=4, talking_heads=False)
+    talking = Attention2d(16, key_dim=4, num_heads=2, resolution=4)
+    assert plain.talking_head1 is None and plain.talking_head2 is None
+    state = plain.state_dict()
+    assert not [k for k in state if "talking" in k]
+    rng = np.random.RandomState(0)
+    state["attention_biases"] = paddle.to_tensor(rng.standard_normal([2, 16]).astype("float32"))
+    plain.set_state_dict(state)
+    missing, _ = talking.set_state_dict(state)
+    assert sorted(missing) == ["talking_head1.bias", "talking_head1.weight",
+                               "talking_head2.bias", "talking_head2.weight"]
+    for th in (talking.talking_head1, talking.talking_head2):
+        th.weight.set_value(np.eye(2, dtype="float32").reshape(2, 2, 1, 1))
+        th.bias.set_value(np.zeros(2, "float32"))
+    plain.eval()
+    talking.eval()
+    x = _x((2, 16, 4, 4))
+    np.testing.assert_allclose(_run(plain, x), _run(talking, x), rtol=0, atol=1e-6)
+
+
+_SWITCHES = [dict(talking_heads=False), dict(attn_stride=False), dict(attn_downsample=False),
+             dict(talking_heads=False, attn_stride=False, attn_downsample=False)]
+
+
+# a small V2 (S0's layout, narrower and shallower) keeps the four builds fast
+_TINY = dict(depths=(1, 1, 2, 2), dims=(8, 16, 32, 48), mlp_ratios=(2, 2, 2, 2), num_vit=1,
+             num_classes=5, img_size=64, distillation=False)
+
+
+@pytest.mark.parametrize("switches", _SWITCHES, ids=lambda d: "-".join(sorted(d)))
+def test_ablation_switches_build_train_and_fuse(switches):
+    from ppnets.models.efficientformerv2 import EfficientFormerV2
+
+    kw = dict(_TINY, **switches)
+    paddle.seed(0)
+    model = EfficientFormerV2(**kw)
+    stage3_attn = model.stages[2].blocks[-1].token_mixer
+    stage4_attn = model.stages[3].blocks[-1].token_mixer
+    keys = list(model.state_dict())
+    # talking heads
+    th = switches.get("talking_heads", True)
+    for attn in (stage3_attn, stage4_attn):
+        assert (attn.talking_head1 is not None) == th and (attn.talking_head2 is not None) == th
+    assert any("talking_head" in k for k in keys) == th
+    # stride attention in stage 3: 64 -> stage 3 at 4x4, attention on 2x2 with the stride
+    strided = switches.get("attn_stride", True)
+    assert (stage3_attn.stride_conv is not None) == strided
+    assert (stage3_attn.upsample is not None) == strided
+    assert stage3_attn.attention_biases.shape == ([8, 4] if strided else [8, 16])
+    assert stage3_attn.attention_bias_idxs.shape == ([4, 4] if strided else [16, 16])
+    # attention downsampling: otherwise the plain strided conv-BN of the earlier stages
+    down = model.stages[3].downsample
+    assert (down.attn is not None) == switches.get("attn_downsample", True)
+    assert down.conv.conv._stride == [2, 2] and down.conv.conv.weight.shape == [48, 32, 3, 3]
+
+    randomize_bn(model)
+    rng = np.random.RandomState(1)
+    for layer in model.sublayers():
+        if isinstance(layer, (Attention2d, Attention2dDownsample)):
+            b = layer.attention_biases
+            b.set_value(rng.standard_normal(b.shape).astype("float32"))
+    x = _x((2, 3, 64, 64))
+    out = model(x)
+    assert out.shape == [2, 5]
+    out.sum().backward()
+    assert stage3_attn.q.conv.weight.grad is not None
+    model.eval()
+    before = _run(model, x)
+    model.reparameterize()
+    np.testing.assert_allclose(_run(model, x), before, rtol=0,
+                               atol=1e-5 * max(1.0, np.abs(before).max()))
+    deployed = EfficientFormerV2(deploy=True, **kw)
+    missing, unexpected = deployed.set_state_dict(model.state_dict())
+    assert not missing and not unexpected
+    deployed.eval()
+    np.testing.assert_allclose(_run(deployed, x), _run(model, x), rtol=0, atol=1e-6)
+    if not strided:  # the full-resolution tables only fit the stage-3 grid of img_size
+        with pytest.raises(ValueError, match=r"4x4 grid, i.e. a 64x64 input"):
+            _run(model, _x((1, 3, 96, 96)))

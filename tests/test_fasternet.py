@@ -20,7 +20,7 @@ import pytest
 import ppnets
 from ppnets.analysis import profile_model
 from ppnets.convert import load_pretrained
-from ppnets.models.fasternet import FasterNet, PartialConv
+from ppnets.models.fasternet import FasterNet, LayerNorm2d, PartialConv
 from tests.conftest import REPO, randomize_bn
 
 # Paper/official cfg files: embed_dim, depths, activation, drop_path_rate.
@@ -282,3 +282,81 @@ def test_timm_layout_with_layer_scale(timm_reference):
     with paddle.no_grad():
         ours = model(paddle.to_tensor(data["input"])).numpy()
     assert np.abs(ours - data["output"]).max() <= 1e-4
+
+
+# ---- norm_layer='ln': the paper's BN vs LN ablation ------------------------------------------
+
+def _state_signature(model):
+    """sha256 of the ``key:shape`` lines of a state dict (order included)."""
+    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def test_default_state_dict_unchanged_by_norm_keyword():
+    # recorded from fasternet_t0(num_classes=10) before norm_layer existed
+    paddle.seed(0)
+    default = ppnets.create_model("fasternet_t0", num_classes=10)
+    explicit = ppnets.create_model("fasternet_t0", num_classes=10, norm_layer="bn")
+    assert len(default.state_dict()) == 114
+    assert _state_signature(default) == _state_signature(explicit) == "ce47d3e1d138ce3f"
+    with pytest.raises(ValueError, match="norm_layer"):
+        FasterNet(embed_dim=16, depths=(1, 1), norm_layer="gn")
+
+
+def _ln_model(seed=0, deploy=False):
+    paddle.seed(seed)
+    model = FasterNet(num_classes=5, embed_dim=16, depths=(1, 2), patch_size=2, act="gelu",
+                      norm_layer="ln", deploy=deploy)
+    rng = np.random.RandomState(seed)
+    for layer in model.sublayers():  # non-trivial affine LN parameters
+        if isinstance(layer, LayerNorm2d):
+            layer.weight.set_value(rng.uniform(0.5, 1.5, layer.weight.shape).astype("float32"))
+            layer.bias.set_value(rng.uniform(-0.2, 0.2, layer.bias.shape).astype("float32"))
+    return model
+
+
+def test_ln_replaces_every_bn():
+    model = _ln_model()
+    assert not [l for l in model.sublayers() if isinstance(l, paddle.nn.BatchNorm2D)]
+    norms = [n for n, l in model.named_sublayers() if isinstance(l, LayerNorm2d)]
+    # patch embedding, one merging layer, one MLP norm per block
+    assert norms == ["patch_embed.norm", "stages.0.blocks.0.mlp_expand.norm",
+                     "stages.1.downsample.norm", "stages.1.blocks.0.mlp_expand.norm",
+                     "stages.1.blocks.1.mlp_expand.norm"]
+    assert model.stages[1].blocks[0].mlp_expand.conv.bias is None
+    # LN over channels at every pixel, computed by hand
+    ln = model.patch_embed.norm
+    x = _x([2, 16, 3, 5])
+    v = x.numpy().astype(np.float64)
+    ref = (v - v.mean(1, keepdims=True)) / np.sqrt(v.var(1, keepdims=True) + 1e-5)
+    ref = ref * ln.weight.numpy().reshape(1, -1, 1, 1) + ln.bias.numpy().reshape(1, -1, 1, 1)
+    with paddle.no_grad():
+        np.testing.assert_allclose(ln(x).numpy(), ref, rtol=0, atol=1e-5)
+
+
+def test_ln_forward_backward_reparameterize_and_deploy():
+    model = _ln_model()
+    x = _x([2, 3, 32, 32])
+    out = model(x)
+    assert out.shape == [2, 5]
+    out.sum().backward()
+    assert model.patch_embed.norm.weight.grad is not None
+    assert model.stages[1].blocks[1].mlp_expand.conv.weight.grad is not None
+    model.eval()
+    with paddle.no_grad():
+        before = model(x).numpy()
+    keys = list(model.state_dict())
+    with pytest.raises(RuntimeError, match="eval"):
+        _ln_model().reparameterize()  # train mode refused
+    model.reparameterize(pconv_forward="slicing")  # LN stays; the PConv switch still applies
+    assert list(model.state_dict()) == keys
+    assert len([l for l in model.sublayers() if isinstance(l, LayerNorm2d)]) == 5
+    with paddle.no_grad():
+        after = model(x).numpy()
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1, np.abs(before).max()))
+    deployed = _ln_model(seed=1, deploy=True)
+    missing, unexpected = deployed.set_state_dict(model.state_dict())
+    assert not missing and not unexpected
+    deployed.eval()
+    with paddle.no_grad():
+        np.testing.assert_allclose(deployed(x).numpy(), after, rtol=0, atol=1e-6)

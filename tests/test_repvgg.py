@@ -1,6 +1,8 @@
 """RepVGG family and the shared RepConvBN block (registry-wide and parity tests cover the rest)."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -167,3 +169,60 @@ def test_drop_path_only_on_layers_with_identity():
         for j, layer in enumerate(stage):
             has_drop = not isinstance(layer.drop_path, nn.Identity)
             assert has_drop == (layer.identity is not None and layer.drop_path.drop_prob > 0)
+
+
+# ---- the paper's branch ablation (Sec. 4.2): use_identity / use_1x1 ---------------------------
+
+def _signature(model):
+    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def test_default_state_dict_unchanged_by_branch_keywords():
+    # recorded from repvgg_a0(num_classes=10) before use_identity/use_1x1 existed
+    default = ppnets.create_model("repvgg_a0", num_classes=10)
+    assert len(default.state_dict()) == 290
+    assert _signature(default) == "d1d11ffb19b23310"
+
+
+_SMALL = dict(depths=(1, 2, 2, 1), width_multipliers=(0.25, 0.25), num_classes=5)
+
+
+@pytest.mark.parametrize("use_identity,use_1x1", [(True, True), (True, False), (False, True),
+                                                  (False, False)])
+def test_branch_ablation_builds_trains_and_fuses(use_identity, use_1x1):
+    from ppnets.models.repvgg import RepVGG
+
+    paddle.seed(3)
+    model = RepVGG(use_identity=use_identity, use_1x1=use_1x1, drop_path_rate=0.1, **_SMALL)
+    layers = [model.stem] + [layer for stage in model.stages for layer in stage]
+    assert all((layer.conv_scale is not None) == use_1x1 for layer in layers)
+    same_shape = [layer.in_channels == layer.out_channels and layer.stride == 1
+                  for layer in layers]
+    assert any(same_shape)
+    assert [layer.identity is not None for layer in layers] == \
+        [s and use_identity for s in same_shape]
+    keys = set(model.state_dict())
+    assert any("conv_scale" in k for k in keys) == use_1x1
+    assert any(".identity." in k for k in keys) == use_identity
+    x = _x([2, 3, 32, 32])
+    out = model(x)
+    out.sum().backward()
+    assert model.stem.conv_kxk[0].conv.weight.grad is not None
+
+    randomize_bn(model, seed=3)
+    model.eval()
+    with paddle.no_grad():
+        before = model(x).numpy()
+    model.reparameterize()
+    with paddle.no_grad():
+        after = model(x).numpy()
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, np.abs(before).max()))
+    assert not any(isinstance(m, nn.BatchNorm2D) for m in model.sublayers())
+    # every branch setting deploys to the same plain 3x3 model
+    deployed = RepVGG(deploy=True, **_SMALL)
+    missing, unexpected = deployed.set_state_dict(model.state_dict())
+    assert not missing and not unexpected
+    deployed.eval()
+    with paddle.no_grad():
+        np.testing.assert_array_equal(deployed(x).numpy(), after)

@@ -2,6 +2,8 @@
 cover the rest)."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -189,3 +191,65 @@ def test_timm_key_map():
         "head.head_dist.l.weight"])
     ours = set(ppnets.create_model("repvit_m0_9").state_dict())
     assert set(mapped) <= ours
+
+
+# ---- roadmap knobs: deep_downsample, se_layout ------------------------------------------------
+
+def _signature(model):
+    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def test_default_state_dict_unchanged_by_roadmap_keywords():
+    # recorded from repvit_m0_9(num_classes=10) before deep_downsample/se_layout existed
+    default = ppnets.create_model("repvit_m0_9", num_classes=10)
+    assert len(default.state_dict()) == 605
+    assert _signature(default) == "8230b07483441488"
+    with pytest.raises(ValueError, match="se_layout"):
+        ppnets.create_model("repvit_m0_9", se_layout="every")
+
+
+_TINY = dict(embed_dims=(8, 16, 24, 32), depths=(1, 3, 2, 1), num_classes=5)
+
+
+@pytest.mark.parametrize("deep,se_layout", [(False, "alternate"), (True, "all"),
+                                            (True, "none"), (False, "none")])
+def test_roadmap_knobs_build_train_and_fuse(deep, se_layout):
+    from ppnets.models.repvit import RepViT
+
+    kw = dict(_TINY, deep_downsample=deep, se_layout=se_layout, kernel_size=5, mlp_ratio=4)
+    paddle.seed(0)
+    model = RepViT(drop_path_rate=0.1, **kw)
+    for stage in model.stages[1:]:
+        down = stage.downsample
+        assert (down.pre_block is not None) == deep and (down.ffn is not None) == deep
+        assert down.spatial_downsample.conv._stride == [2, 2]
+        assert down.spatial_downsample.conv.weight.shape[2:] == [5, 5]
+    expected = {"alternate": lambda i: i % 2 == 0, "all": lambda i: True,
+                "none": lambda i: False}[se_layout]
+    for stage in model.stages:
+        assert [isinstance(b.se, SqueezeExcite) for b in stage.blocks] == \
+            [expected(i) for i in range(len(stage.blocks))]
+    keys = set(model.state_dict())
+    assert any(".downsample.pre_block." in k for k in keys) == deep
+    assert any(".downsample.ffn." in k for k in keys) == deep
+    x = _x([2, 3, 32, 32])
+    out = model(x)
+    out.sum().backward()
+    assert model.stem.conv1.conv.weight.grad is not None
+
+    model = RepViT(**kw)
+    randomize_bn(model)
+    model.eval()
+    with paddle.no_grad():
+        before = model(x).numpy()
+    model.reparameterize()
+    with paddle.no_grad():
+        after = model(x).numpy()
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, np.abs(before).max()))
+    deployed = RepViT(deploy=True, **kw)
+    missing, unexpected = deployed.set_state_dict(model.state_dict())
+    assert not missing and not unexpected
+    deployed.eval()
+    with paddle.no_grad():
+        np.testing.assert_array_equal(deployed(x).numpy(), after)

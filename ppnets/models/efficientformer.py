@@ -16,8 +16,10 @@ Attention biases: the table is gathered through the relative-position index buff
 ``attention_bias_idxs`` (non-persistable: not in ``state_dict()``, rebuilt from the geometry). In
 eval mode the gathered bias is computed once and cached (so ``paddle.jit.save`` exports it as a
 constant and no gather runs at inference); the cache is dropped by ``train()``/``eval()``,
-``set_state_dict()`` and any train-mode forward. The tables cover the 7x7 token grid of a
-224x224 input (timm fixes the input size the same way); another size raises a clear error.
+``set_state_dict()`` and any train-mode forward. The tables cover the token grid of the last
+stage for the model's ``img_size`` (default 224: 7x7, as timm, which fixes the input size);
+``img_size`` (an int or (h, w)) builds the tables for another size, e.g. 64 for CIFAR (2x2
+tokens). An input giving another grid raises an error naming the size to use.
 
 Deviations: ``reparameterize()`` folds every conv-BN pair (stem, downsampling, Meta4D MLPs) into
 the conv; nothing else changes. ``forward`` returns the average of the two heads in train mode
@@ -27,7 +29,8 @@ persistent ``attention_bias_idxs`` buffers are dropped by the timm key map.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+import math
+from typing import Sequence, Tuple, Union
 
 import paddle
 import paddle.nn as nn
@@ -167,20 +170,21 @@ class Flat(nn.Layer):
     """(N, C, H, W) -> (N, H*W, C) tokens for the Meta3D blocks; checks that the grid is the one
     the attention bias tables were built for."""
 
-    def __init__(self, resolution: Tuple[int, int], img_size: int):
+    def __init__(self, resolution: Tuple[int, int], img_size: Tuple[int, int]):
         super().__init__()
         self.resolution = tuple(resolution)
-        self.img_size = img_size
+        self.img_size = to_2tuple(img_size)
 
     def forward(self, x):
         h, w = known_size(x.shape[2]), known_size(x.shape[3])
         if h is not None and w is not None and (h, w) != self.resolution:
-            rh, rw = self.resolution
+            (rh, rw), (ih, iw) = self.resolution, self.img_size
             raise ValueError(
                 f"EfficientFormer's attention bias tables cover a {rh}x{rw} token grid, which a "
-                f"{self.img_size}x{self.img_size} input gives; this input gives a {h}x{w} grid. "
-                f"Resize or centre-crop the images to {self.img_size}x{self.img_size} (timm's "
-                "efficientformer has the same fixed input size).")
+                f"{ih}x{iw} input gives (the model's img_size); this input gives a {h}x{w} grid. "
+                f"Resize or centre-crop the images to {ih}x{iw}, or build the model for your size "
+                "with create_model(name, img_size=...) (bias tables of pretrained weights only "
+                "fit the size they were trained at).")
         # The grid size is fixed by the bias tables: an explicit token count keeps the traced
         # shape static even with a dynamic batch.
         tokens = self.resolution[0] * self.resolution[1]
@@ -191,7 +195,7 @@ class Attention(AttentionBiasCache, nn.Layer):
     """Multi-head self-attention on tokens with a learned relative-position bias per head."""
 
     def __init__(self, dim: int, key_dim: int = 32, num_heads: int = 8, attn_ratio: float = 4.0,
-                 resolution: int = 7):
+                 resolution=7):
         super().__init__()
         self.num_heads = num_heads
         self.key_dim = key_dim
@@ -234,7 +238,7 @@ class Mlp(nn.Layer):
 class Meta3D(nn.Layer):
     def __init__(self, dim: int, mlp_ratio: float = 4.0, act: str = "gelu",
                  proj_drop: float = 0.0, drop_path: float = 0.0, layer_scale_init: float = 1e-5,
-                 resolution: int = 7):
+                 resolution=7):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, epsilon=1e-5)
         self.token_mixer = Attention(dim, resolution=resolution)
@@ -255,8 +259,8 @@ class EfficientFormerStage(nn.Layer):
     a ``Flat`` (it takes a slot in ``blocks``, as in timm, so block indices match)."""
 
     def __init__(self, in_chs: int, out_chs: int, depth: int, downsample: bool,
-                 drop_path_rates: Sequence[float], num_vit: int = 0, resolution: int = 7,
-                 img_size: int = 224, pool_size: int = 3, deploy: bool = False, **block_kwargs):
+                 drop_path_rates: Sequence[float], num_vit: int = 0, resolution=7,
+                 img_size=224, pool_size: int = 3, deploy: bool = False, **block_kwargs):
         super().__init__()
         if downsample:
             self.downsample = Downsample(in_chs, out_chs, deploy=deploy)
@@ -283,13 +287,16 @@ class EfficientFormerStage(nn.Layer):
 
 class EfficientFormer(AttentionBiasOwner, ImageClassifier):
     """EfficientFormer V1; ``depths``/``dims`` per stage and ``num_vit`` (Meta3D blocks at the
-    end of the last stage) as in the paper's Table 1 and the official configs."""
+    end of the last stage) as in the paper's Table 1 and the official configs; ``img_size``
+    (int or (h, w)) sizes the attention bias tables (the last stage sees ``ceil(img_size / 32)``
+    tokens per side)."""
 
     def __init__(self, depths: Sequence[int] = (3, 2, 6, 4),
                  dims: Sequence[int] = (48, 96, 224, 448), num_vit: int = 1,
                  mlp_ratio: float = 4.0, pool_size: int = 3, layer_scale_init: float = 1e-5,
-                 act: str = "gelu", num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
+                 act: str = "gelu", img_size: Union[int, Tuple[int, int]] = 224,
+                 num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 proj_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, deploy: bool = False):
         super().__init__()
         if not 1 <= num_vit:
@@ -299,8 +306,10 @@ class EfficientFormer(AttentionBiasOwner, ImageClassifier):
         self.num_features = dims[-1]
         self.deploy = deploy
         self.distilled_training = False
-        img_size = 224
-        resolution = img_size // 32  # tokens of the last stage: 7x7, fixed like timm's
+        img_size = to_2tuple(img_size)
+        # tokens of the last stage: five stride-2 3x3 convs (padding 1) give ceil(size / 32);
+        # 7x7 at 224 as timm's
+        resolution = tuple(math.ceil(s / 32) for s in img_size)
         self.stem = Stem(in_chans, dims[0], deploy=deploy)
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]

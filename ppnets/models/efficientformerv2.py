@@ -24,6 +24,14 @@ cached in eval mode (an export gets a constant) and dropped by ``train()``/``eva
 bias tables depend on ``img_size`` (default 224, as timm's ``img_size`` argument); another input
 size raises an error that names the size to use.
 
+Ablation switches (the paper's Table 1 design steps; the defaults build the published model):
+``talking_heads=False`` drops the two head-mixing layers from every ``Attention2d`` (plain
+softmax attention); ``attn_stride=False`` runs the stage-3 attention at the stage's full
+resolution (no stride-2 depthwise conv in front of q/k/v, no upsampling, bias tables sized for
+the full grid: the "attention at higher resolution" step before "stride attention");
+``attn_downsample=False`` makes the last downsampling the plain 3x3 stride-2 conv-BN of the
+other stages (no local-global-query attention added to it).
+
 Deviations: ``reparameterize()`` folds every conv-BN (stem, downsampling, q/k/v/local/projection,
 FFN) into its conv; the final BN, which follows no conv, stays. timm's entry points set
 ``drop_path_rate`` 0.02 (S2) and 0.1 (L), the paper's training recipe; here it defaults to 0 like
@@ -142,7 +150,7 @@ class Attention2d(AttentionBiasCache, nn.Layer):
 
     def __init__(self, dim: int, key_dim: int = 32, num_heads: int = 8, attn_ratio: float = 4,
                  resolution=7, stride: Optional[int] = None, act: str = "gelu",
-                 img_size=(224, 224), deploy: bool = False):
+                 img_size=(224, 224), talking_heads: bool = True, deploy: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.key_dim = key_dim
@@ -169,8 +177,8 @@ class Attention2d(AttentionBiasCache, nn.Layer):
         self.v_local = _conv_bn(self.val_attn_dim, self.val_attn_dim, 3,
                                 groups=self.val_attn_dim, deploy=deploy)
         # "Talking heads": mix the attention maps across heads before and after the softmax.
-        self.talking_head1 = TalkingHeads(num_heads)
-        self.talking_head2 = TalkingHeads(num_heads)
+        self.talking_head1 = TalkingHeads(num_heads) if talking_heads else None
+        self.talking_head2 = TalkingHeads(num_heads) if talking_heads else None
         self.act = create_act(act)
         self.proj = _conv_bn(self.val_attn_dim, dim, deploy=deploy)
         self._init_attention_bias(num_heads, self.num_tokens, relative_bias_index(resolution))
@@ -190,7 +198,10 @@ class Attention2d(AttentionBiasCache, nn.Layer):
         v = _split_heads(v, self.num_heads, n).transpose([0, 1, 3, 2])
 
         attn = paddle.matmul(q, k) * self.scale + self.attention_bias()
-        attn = self.talking_head2(F.softmax(self.talking_head1(attn), axis=-1))
+        if self.talking_head1 is None:
+            attn = F.softmax(attn, axis=-1)
+        else:
+            attn = self.talking_head2(F.softmax(self.talking_head1(attn), axis=-1))
         x = paddle.matmul(attn, v).transpose([0, 1, 3, 2])
         x = x.reshape([0, self.val_attn_dim, self.resolution[0], self.resolution[1]]) + v_local
         if self.upsample is not None:
@@ -296,11 +307,12 @@ class EfficientFormerV2Block(nn.Layer):
     def __init__(self, dim: int, mlp_ratio: float = 4.0, act: str = "gelu",
                  proj_drop: float = 0.0, drop_path: float = 0.0, layer_scale_init: float = 1e-5,
                  resolution=7, stride: Optional[int] = None, use_attn: bool = True,
-                 img_size=(224, 224), deploy: bool = False):
+                 img_size=(224, 224), talking_heads: bool = True, deploy: bool = False):
         super().__init__()
         if use_attn:
             self.token_mixer = Attention2d(dim, resolution=resolution, act=act, stride=stride,
-                                           img_size=img_size, deploy=deploy)
+                                           img_size=img_size, talking_heads=talking_heads,
+                                           deploy=deploy)
             self.ls1 = LayerScale(dim, layer_scale_init, data_format="NCHW")
             self.drop_path1 = DropPath(drop_path)
         else:
@@ -356,16 +368,19 @@ class EfficientFormerV2Stage(nn.Layer):
 
 class EfficientFormerV2(AttentionBiasOwner, ImageClassifier):
     """EfficientFormerV2; ``depths``/``dims``/``mlp_ratios`` per stage (a number or one ratio
-    per block) and ``num_vit`` (attention blocks at the end of stages 3 and 4)."""
+    per block) and ``num_vit`` (attention blocks at the end of stages 3 and 4).
+    ``talking_heads``, ``attn_stride`` and ``attn_downsample`` switch the paper's Table 1 design
+    steps off (see the module docstring)."""
 
     def __init__(self, depths: Sequence[int] = (2, 2, 6, 4),
                  dims: Sequence[int] = (32, 48, 96, 176),
                  mlp_ratios: Sequence[Union[float, Sequence[float]]] = (4, 4, 4, 4),
                  num_vit: int = 2, img_size: Union[int, Tuple[int, int]] = 224,
                  layer_scale_init: float = 1e-5, act: str = "gelu", distillation: bool = True,
-                 num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 deploy: bool = False):
+                 talking_heads: bool = True, attn_stride: bool = True,
+                 attn_downsample: bool = True, num_classes: int = 1000, in_chans: int = 3,
+                 drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, deploy: bool = False):
         super().__init__()
         if not len(depths) == len(dims) == len(mlp_ratios):
             raise ValueError(f"depths {tuple(depths)}, dims {tuple(dims)} and mlp_ratios need one "
@@ -387,10 +402,11 @@ class EfficientFormerV2(AttentionBiasOwner, ImageClassifier):
                 raise ValueError(f"stage {i}: {len(ratios)} expansion ratios for {depth} blocks")
             stages.append(EfficientFormerV2Stage(
                 prev, dim, depth, resolution=tuple(math.ceil(s / stride) for s in img_size),
-                downsample=i > 0, downsample_use_attn=i >= 3, block_use_attn=i >= 2,
-                block_stride=2 if i == 2 else None, num_vit=num_vit, mlp_ratios=ratios,
-                drop_path_rates=rates[start:start + depth], img_size=img_size, deploy=deploy,
-                act=act, proj_drop=proj_drop_rate, layer_scale_init=layer_scale_init))
+                downsample=i > 0, downsample_use_attn=attn_downsample and i >= 3,
+                block_use_attn=i >= 2, block_stride=2 if attn_stride and i == 2 else None,
+                num_vit=num_vit, mlp_ratios=ratios, drop_path_rates=rates[start:start + depth],
+                img_size=img_size, deploy=deploy, act=act, proj_drop=proj_drop_rate,
+                layer_scale_init=layer_scale_init, talking_heads=talking_heads))
             stride = stride * 2 if i > 0 else stride
             prev, start = dim, start + depth
         self.stages = nn.Sequential(*stages)

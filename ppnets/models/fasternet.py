@@ -37,6 +37,12 @@ Deliberate choices / deviations:
   ``stage_dims[-1]``).
 * ``drop_path_rate`` in the variant table is the official per-variant value (0 / 0.02 / 0.05 /
   0.1 / 0.2 / 0.3), linearly increasing over all blocks as in the official code.
+* ``norm_layer='ln'`` (the paper's "BN vs LN" ablation, Table 7) swaps every BatchNorm (patch
+  embedding, patch merging, MLP) for a LayerNorm over the channels of each pixel
+  (:class:`LayerNorm2d`, eps 1e-5), held as ``norm`` in a :class:`ConvLN` instead of ``bn`` in a
+  ``ConvBN``. LN normalises with per-sample statistics, so it cannot be folded into the conv:
+  ``reparameterize()`` folds nothing in such a model (the PConv mode switch still applies) and
+  ``deploy=True`` builds the same layers. The default ``'bn'`` is the published FasterNet.
 * Weight layouts: ``key_maps`` has ``'timm'`` (timm's state dict) and ``'official'`` (the
   official repo's checkpoints, whose ``stages`` interleave blocks and merging layers:
   ``stages.{2k}`` are the blocks of stage k, ``stages.{2k+1}`` the merging layer in front of stage
@@ -56,9 +62,11 @@ from ppnets.registry import register_models
 
 from .base import ImageClassifier, flatten_tokens
 
-__all__ = ["PartialConv", "FasterNetBlock", "FasterNetStage", "FasterNetHead", "FasterNet"]
+__all__ = ["PartialConv", "LayerNorm2d", "ConvLN", "FasterNetBlock", "FasterNetStage",
+           "FasterNetHead", "FasterNet"]
 
 PCONV_FORWARD_MODES = ("split_cat", "slicing")
+NORM_LAYERS = ("bn", "ln")
 
 
 def _check_pconv_mode(mode: str) -> str:
@@ -67,6 +75,47 @@ def _check_pconv_mode(mode: str) -> str:
                          "'split_cat' for training and any export target, 'slicing' for Paddle "
                          "Inference only (it exports a set_value op that Paddle Lite lacks)")
     return mode
+
+
+def _check_norm_layer(norm_layer: str) -> str:
+    if norm_layer not in NORM_LAYERS:
+        raise ValueError(f"norm_layer must be one of {NORM_LAYERS}, got {norm_layer!r}: 'bn' "
+                         "(BatchNorm2D, the published FasterNet) or 'ln' (LayerNorm over "
+                         "channels, the paper's normalisation ablation)")
+    return norm_layer
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map, separately at every pixel."""
+
+    def forward(self, x):
+        return super().forward(x.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])
+
+
+class ConvLN(nn.Layer):
+    """Conv2D (no bias) -> :class:`LayerNorm2d` -> activation, the ``norm_layer='ln'`` form of
+    ``ConvBN``. Nothing to fold: LN's statistics depend on the input (see the module docstring).
+    Parameter names: ``conv.weight``, ``norm.weight``, ``norm.bias``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: Optional[int] = None, act=None):
+        super().__init__()
+        padding = kernel_size // 2 if padding is None else padding
+        self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
+                              padding=padding, bias_attr=False)
+        self.norm = LayerNorm2d(out_channels, epsilon=1e-5)
+        self.act = create_act(act)
+
+    def forward(self, x):
+        return self.act(self.norm(self.conv(x)))
+
+
+def _conv_norm(norm_layer: str, in_channels: int, out_channels: int, kernel_size: int,
+               stride: int = 1, padding: Optional[int] = None, act=None, deploy: bool = False):
+    if norm_layer == "ln":
+        return ConvLN(in_channels, out_channels, kernel_size, stride, padding, act=act)
+    return ConvBN(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                  act=act, deploy=deploy)
 
 
 class PartialConv(nn.Layer):
@@ -104,15 +153,15 @@ class PartialConv(nn.Layer):
 
 
 class FasterNetBlock(nn.Layer):
-    """PConv -> 1x1 expand + BN + act -> 1x1 project -> (layer scale) -> drop path, residual."""
+    """PConv -> 1x1 expand + norm + act -> 1x1 project -> (layer scale) -> drop path, residual."""
 
     def __init__(self, dim: int, n_div: int = 4, mlp_ratio: float = 2.0, drop_path: float = 0.0,
                  layer_scale_init_value: float = 0.0, act="relu",
-                 pconv_forward: str = "split_cat", deploy: bool = False):
+                 pconv_forward: str = "split_cat", norm_layer: str = "bn", deploy: bool = False):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.spatial_mixing = PartialConv(dim, n_div, pconv_forward)
-        self.mlp_expand = ConvBN(dim, hidden, 1, act=act, deploy=deploy)
+        self.mlp_expand = _conv_norm(norm_layer, dim, hidden, 1, act=act, deploy=deploy)
         self.mlp_project = nn.Conv2D(hidden, dim, 1, bias_attr=False)
         self.layer_scale = (LayerScale(dim, layer_scale_init_value, data_format="NCHW")
                             if layer_scale_init_value > 0 else nn.Identity())
@@ -124,16 +173,18 @@ class FasterNetBlock(nn.Layer):
 
 
 class FasterNetStage(nn.Layer):
-    """Optional patch merging (k x k conv, stride k -> BN, doubling the width), then blocks."""
+    """Optional patch merging (k x k conv, stride k -> norm, doubling the width), then blocks."""
 
     def __init__(self, in_dim: int, dim: int, depth: int, downsample: bool, merge_size: int = 2,
-                 drop_paths: Sequence[float] = (), deploy: bool = False, **block_kwargs):
+                 drop_paths: Sequence[float] = (), norm_layer: str = "bn", deploy: bool = False,
+                 **block_kwargs):
         super().__init__()
-        self.downsample = (ConvBN(in_dim, dim, merge_size, stride=merge_size, padding=0,
-                                  deploy=deploy) if downsample else nn.Identity())
+        self.downsample = (_conv_norm(norm_layer, in_dim, dim, merge_size, stride=merge_size,
+                                      padding=0, deploy=deploy) if downsample else nn.Identity())
         drop_paths = list(drop_paths) or [0.0] * depth
         self.blocks = nn.Sequential(*[
-            FasterNetBlock(dim, drop_path=drop_paths[i], deploy=deploy, **block_kwargs)
+            FasterNetBlock(dim, drop_path=drop_paths[i], norm_layer=norm_layer, deploy=deploy,
+                           **block_kwargs)
             for i in range(depth)])
 
     def forward(self, x):
@@ -166,29 +217,33 @@ class FasterNetHead(nn.Layer):
 
 
 class FasterNet(ImageClassifier):
-    """FasterNet backbone + classifier (see the module docstring)."""
+    """FasterNet backbone + classifier (see the module docstring). ``norm_layer``: ``'bn'``
+    (published) or ``'ln'`` (the paper's normalisation ablation)."""
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, embed_dim: int = 96,
                  depths: Sequence[int] = (1, 2, 8, 2), mlp_ratio: float = 2.0, n_div: int = 4,
                  patch_size: int = 4, merge_size: int = 2, feature_dim: int = 1280, act="relu",
                  layer_scale_init_value: float = 0.0, pconv_forward: str = "split_cat",
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, deploy: bool = False):
+                 norm_layer: str = "bn", drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 deploy: bool = False):
         super().__init__()
         self.num_classes = num_classes
         self.deploy = deploy
         self.pconv_forward = _check_pconv_mode(pconv_forward)
+        self.norm_layer = _check_norm_layer(norm_layer)
         self.stage_dims = [int(embed_dim * 2 ** i) for i in range(len(depths))]
         self.num_features = feature_dim
 
-        self.patch_embed = ConvBN(in_chans, embed_dim, patch_size, stride=patch_size, padding=0,
-                                  deploy=deploy)
+        self.patch_embed = _conv_norm(norm_layer, in_chans, embed_dim, patch_size,
+                                      stride=patch_size, padding=0, deploy=deploy)
         # Stochastic depth grows linearly over all blocks (official rule).
         dpr = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
         stages, in_dim, start = [], embed_dim, 0
         for i, (dim, depth) in enumerate(zip(self.stage_dims, depths)):
             stages.append(FasterNetStage(
                 in_dim, dim, depth, downsample=i > 0, merge_size=merge_size,
-                drop_paths=dpr[start:start + depth], deploy=deploy, n_div=n_div,
+                drop_paths=dpr[start:start + depth], norm_layer=norm_layer, deploy=deploy,
+                n_div=n_div,
                 mlp_ratio=mlp_ratio, layer_scale_init_value=layer_scale_init_value, act=act,
                 pconv_forward=pconv_forward))
             in_dim, start = dim, start + depth
@@ -218,8 +273,9 @@ class FasterNet(ImageClassifier):
                 layer.set_forward_mode(mode)
 
     def reparameterize(self, pconv_forward: Optional[str] = None):
-        """Fold every BN into its conv (eval mode only, idempotent). The PConv mode stays as built
-        unless ``pconv_forward`` is given ('slicing' only suits Paddle Inference, not Lite)."""
+        """Fold every BN into its conv (eval mode only, idempotent; a ``norm_layer='ln'`` model
+        keeps its LayerNorms). The PConv mode stays as built unless ``pconv_forward`` is given
+        ('slicing' only suits Paddle Inference, not Lite)."""
         reparameterize_model(self)
         if pconv_forward is not None:
             self.set_pconv_forward(pconv_forward)

@@ -28,6 +28,12 @@ Deviations / notes:
   figures and weights (120 epochs); B2g2 and B3g2 exist in the official code as builders only, so
   their model_info carries no published counts or accuracy.
 - The timm-only ``repvgg_d2se`` (SE, 320px) is not part of this family file.
+
+Ablation knobs (the paper's branch ablation, Sec. 4.2): ``use_identity`` and ``use_1x1`` drop
+the BN-only identity branch and the 1x1 conv-BN branch from every layer (the same
+:class:`RepConvBN` switches MobileOne's ``use_skip_branch``/``use_scale_branch`` set; with both
+off every layer is a single 3x3 conv-BN). ``reparameterize()`` folds whatever branches exist, so
+every setting deploys to the same plain 3x3-conv model. Defaults build the paper's RepVGG.
 """
 from __future__ import annotations
 
@@ -50,10 +56,13 @@ class RepVGG(ImageClassifier):
         depths: layers per stage (the paper's stages 2-5; stage 1 is the stem).
         width_multipliers: the paper's (a, b): stages 1-4 have 64a, 128a, 256a, 512b channels.
         groups: groups of the grouped layers (every odd-indexed layer of a stage); 1 = dense.
+        use_identity: the BN-only identity branch where input and output shapes agree.
+        use_1x1: the 1x1 conv-BN branch.
     """
 
     def __init__(self, depths: Sequence[int] = (2, 4, 14, 1),
                  width_multipliers: Sequence[float] = (0.75, 2.5), groups: int = 1,
+                 use_identity: bool = True, use_1x1: bool = True,
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, deploy: bool = False):
         super().__init__()
@@ -62,7 +71,8 @@ class RepVGG(ImageClassifier):
         self.num_classes = num_classes
         self.deploy = deploy
         stem_chs = min(64, int(64 * a))
-        self.stem = RepConvBN(in_chans, stem_chs, 3, stride=2, deploy=deploy)
+        branches = dict(use_identity=use_identity, use_scale=use_1x1, deploy=deploy)
+        self.stem = RepConvBN(in_chans, stem_chs, 3, stride=2, **branches)
 
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -72,7 +82,7 @@ class RepVGG(ImageClassifier):
             for j in range(depth):
                 layers.append(RepConvBN(prev, width, 3, stride=2 if j == 0 else 1,
                                         groups=groups if j % 2 == 1 else 1,
-                                        drop_path_rate=rates[idx], deploy=deploy))
+                                        drop_path_rate=rates[idx], **branches))
                 prev = width
                 idx += 1
             stages.append(nn.Sequential(*layers))
@@ -122,7 +132,9 @@ def _variant(name, cfg, published, timm=None, epochs=120, reference=None):
         notes = ("Not published: the official repository defines this model (its g2_map) but "
                  "released neither weights nor accuracy, and neither the paper nor mmpretrain "
                  "lists it; ppnets' own counts are in the model table.")
-        return dict(cfg=cfg, info=dict(notes=notes, reference=reference))
+        # None, not absent: every model_info carries the count fields (tests/test_registry.py)
+        return dict(cfg=cfg, info=dict(params_m=None, macs_g=None, notes=notes,
+                                       reference=reference))
     notes = ("Published train-time MACs come from the mmcv counter, which also counts BN and "
              "ReLU, hence ~0.5% above our conv+linear count. ")
     if epochs != 120:

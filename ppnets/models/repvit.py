@@ -18,6 +18,13 @@ Reparameterization (``reparameterize()``; ``deploy=True`` builds the result):
 - classifier: both BN-Linear heads fold their BN and are averaged into one Linear (eval output
   is the average of the two heads, so this is exact).
 
+Roadmap knobs (the paper's MobileNetV3 -> RepViT steps, Sec. 3; defaults build RepViT):
+``kernel_size`` (3; MobileNetV3 mixes 3x3 and 5x5), ``mlp_ratio`` (2; MobileNetV3's expansion
+is larger), ``deep_downsample`` (True: the "deeper downsampling layers" step, a RepViT block
+before and an FFN after the stride-2 depthwise + 1x1 conv pair; False keeps only that pair) and
+``se_layout`` (``'alternate'``: SE in the 1st, 3rd, 5th ... block of each stage, the paper's
+cross-block placement; ``'all'``: every block; ``'none'``: no SE).
+
 Deviations / notes:
 - The token mixer follows timm and the released official code (the 1x1 depthwise branch is a plain
   conv with bias and one BN follows the three-branch sum); the "legacy" form with a BN on each
@@ -122,22 +129,28 @@ class RepViTBlock(nn.Layer):
 
 
 class RepViTDownsample(nn.Layer):
-    """Block -> stride-2 DW conv-BN -> 1x1 conv-BN (channels) -> x + FFN(x)."""
+    """Block -> stride-2 DW conv-BN -> 1x1 conv-BN (channels) -> x + FFN(x); with
+    ``deep=False`` only the two convs (no block before, no FFN after)."""
 
     def __init__(self, in_dim: int, out_dim: int, mlp_ratio: float = 2.0, kernel_size: int = 3,
-                 act="gelu", drop_path_rate: float = 0.0, deploy: bool = False):
+                 act="gelu", drop_path_rate: float = 0.0, deep: bool = True,
+                 deploy: bool = False):
         super().__init__()
         self.pre_block = RepViTBlock(in_dim, mlp_ratio, kernel_size, use_se=False, act=act,
-                                     drop_path_rate=drop_path_rate, deploy=deploy)
+                                     drop_path_rate=drop_path_rate,
+                                     deploy=deploy) if deep else None
         self.spatial_downsample = ConvBN(in_dim, in_dim, kernel_size, stride=2, groups=in_dim,
                                          deploy=deploy)
         self.channel_downsample = ConvBN(in_dim, out_dim, 1, deploy=deploy)
-        self.ffn = ConvFFN(out_dim, int(out_dim * mlp_ratio), act, deploy=deploy)
-        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.ffn = ConvFFN(out_dim, int(out_dim * mlp_ratio), act, deploy=deploy) if deep else None
+        self.drop_path = (DropPath(drop_path_rate) if drop_path_rate > 0 and deep
+                          else nn.Identity())
 
     def forward(self, x):
-        x = self.channel_downsample(self.spatial_downsample(self.pre_block(x)))
-        return x + self.drop_path(self.ffn(x))
+        if self.pre_block is not None:
+            x = self.pre_block(x)
+        x = self.channel_downsample(self.spatial_downsample(x))
+        return x if self.ffn is None else x + self.drop_path(self.ffn(x))
 
 
 class RepViTStem(nn.Layer):
@@ -153,20 +166,32 @@ class RepViTStem(nn.Layer):
         return self.conv2(self.act1(self.conv1(x)))
 
 
+SE_LAYOUTS = ("alternate", "all", "none")
+
+
+def _has_se(layout: str, index: int) -> bool:
+    if layout not in SE_LAYOUTS:
+        raise ValueError(f"se_layout must be one of {SE_LAYOUTS}, got {layout!r}: 'alternate' "
+                         "(SE in the 1st, 3rd, 5th ... block of a stage, RepViT's), 'all' or "
+                         "'none'")
+    return layout == "all" or (layout == "alternate" and index % 2 == 0)
+
+
 class RepViTStage(nn.Layer):
     def __init__(self, in_dim: int, out_dim: int, depth: int, downsample: bool,
-                 drop_path_rates: Sequence[float], deploy: bool = False, **block_kw):
+                 drop_path_rates: Sequence[float], deep_downsample: bool = True,
+                 se_layout: str = "alternate", deploy: bool = False, **block_kw):
         super().__init__()
         rates = list(drop_path_rates)
         if downsample:
             self.downsample = RepViTDownsample(in_dim, out_dim, drop_path_rate=rates.pop(0),
-                                               deploy=deploy, **block_kw)
+                                               deep=deep_downsample, deploy=deploy, **block_kw)
         else:
             self.downsample = nn.Identity()
-        # SE in the 1st, 3rd, 5th ... block of every stage
+        # SE by se_layout; RepViT's: the 1st, 3rd, 5th ... block of every stage
         self.blocks = nn.Sequential(*[
-            RepViTBlock(out_dim, use_se=(i % 2 == 0), drop_path_rate=rates[i], deploy=deploy,
-                        **block_kw) for i in range(depth)])
+            RepViTBlock(out_dim, use_se=_has_se(se_layout, i), drop_path_rate=rates[i],
+                        deploy=deploy, **block_kw) for i in range(depth)])
 
     def forward(self, x):
         return self.blocks(self.downsample(x))
@@ -248,13 +273,17 @@ class RepViT(ImageClassifier):
         embed_dims: channels per stage.
         depths: blocks per stage (stages 2-4 are preceded by a downsampling layer).
         mlp_ratio: FFN expansion.
+        kernel_size: depthwise kernel of the token mixers and downsampling layers.
+        deep_downsample: a block before and an FFN after each downsampling conv pair.
+        se_layout: 'alternate' (RepViT's), 'all' or 'none' (see the module docstring).
         distillation: add the distillation head (the released models have it).
         distilled_training: in train mode return (head, head_dist) logits instead of their mean.
     """
 
     def __init__(self, embed_dims: Sequence[int] = (48, 96, 192, 384),
                  depths: Sequence[int] = (2, 2, 14, 2), mlp_ratio: float = 2.0,
-                 kernel_size: int = 3, act="gelu", distillation: bool = True,
+                 kernel_size: int = 3, act="gelu", deep_downsample: bool = True,
+                 se_layout: str = "alternate", distillation: bool = True,
                  distilled_training: bool = False, num_classes: int = 1000, in_chans: int = 3,
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, deploy: bool = False):
         super().__init__()
@@ -268,8 +297,10 @@ class RepViT(ImageClassifier):
         for i, (dim, depth) in enumerate(zip(embed_dims, depths)):
             n = depth + (1 if i > 0 else 0)
             stages.append(RepViTStage(prev, dim, depth, downsample=i > 0,
-                                      drop_path_rates=rates[start:start + n], deploy=deploy,
-                                      mlp_ratio=mlp_ratio, kernel_size=kernel_size, act=act))
+                                      drop_path_rates=rates[start:start + n],
+                                      deep_downsample=deep_downsample, se_layout=se_layout,
+                                      deploy=deploy, mlp_ratio=mlp_ratio,
+                                      kernel_size=kernel_size, act=act))
             start += n
             prev = dim
         self.stages = nn.Sequential(*stages)
