@@ -20,7 +20,7 @@ EXTRAS = {
     # Reference implementations for parity checks; they only ever run in a subprocess.
     "parity": ["torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31"],
 }
-EXTRAS["dev"] = ["pytest>=8", "onnx"] + EXTRAS["onnx"]
+EXTRAS["dev"] = ["pytest>=8", "pytest-xdist>=3.5", "onnx"] + EXTRAS["onnx"]
 
 setup(
     name="ppnets",

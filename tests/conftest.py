@@ -28,6 +28,24 @@ def randomize_bn(model: paddle.nn.Layer, seed: int = 0) -> None:
                 layer.bias.set_value(rng.uniform(-0.2, 0.2, n).astype("float32"))
 
 
+# Registry-wide tests of variants above this many parameters (published, else model_info's
+# measured count) carry the `slow` marker: the default run leaves them out, CI runs `-m slow`.
+SLOW_PARAMS_M = 40.0
+
+
+def model_param(name: str, xdist_group: bool = True):
+    """``pytest.param(name)`` with the `slow` marker for large variants and, optionally, one
+    xdist group per variant (so `--dist loadgroup` builds each variant on one worker only)."""
+    import ppnets
+
+    info = ppnets.model_info(name)
+    params_m = info.get("params_m") or (info.get("measured") or {}).get("params_m") or 0.0
+    marks = [pytest.mark.xdist_group(f"model-{name}")] if xdist_group else []
+    if params_m > SLOW_PARAMS_M:
+        marks.append(pytest.mark.slow)
+    return pytest.param(name, id=name, marks=marks)
+
+
 def require_shared(path: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"real data not found at {path} (the shared data folder ../shared/data beside "

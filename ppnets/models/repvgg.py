@@ -127,14 +127,19 @@ def _measured(timm):
     return dict(params_m=timm["params_m"], macs_g=timm["macs_g"], by=_BY, deploy=deploy)
 
 
-def _variant(name, cfg, published, timm=None, epochs=120, reference=None):
+def _variant(name, cfg, published, timm=None, epochs=120, reference=None, ours=None):
     if not published:
         notes = ("Not published: the official repository defines this model (its g2_map) but "
                  "released neither weights nor accuracy, and neither the paper nor mmpretrain "
-                 "lists it; ppnets' own counts are in the model table.")
+                 "lists it. model_info['measured'] has ppnets' own counts.")
+        by = ("ppnets.analysis.profile_model at 224x224 (train form; 'deploy' after "
+              "reparameterize()); the architecture equals the reference's by the parity test")
+        measured = dict(params_m=ours["params_m"], macs_g=ours["macs_g"], by=by,
+                        deploy=dict(params_m=ours["params_m_deploy"],
+                                    macs_g=ours["macs_g_deploy"], by=by))
         # None, not absent: every model_info carries the count fields (tests/test_registry.py)
         return dict(cfg=cfg, info=dict(params_m=None, macs_g=None, notes=notes,
-                                       reference=reference))
+                                       measured=measured, reference=reference))
     notes = ("Published train-time MACs come from the mmcv counter, which also counts BN and "
              "ReLU, hence ~0.5% above our conv+linear count. ")
     if epochs != 120:
@@ -210,7 +215,9 @@ _TABLE = {
                   macs_g_deploy=11.331899)),
     "repvgg_b2g2": dict(
         cfg=dict(depths=_B, width_multipliers=(2.5, 5.0), groups=2), published={},
-        reference=_g2("repvgg_b2g4")),
+        reference=_g2("repvgg_b2g4"),
+        ours=dict(params_m=70.846376, macs_g=15.199867, params_m_deploy=63.956712,
+                  macs_g_deploy=13.680136)),
     "repvgg_b3": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0)), epochs=200,
         published=dict(params_m=123.09, macs_g=29.17, params_m_deploy=110.96,
@@ -219,7 +226,9 @@ _TABLE = {
                   macs_g_deploy=26.208883)),
     "repvgg_b3g2": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=2), published={},
-        reference=_g2("repvgg_b3g4")),
+        reference=_g2("repvgg_b3g4"),
+        ours=dict(params_m=96.911848, macs_g=21.606339, params_m_deploy=87.404776,
+                  macs_g_deploy=19.445961)),
     "repvgg_b3g4": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=4), epochs=200,
         published=dict(params_m=83.83, macs_g=17.90, params_m_deploy=75.63, macs_g_deploy=16.07,

@@ -14,9 +14,16 @@ import paddle
 import pytest
 
 import ppnets
+from tests.conftest import model_param
+
+# One worker runs every parity test under pytest-xdist (--dist loadgroup), so the torch-side
+# references are generated once, in one subprocess, rather than once per worker.
+pytestmark = pytest.mark.xdist_group("parity")
 
 ATOL = 1e-4
-PARITY_MODELS = [n for n in ppnets.list_models() if ppnets.model_info(n).get("reference")]
+# Large variants are `slow` (run by CI's second call, `-m slow`), as in tests/test_models.py.
+PARITY_MODELS = [model_param(n, xdist_group=False) for n in ppnets.list_models()
+                 if ppnets.model_info(n).get("reference")]
 
 
 @pytest.mark.parametrize("name", PARITY_MODELS)
