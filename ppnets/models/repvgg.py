@@ -86,16 +86,13 @@ class RepVGG(ImageClassifier):
                 prev = width
                 idx += 1
             stages.append(nn.Sequential(*layers))
-        self.stages = nn.LayerList(stages)
+        self.stages = nn.Sequential(*stages)
         self.num_features = prev
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
         init_weights_fan_out(self)
 
     def forward_features(self, x):
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x
+        return self.stages(self.stem(x))
 
 
 def _from_timm(state: dict) -> dict:
