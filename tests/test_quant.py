@@ -23,11 +23,11 @@ PTQ = textwrap.dedent("""
     from ppnets.deploy import save_legacy
     from ppnets.deploy import quant
     from ppnets.deploy.opcheck import program_ops
-    data, out = sys.argv[1], sys.argv[2]
+    data, out, name = sys.argv[1], sys.argv[2], sys.argv[3]
     paddle.seed(0)
     x_cal, _ = quant.cifar10_arrays("train", data, limit=64)
     x, y = quant.cifar10_arrays("test", data, limit=64)
-    m = ppnets.create_model("resnet20_cifar", num_classes=10)
+    m = ppnets.create_model(name, num_classes=10)
     m.train()   # BN statistics from real images, so activations have a realistic range
     with paddle.no_grad():
         for i in range(0, 64, 16):
@@ -71,9 +71,9 @@ QAT = textwrap.dedent("""
 """)
 
 
-def _run(code, tmp_path):
+def _run(code, tmp_path, *extra):
     data = require_shared(CIFAR_PARTIAL)
-    proc = subprocess.run([sys.executable, "-c", code, data, str(tmp_path)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", code, data, str(tmp_path), *extra], cwd=REPO,
                           capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, PYTHONPATH=REPO))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -81,8 +81,11 @@ def _run(code, tmp_path):
         return json.load(f)
 
 
-def test_ptq_on_real_images(tmp_path):
-    res = _run(PTQ, tmp_path)
+# mobilenetv2_050: the family whose INT8 run once failed ("BoolDType has no attribute bits",
+# an environment problem: see ppnets.deploy.quant); clip-ReLU6 and depthwise convs quantize.
+@pytest.mark.parametrize("name", ["resnet20_cifar", "mobilenetv2_050"])
+def test_ptq_on_real_images(tmp_path, name):
+    res = _run(PTQ, tmp_path, name)
     assert res["calib"] == 64 and res["dynamic"]
     assert any("quantize" in op for op in res["ops"]), res["ops"]  # quant/dequant inserted
     # INT8 simulation stays close to FP32 (a wrong scale gives errors of order 1)
@@ -94,3 +97,22 @@ def test_qat_through_engine(tmp_path):
     assert res["epochs_run"] == 1
     assert any(n.startswith("Quantized") for n in res["layers"]), res["layers"]
     assert 0.0 <= res["top1"] <= 1.0
+
+
+def test_numpy_swapped_under_a_running_process_is_reported(monkeypatch):
+    """The MobileNetV2 INT8 'BoolDType has no attribute bits' failure came from numpy being
+    reinstalled while the process ran; quant refuses to start PaddleSlim in that state."""
+    from importlib import metadata
+
+    import numpy as np
+
+    from ppnets.deploy import quant
+
+    quant.check_numpy_unchanged()  # the test environment itself is consistent
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version",
+                        lambda name: "0.0.0" if name == "numpy" else real(name))
+    with pytest.raises(RuntimeError, match=f"numpy {np.__version__} is loaded .* numpy 0.0.0"):
+        quant.check_numpy_unchanged()
+    with pytest.raises(RuntimeError, match="environment changed"):
+        quant.ptq("no.pdmodel", "no.pdiparams", "out", np.zeros((4, 3, 8, 8), np.float32), 4)

@@ -11,7 +11,11 @@ Tasks (``request["task"]``):
 * ``opt``: convert a legacy model to ``.nb`` for ``target`` (``Opt.run()``);
 * ``run``: run an ``.nb`` with ``MobileConfig`` on the input in ``input_npz`` -> ``output_npz``;
 * ``bench``: time an ``.nb`` (``threads``, ``power_mode``, ``warmup``, ``repeats``) with the
-  timing loop of ppnets.bench.
+  timing loop of ppnets.bench;
+* ``batch``: many ``model_ops`` / ``opt`` / ``run`` steps in one process (the zoo check). Each
+  step appends ``{"id", "started"}`` and then ``{"id", "result"}`` (or ``"error"`` for a Python
+  exception) to the JSON-lines file ``request["progress"]``, so that when Paddle Lite aborts the
+  process the caller knows which step did it and can resume after it.
 """
 import json
 import os
@@ -141,6 +145,32 @@ def task_bench(req):
         np.savez(req["output_npz"], y=y)
     return {"latency_ms": latency_stats(samples), "paddlelite": _version(),
             "python": platform.python_version(), "arch": platform.machine()}
+
+
+def task_batch(req):
+    import time
+
+    runners = {"model_ops": task_model_ops, "opt": task_opt, "run": task_run}
+    with open(req["progress"], "a", encoding="utf-8") as log:
+        def note(record):
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+
+        for step in req["steps"]:
+            note({"id": step["id"], "started": True})
+            t0 = time.time()
+            if step["kind"] == "run" and not os.path.isfile(step["nb_file"]):
+                note({"id": step["id"], "skipped": "no .nb file (conversion failed)"})
+                continue
+            try:
+                result = runners[step["kind"]](step)
+                note({"id": step["id"], "result": result,
+                      "seconds": round(time.time() - t0, 2)})
+            except Exception as exc:  # noqa: BLE001 - recorded per step
+                note({"id": step["id"], "error": "%s: %s" % (type(exc).__name__, exc),
+                      "seconds": round(time.time() - t0, 2)})
+    return {"steps": len(req["steps"]), "paddlelite": _version()}
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ those accept eager tensors and PIR ``Value``\\ s only, so the old-IR trace stops
 for the duration of the export only, for functions that append the equivalent old-IR operator
 (``gelu``, ``matmul_v2``, ``elementwise_mul``, ``reduce_sum`` ...) when given an old-IR
 ``Variable`` and defer to the original otherwise.
+
+Attention-bias tables (LeViT, EfficientFormer V1/V2) are exported as constants
+(:func:`ppnets.layers.attention_bias.constant_attention_biases`): a ``gather`` of the table
+makes Paddle Lite's x86 runtime abort on LeViT.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import os
 from typing import Sequence, Tuple
 
 import paddle
+
+from ppnets.layers.attention_bias import constant_attention_biases
 
 __all__ = ["old_ir_ops", "save_legacy"]
 
@@ -151,7 +157,9 @@ def save_legacy(model, input_size: Sequence[int], batch_size: int,
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, prefix)
     spec = paddle.static.InputSpec([batch_size, *input_size], dtype="float32", name="x")
-    with paddle.pir_utils.OldIrGuard(), old_ir_ops():
+    # Attention-bias tables become constants (no gather op: Paddle Lite's x86 runtime aborts
+    # on LeViT's).
+    with constant_attention_biases(model), paddle.pir_utils.OldIrGuard(), old_ir_ops():
         paddle.jit.save(model, path, input_spec=[spec])
     if not paddle.in_dynamic_mode():  # a failed trace must not leave the process static
         paddle.disable_static()

@@ -31,7 +31,8 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 __all__ = ["LiteUnavailableError", "find_lite_python", "lite_available", "exchange_dir",
-           "call_child", "supported_ops", "model_ops", "convert", "run_nb", "lite_export",
+           "call_child", "supported_ops", "model_ops", "convert", "run_nb", "run_batch",
+           "lite_session", "lite_export",
            "LITE_TARGETS", "EXECUTABLE_TARGETS"]
 
 ENV_PYTHON = "PPNETS_PADDLELITE_PYTHON"
@@ -85,7 +86,7 @@ def exchange_dir(python: Optional[str] = None) -> str:
 
 
 @contextlib.contextmanager
-def _session(python: Optional[str]):
+def _session(python: Optional[str] = None):
     """A fresh folder in the exchange dir holding the child script; removed afterwards."""
     base = exchange_dir(python)
     os.makedirs(base, exist_ok=True)
@@ -119,6 +120,60 @@ def call_child(task: str, request: Dict[str, Any], python: Optional[str] = None,
                                f"{exe}: {(proc.stderr or proc.stdout).strip()[-1500:]}")
         with open(out_path, encoding="utf-8") as f:
             return json.load(f)
+
+
+lite_session = _session  # public name: a fresh exchange folder holding the child script
+
+
+def run_batch(steps: Sequence[Dict[str, Any]], folder: str, python: Optional[str] = None,
+              timeout: int = 3600) -> Dict[str, Dict[str, Any]]:
+    """Run many ``model_ops`` / ``opt`` / ``run`` steps (dicts with a unique ``id``, ``kind`` and
+    the fields of that task; every path inside the exchange folder) in as few Lite processes
+    as possible. ``folder`` comes from :func:`lite_session`.
+
+    Returns ``id -> record``: ``{"result": ...}``, ``{"error": ...}`` (Python exception),
+    ``{"skipped": ...}`` or ``{"crash": ...}`` when Paddle Lite killed the process during that
+    step (e.g. an abort in the x86 runtime); the remaining steps then run in a new process.
+    """
+    exe = find_lite_python(python)
+    records: Dict[str, Dict[str, Any]] = {}
+    remaining = list(steps)
+    attempt = 0
+    while remaining:
+        attempt += 1
+        progress = os.path.join(folder, f"progress-{attempt}.jsonl")
+        req_path = os.path.join(folder, f"req-batch-{attempt}.json")
+        out_path = os.path.join(folder, f"out-batch-{attempt}.json")
+        with open(req_path, "w", encoding="utf-8") as f:
+            json.dump({"task": "batch", "steps": remaining, "progress": progress}, f)
+        env = dict(os.environ, GLOG_minloglevel=os.environ.get("GLOG_minloglevel", "2"))
+        proc = subprocess.run([exe, os.path.join(folder, "_lite_child.py"), req_path,
+                               out_path], capture_output=True, text=True, timeout=timeout,
+                              env=env)
+        started = None
+        if os.path.isfile(progress):
+            with open(progress, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:  # a line cut short by the crash
+                        continue
+                    if rec.pop("started", False):
+                        started = rec["id"]
+                    else:
+                        records[rec.pop("id")] = rec
+                        started = None
+        done = [s for s in remaining if s["id"] in records]
+        if proc.returncode == 0 and len(done) == len(remaining):
+            break
+        if started is None:  # died before any step started, or after the last one
+            raise RuntimeError(f"Paddle Lite batch process failed (exit {proc.returncode}) in "
+                               f"{exe}: {(proc.stderr or proc.stdout).strip()[-1500:]}")
+        records[started] = {"crash": f"Paddle Lite process died (exit {proc.returncode}"
+                            f"{', SIGABRT' if proc.returncode in (-6, 134) else ''})",
+                            "log": (proc.stderr or proc.stdout).strip()[-1500:]}
+        remaining = [s for s in remaining if s["id"] not in records]
+    return records
 
 
 def _stage_model(folder: str, model_file: str, params_file: str):

@@ -171,15 +171,19 @@ def main(argv=None) -> int:
     from ppnets.bench.harness import resolve_model_names, write_json
 
     table = LatencyTable(args.table, args.threads, args.warmup, args.repeats)
+    load_start = list(os.getloadavg())
     report = validate(resolve_model_names(args.models), table, args.threads, args.warmup,
                       args.repeats)
     table.save()
+    # 1/5/15-min load averages: timings on a shared machine mean little without them.
+    report["load_avg_start"], report["load_avg_end"] = load_start, list(os.getloadavg())
     report["command"] = "python -m ppnets.deploy.lut " + " ".join(argv or sys.argv[1:])
     print("| model | measured (ms) | LUT sum (ms) | rel. error |\n|---|---:|---:|---:|")
     for r in report["rows"]:
         print(f"| {r['model']} | {r['measured_ms']:.2f} | {r['predicted_ms']:.2f} | "
               f"{100 * r['rel_error']:+.1f}% |")
     print(f"median |rel. error| {report['median_abs_rel_error']}, Spearman {report['spearman']}")
+    print(f"load average (1/5/15 min) at start {load_start}, at end {report['load_avg_end']}")
     if args.json:
         write_json(report, args.json)
     return 0

@@ -14,6 +14,14 @@
 PaddleSlim calls switch Paddle to static mode and a failure can leave it there: run each
 experiment in its own process (``reproduce/int8_quantization.py`` does; the tests use
 subprocesses). ``paddleslim.analysis.flops`` is broken on Paddle 3.3 and is not used.
+
+:func:`check_numpy_unchanged` runs before PaddleSlim is imported. The MobileNetV2 PTQ and QAT
+failures (``'numpy.dtypes.BoolDType' object has no attribute 'bits'``) recorded in
+``results/deploy/int8_short`` were not caused by the model: that process had loaded numpy 2.x
+(pulled in by a runtime install of paddle2onnx's dependencies), numpy 1.26.4 was reinstalled
+into the venv while it ran, and importing PaddleSlim then loaded numpy 1.26's
+``numpy/core/_type_aliases.py`` against numpy 2's C core, whose ``typeinfo`` holds dtype
+instances without ``.bits``. The same model quantizes normally in a consistent environment.
 """
 from __future__ import annotations
 
@@ -24,8 +32,23 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import numpy as np
 import paddle
 
-__all__ = ["cifar10_arrays", "evaluate_layer", "evaluate_program", "ptq", "qat_config",
-           "qat_fit"]
+__all__ = ["check_numpy_unchanged", "cifar10_arrays", "evaluate_layer", "evaluate_program",
+           "ptq", "qat_config", "qat_fit"]
+
+
+def check_numpy_unchanged() -> None:
+    """Raise RuntimeError when the numpy installed on disk is not the numpy this process
+    imported: lazily imported numpy submodules (PaddleSlim pulls some in) would then mix two
+    versions and fail far from the cause (see the module docstring)."""
+    from importlib import metadata
+
+    installed = metadata.version("numpy")
+    if installed != np.__version__:
+        raise RuntimeError(
+            f"numpy {np.__version__} is loaded in this process but numpy {installed} is now "
+            "installed: the environment changed while this process ran (e.g. a pip install "
+            "pulled another numpy). Restart the process in a consistent environment "
+            "(ppnets pins numpy 1.26.4).")
 
 
 def cifar10_arrays(mode: str, data_file: str, image_size: int = 32,
@@ -97,6 +120,7 @@ def ptq(model_file: str, params_file: str, out_dir: str, calib_x: np.ndarray,
     ``weight_quantize_type``: ``channel_wise_abs_max`` (per output channel) or ``abs_max``
     (per tensor). Writes ``out_dir/model.pdmodel`` + ``.pdiparams``.
     """
+    check_numpy_unchanged()
     from paddleslim.quant import quant_post_static
 
     model_dir = os.path.dirname(os.path.abspath(model_file))
@@ -138,6 +162,7 @@ def qat_fit(cfg: Dict[str, Any], fp32_state: Dict[str, Any], deploy: bool = Fals
     import ppnets
     import importlib
 
+    check_numpy_unchanged()
     from paddleslim import QAT
 
     fit_module = importlib.import_module("ppnets.engine.fit")  # the module, not the function

@@ -7,14 +7,16 @@ the cache, so a stale bias can never be used after the table changes.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-__all__ = ["relative_bias_index", "AttentionBiasCache", "AttentionBiasOwner"]
-
+__all__ = ["relative_bias_index", "AttentionBiasCache", "AttentionBiasOwner",
+           "constant_attention_biases"]
 
 
 def relative_bias_index(key_res: Tuple[int, int], query_step: int = 1) -> np.ndarray:
@@ -114,3 +116,26 @@ class AttentionBiasOwner:
         result = super().set_state_dict(*args, **kwargs)
         self._refresh_attention_bias_caches()
         return result
+
+
+@contextlib.contextmanager
+def constant_attention_biases(model: nn.Layer):
+    """For an old-IR export trace (``ppnets.deploy.save_legacy``): every eval-mode
+    :class:`AttentionBiasCache` in ``model`` returns its eagerly gathered bias, so the program
+    holds the bias as a constant instead of a ``gather`` of the table.
+
+    This also covers subclasses that gather while tracing (LeViT does, because a PIR
+    ``paddle.jit.save`` cannot capture the cached tensor); the old IR can, and Paddle Lite's x86
+    runtime aborts on LeViT's gather (``CheckShape``). The instance attribute set here shadows
+    the class method and is removed on exit.
+    """
+    layers = [layer for layer in model.sublayers(include_self=True)
+              if isinstance(layer, AttentionBiasCache) and not layer.training]
+    for layer in layers:
+        layer.build_attention_bias_cache()
+        layer.attention_bias = functools.partial(AttentionBiasCache.attention_bias, layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.attention_bias
