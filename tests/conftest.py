@@ -46,6 +46,28 @@ def model_param(name: str, xdist_group: bool = True):
     return pytest.param(name, id=name, marks=marks)
 
 
+def state_dict_signature(model: paddle.nn.Layer) -> str:
+    """Hash of the state dict's keys and shapes: pins a default architecture while keywords are
+    added to its constructor."""
+    import hashlib
+
+    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def assert_reparameterize_keeps_output(model: paddle.nn.Layer, x, atol: float = 1e-5):
+    """Eval-mode output before and after ``model.reparameterize()`` agree within ``atol`` (scaled
+    by the output magnitude beyond 1, as float32 rounding is relative); returns the fused output."""
+    model.eval()
+    with paddle.no_grad():
+        before = model(x).numpy()
+    model.reparameterize()
+    with paddle.no_grad():
+        after = model(x).numpy()
+    np.testing.assert_allclose(after, before, rtol=0, atol=atol * max(1.0, np.abs(before).max()))
+    return after
+
+
 def require_shared(path: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"real data not found at {path} (the shared data folder ../shared/data beside "

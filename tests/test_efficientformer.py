@@ -4,7 +4,6 @@ Parity with timm is in tests/parity; the registry-wide contract in tests/test_mo
 """
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -16,7 +15,7 @@ from ppnets.convert import convert_state_dict
 from ppnets.layers.attention_bias import AttentionBiasCache, relative_bias_index
 from ppnets.models.efficientformer import Flat, Meta3D, Meta4D
 from ppnets.registry import get_entry
-from tests.conftest import randomize_bn
+from tests.conftest import randomize_bn, state_dict_signature
 
 BIAS_MODELS = ["efficientformer_l1", "efficientformerv2_s0"]
 
@@ -230,16 +229,11 @@ def test_timm_key_map_drops_persistent_index_buffers():
 
 # ---------------------------------------------------------------- img_size
 
-def _signature(model):
-    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
-    return hashlib.sha256(lines.encode()).hexdigest()[:16]
-
-
 def test_default_state_dict_unchanged_by_img_size():
     # recorded from efficientformer_l1(num_classes=10) before img_size existed
     default = ppnets.create_model("efficientformer_l1", num_classes=10)
     assert len(default.state_dict()) == 247
-    assert _signature(default) == "e018b6d6c3870c5b"
+    assert state_dict_signature(default) == "e018b6d6c3870c5b"
 
 
 # L1's layout, narrower: keeps the builds below fast

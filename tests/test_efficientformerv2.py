@@ -3,7 +3,6 @@ tests/test_efficientformer.py for both families; parity with timm in tests/parit
 registry-wide contract in tests/test_models.py."""
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import paddle
@@ -15,7 +14,7 @@ import ppnets
 from ppnets.models.efficientformerv2 import (Attention2d, Attention2dDownsample, TalkingHeads,
                                              Upsample2xBilinear)
 from ppnets.registry import get_entry
-from tests.conftest import randomize_bn
+from tests.conftest import randomize_bn, state_dict_signature
 
 
 def _x(shape=(1, 3, 224, 224), seed=0):
@@ -167,16 +166,11 @@ def test_attention_runs_correctly_in_paddle_inference(tmp_path):
 
 # ---- the paper's Table 1 design switches ------------------------------------------------------
 
-def _signature(model):
-    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
-    return hashlib.sha256(lines.encode()).hexdigest()[:16]
-
-
 def test_default_state_dict_unchanged_by_ablation_switches():
     # recorded from efficientformerv2_s0(num_classes=10) before the switches existed
     default = ppnets.create_model("efficientformerv2_s0", num_classes=10)
     assert len(default.state_dict()) == 493
-    assert _signature(default) == "55dcf7150dfef2b6"
+    assert state_dict_signature(default) == "55dcf7150dfef2b6"
 
 
 def test_without_talking_heads_is_plain_softmax_attention():

@@ -21,7 +21,7 @@ import ppnets
 from ppnets.analysis import profile_model
 from ppnets.convert import load_pretrained
 from ppnets.models.fasternet import FasterNet, LayerNorm2d, PartialConv
-from tests.conftest import REPO, randomize_bn
+from tests.conftest import REPO, randomize_bn, state_dict_signature
 
 # Paper/official cfg files: embed_dim, depths, activation, drop_path_rate.
 PAPER_TABLE = {
@@ -286,19 +286,13 @@ def test_timm_layout_with_layer_scale(timm_reference):
 
 # ---- norm_layer='ln': the paper's BN vs LN ablation ------------------------------------------
 
-def _state_signature(model):
-    """sha256 of the ``key:shape`` lines of a state dict (order included)."""
-    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
-    return hashlib.sha256(lines.encode()).hexdigest()[:16]
-
-
 def test_default_state_dict_unchanged_by_norm_keyword():
     # recorded from fasternet_t0(num_classes=10) before norm_layer existed
     paddle.seed(0)
     default = ppnets.create_model("fasternet_t0", num_classes=10)
     explicit = ppnets.create_model("fasternet_t0", num_classes=10, norm_layer="bn")
     assert len(default.state_dict()) == 114
-    assert _state_signature(default) == _state_signature(explicit) == "ce47d3e1d138ce3f"
+    assert state_dict_signature(default) == state_dict_signature(explicit) == "ce47d3e1d138ce3f"
     with pytest.raises(ValueError, match="norm_layer"):
         FasterNet(embed_dim=16, depths=(1, 1), norm_layer="gn")
 

@@ -9,7 +9,7 @@ import pytest
 
 import ppnets
 from ppnets.layers import SqueezeExcite
-from tests.conftest import randomize_bn
+from tests.conftest import assert_reparameterize_keeps_output, randomize_bn
 
 NAMES = ppnets.list_models("mobileone_*")
 
@@ -81,12 +81,7 @@ def test_ablation_knobs_fuse_to_the_same_deploy_model(k, scale):
     randomize_bn(model, seed=k)
     model.eval()
     x = _x([2, 3, 64, 64])
-    with paddle.no_grad():
-        before = model(x).numpy()
-    model.reparameterize()
-    with paddle.no_grad():
-        after = model(x).numpy()
-    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, np.abs(before).max()))
+    after = assert_reparameterize_keeps_output(model, x)
     # whatever k and the scale branch, the inference model is the same
     deployed = ppnets.create_model("mobileone_s0", num_classes=10, deploy=True)
     target = {key: v.shape for key, v in deployed.state_dict().items()}

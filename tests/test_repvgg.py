@@ -1,7 +1,6 @@
 """RepVGG family and the shared RepConvBN block (registry-wide and parity tests cover the rest)."""
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import paddle
@@ -11,7 +10,7 @@ import pytest
 
 import ppnets
 from ppnets.layers import RepConvBN
-from tests.conftest import randomize_bn
+from tests.conftest import assert_reparameterize_keeps_output, randomize_bn, state_dict_signature
 
 NAMES = ppnets.list_models("repvgg_*")
 
@@ -173,16 +172,11 @@ def test_drop_path_only_on_layers_with_identity():
 
 # ---- the paper's branch ablation (Sec. 4.2): use_identity / use_1x1 ---------------------------
 
-def _signature(model):
-    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
-    return hashlib.sha256(lines.encode()).hexdigest()[:16]
-
-
 def test_default_state_dict_unchanged_by_branch_keywords():
     # recorded from repvgg_a0(num_classes=10) before use_identity/use_1x1 existed
     default = ppnets.create_model("repvgg_a0", num_classes=10)
     assert len(default.state_dict()) == 290
-    assert _signature(default) == "d1d11ffb19b23310"
+    assert state_dict_signature(default) == "d1d11ffb19b23310"
 
 
 _SMALL = dict(depths=(1, 2, 2, 1), width_multipliers=(0.25, 0.25), num_classes=5)
@@ -211,13 +205,7 @@ def test_branch_ablation_builds_trains_and_fuses(use_identity, use_1x1):
     assert model.stem.conv_kxk[0].conv.weight.grad is not None
 
     randomize_bn(model, seed=3)
-    model.eval()
-    with paddle.no_grad():
-        before = model(x).numpy()
-    model.reparameterize()
-    with paddle.no_grad():
-        after = model(x).numpy()
-    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, np.abs(before).max()))
+    after = assert_reparameterize_keeps_output(model, x)
     assert not any(isinstance(m, nn.BatchNorm2D) for m in model.sublayers())
     # every branch setting deploys to the same plain 3x3 model
     deployed = RepVGG(deploy=True, **_SMALL)

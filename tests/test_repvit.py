@@ -2,7 +2,6 @@
 cover the rest)."""
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import paddle
@@ -13,7 +12,7 @@ import pytest
 import ppnets
 from ppnets.layers import BNLinear, SqueezeExcite
 from ppnets.models.repvit import RepDWConv, RepViTBlock
-from tests.conftest import randomize_bn
+from tests.conftest import assert_reparameterize_keeps_output, randomize_bn, state_dict_signature
 
 NAMES = ppnets.list_models("repvit_*")
 
@@ -195,16 +194,11 @@ def test_timm_key_map():
 
 # ---- roadmap knobs: deep_downsample, se_layout ------------------------------------------------
 
-def _signature(model):
-    lines = "\n".join(f"{k}:{list(v.shape)}" for k, v in model.state_dict().items())
-    return hashlib.sha256(lines.encode()).hexdigest()[:16]
-
-
 def test_default_state_dict_unchanged_by_roadmap_keywords():
     # recorded from repvit_m0_9(num_classes=10) before deep_downsample/se_layout existed
     default = ppnets.create_model("repvit_m0_9", num_classes=10)
     assert len(default.state_dict()) == 605
-    assert _signature(default) == "8230b07483441488"
+    assert state_dict_signature(default) == "8230b07483441488"
     with pytest.raises(ValueError, match="se_layout"):
         ppnets.create_model("repvit_m0_9", se_layout="every")
 
@@ -240,13 +234,7 @@ def test_roadmap_knobs_build_train_and_fuse(deep, se_layout):
 
     model = RepViT(**kw)
     randomize_bn(model)
-    model.eval()
-    with paddle.no_grad():
-        before = model(x).numpy()
-    model.reparameterize()
-    with paddle.no_grad():
-        after = model(x).numpy()
-    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, np.abs(before).max()))
+    after = assert_reparameterize_keeps_output(model, x)
     deployed = RepViT(deploy=True, **kw)
     missing, unexpected = deployed.set_state_dict(model.state_dict())
     assert not missing and not unexpected

@@ -23,7 +23,7 @@ import ppnets
 from ppnets.analysis import profile_model
 from ppnets.convert import convert_state_dict, load_pretrained, read_checkpoint
 from ppnets.models.spconv import SPConv3x3, SPConvBN
-from tests.conftest import REPO, randomize_bn
+from tests.conftest import REPO, assert_reparameterize_keeps_output, randomize_bn
 
 ALPHAS = (1 / 2, 1 / 4, 1 / 8, 1 / 16)
 TORCH_PYTHON = os.environ.get("PPNETS_TORCH_PYTHON", sys.executable)
@@ -113,12 +113,7 @@ def test_model_reparameterize_folds_the_internal_bns(name):
     randomize_bn(model, seed=5)
     model.eval()
     x = _x([2, 3, 32, 32], seed=2)
-    with paddle.no_grad():
-        before = model(x).numpy()
-    model.reparameterize()
-    with paddle.no_grad():
-        after = model(x).numpy()
-    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, np.abs(before).max()))
+    after = assert_reparameterize_keeps_output(model, x)
     ops = [m for m in model.sublayers() if isinstance(m, SPConvBN)]
     assert ops and all(isinstance(m.spconv.bn1, paddle.nn.Identity) for m in ops)
     # what stays: one BN after each SPConv (official blocks), nothing else
