@@ -130,6 +130,21 @@ class RunRecord:
         write_json(path, self.data)
 
 
+def provenance_lines(run: Dict[str, Any], data: str) -> List[str]:
+    """The results.md lines that say how a run was made: command, machine, git, data, times."""
+    m = run["machine"]
+    return [
+        f"- command: `{run['command']}`",
+        f"- machine: {m.get('cpu_model')} ({m.get('available_cores', m.get('logical_cores'))} "
+        f"cores available), device {run['device']}"
+        + (f", GPU {m.get('gpu')}" if m.get("gpu") else ""),
+        f"- git: {(run.get('git') or {}).get('commit', 'n/a')}"
+        + (" (local changes)" if (run.get("git") or {}).get("dirty") else ""),
+        f"- data: {data}",
+        f"- started {run['started_utc']}, finished {run.get('finished_utc') or 'still running'}",
+    ]
+
+
 def _cell(value: Any, digits: int) -> str:
     if value is None:
         return "n/a"
@@ -422,7 +437,7 @@ def _write_variant_results(out_root, schema, title, record, rows, smoke, data, e
                {"schema": schema, "smoke": bool(smoke), "run": record.data, "rows": rows,
                 "figure": png})
     record.write(os.path.join(out_root, "run_record.json"))
-    r, m = record.data, record.data["machine"]
+    r = record.data
     lines = [f"# {title}", ""]
     if smoke:
         lines += ["> **SMOKE RUN, not a reproduction.** Each row trained for a few steps of one "
@@ -432,16 +447,9 @@ def _write_variant_results(out_root, schema, title, record, rows, smoke, data, e
         lines += [f"> **{data['note']}**", ""]
     d = r.get("data", {})
     src = d.get("file") or d.get("data_dir") or d.get("train_list")
-    lines += [
-        f"- command: `{r['command']}`",
-        f"- machine: {m.get('cpu_model')} ({m.get('available_cores', m.get('logical_cores'))} "
-        f"cores available), device {r['device']}"
-        + (f", GPU {m.get('gpu')}" if m.get("gpu") else ""),
-        f"- git: {(r.get('git') or {}).get('commit', 'n/a')}"
-        + (" (local changes)" if (r.get("git") or {}).get("dirty") else ""),
-        f"- data: {d.get('dataset')} from {src} ({d.get('train_images')} train / "
-        f"{d.get('test_images')} eval images)",
-        f"- started {r['started_utc']}, finished {r.get('finished_utc') or 'still running'}",
+    lines += provenance_lines(
+        r, f"{d.get('dataset')} from {src} ({d.get('train_images')} train / "
+           f"{d.get('test_images')} eval images)") + [
         "- top-1/top-5: last evaluation on `eval images`; epochs: completed epochs, each of at "
         "most `batches/epoch cap` batches (n/a: the whole training set) of `batch` images; "
         "`train images`: size of the training set",

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (REPO, RunRecord, build_parser, common_overrides,  # noqa: E402
-                     markdown_table, write_json, write_text)
+                     markdown_table, provenance_lines, write_json, write_text)
 
 SCRIPT = "reproduce/spconv_cifar10.py"
 SCHEMA = "ppnets.reproduce.spconv_cifar10/1"
@@ -145,7 +145,6 @@ def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool
                {"schema": SCHEMA, "smoke": smoke, "run": record.data, "rows": rows})
     record.write(os.path.join(out_dir, "run_record.json"))
     r = record.data
-    m = r["machine"]
     lines = ["# SPConv on CIFAR-10", ""]
     if smoke:
         lines += ["> **SMOKE RUN, not a reproduction.** Each model trained for a few steps of one "
@@ -154,16 +153,8 @@ def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool
                   "of 224x224); accuracies are meaningless and only show that the pipeline runs "
                   "end to end.", ""]
     data = r.get("data", {})
-    lines += [
-        f"- command: `{r['command']}`",
-        f"- machine: {m.get('cpu_model')} ({m.get('available_cores', m.get('logical_cores'))} "
-        f"cores available), device {r['device']}"
-        + (f", GPU {m.get('gpu')}" if m.get("gpu") else ""),
-        f"- git: {(r.get('git') or {}).get('commit', 'n/a')}"
-        + (" (local changes)" if (r.get("git") or {}).get("dirty") else ""),
-        f"- data: {data.get('file')} ({data.get('train_images')} train / "
-        f"{data.get('test_images')} test images)",
-        f"- started {r['started_utc']}, finished {r.get('finished_utc') or 'still running'}",
+    lines += provenance_lines(r, f"{data.get('file')} ({data.get('train_images')} train / "
+                                 f"{data.get('test_images')} test images)") + [
         "- top-1/top-5: last evaluation on the test split; best top-1: best epoch's; epochs: "
         "completed epochs",
         f"- latency: median of {BENCH['repeats']} runs after {BENCH['warmup']} warm-up, batch 1, "
