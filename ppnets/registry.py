@@ -20,7 +20,7 @@ __all__ = ["register_models", "create_model", "list_models", "model_info", "get_
 _INFO_KEYS = {
     "params_m", "macs_g", "top1", "top5", "input_size", "source", "notes", "reference",
     "params_m_deploy", "macs_g_deploy", "crop_pct", "interpolation", "mean", "std",
-    "test_input_size", "measured", "dataset", "latency",
+    "test_input_size", "deploy_check_input_size", "measured", "dataset", "latency",
 }
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

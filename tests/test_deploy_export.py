@@ -64,6 +64,24 @@ def test_compare_outputs_detects_differences():
     assert compare_outputs(ref[:1], ref, 1e-4)["status"] == "failed"
 
 
+def test_compare_outputs_tolerance_scales_with_logits():
+    # Logits of ~20 (repvgg_b3, the SPConv VGGs): float32 rounding of 1.2e-4 is within
+    # 1e-4 * max|ref| = 2e-3, while an error of 3e-3 is not; logits below 1 keep the absolute 1e-4.
+    ref = np.linspace(-20, 20, 20, dtype=np.float32).reshape(2, 10)
+    near = ref.copy()
+    near[1, 2] += 1.2e-4
+    rec = compare_outputs(near, ref, 1e-4)
+    assert rec["status"] == "passed" and rec["tolerance"] == pytest.approx(2e-3)
+    far = ref.copy()
+    far[1, 2] += 3e-3
+    assert compare_outputs(far, ref, 1e-4)["status"] == "failed"
+    small = ref / 40
+    small_near = small.copy()
+    small_near[0, 0] += 1.2e-4
+    rec = compare_outputs(small_near, small, 1e-4)
+    assert rec["status"] == "failed" and rec["tolerance"] == pytest.approx(1e-4)
+
+
 def test_export_paddle_and_onnx_verified(tmp_path):
     pytest.importorskip("onnxruntime")
     report = export("fasternet_t0", formats=("paddle", "onnx"), out_dir=str(tmp_path),

@@ -191,3 +191,18 @@ def test_zoo_check_batched_rows():
         assert row_ok(row), format_table([row])
         assert row["targets"]["arm"]["lite_says_supported"], row["targets"]["arm"]
         assert row["targets"]["x86"]["parity"]["ref_abs_max"] > 1e-2
+
+
+def test_zoo_check_input_size_rule():
+    """Deploy checks run at deploy_check_input_size where the family sets one (MobileOne: 64x64
+    float32 logits are ill-conditioned), else test_input_size, else input_size."""
+    import ppnets
+    from ppnets.deploy.zoo_check import input_size_for
+
+    assert ppnets.model_info("mobileone_s0")["test_input_size"] == (3, 64, 64)
+    assert input_size_for("mobileone_s0", "test") == (3, 224, 224)
+    assert input_size_for("resnet20_cifar", "test") == (3, 32, 32)
+    assert input_size_for("levit_256", "test") == tuple(ppnets.model_info("levit_256")["input_size"])
+    assert input_size_for("fasternet_t0", "full") == (3, 224, 224)
+    with pytest.raises(ValueError, match="'full' or 'test'"):
+        input_size_for("fasternet_t0", "half")

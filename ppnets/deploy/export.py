@@ -48,7 +48,12 @@ def _now() -> str:
 
 
 def compare_outputs(out: np.ndarray, ref: np.ndarray, atol: float) -> Dict[str, Any]:
-    """Verification record of one runtime output against the eager reference."""
+    """Verification record of one runtime output against the eager reference.
+
+    Passes when ``max|out - ref| <= atol * max(1, max|ref|)`` (the rule of the parity tests:
+    float32 rounding grows with the logits, so logits of 10-30 get a proportionally wider band
+    while logits below 1 keep the absolute ``atol``) and ``max|out - ref| / max|ref| <= RTOL``.
+    """
     out = np.asarray(out)
     if out.shape != ref.shape:
         return {"status": "failed", "error": f"output shape {list(out.shape)} != eager "
@@ -58,13 +63,13 @@ def compare_outputs(out: np.ndarray, ref: np.ndarray, atol: float) -> Dict[str, 
     top1_equal = bool((out.reshape(out.shape[0], -1).argmax(1)
                        == ref.reshape(ref.shape[0], -1).argmax(1)).all())
     ref_max = float(np.abs(ref).max())
-    # The check is absolute (atol); the scale of the reference says how strict that is.
+    tolerance = atol * max(1.0, ref_max)
     rel = max_abs / ref_max if ref_max > 0 else (0.0 if max_abs == 0 else float("inf"))
-    passed = max_abs <= atol and rel <= RTOL
+    passed = max_abs <= tolerance and rel <= RTOL
     return {"status": "passed" if passed else "failed", "max_abs_diff": max_abs,
             "mean_abs_diff": float(diff.mean()), "ref_abs_max": ref_max,
-            "max_rel_diff": rel if np.isfinite(rel) else None, "atol": atol, "rtol": RTOL,
-            "top1_equal": top1_equal}
+            "max_rel_diff": rel if np.isfinite(rel) else None, "atol": atol,
+            "tolerance": tolerance, "rtol": RTOL, "top1_equal": top1_equal}
 
 
 def _verify_file(folder: str, record: Dict[str, Any]) -> Dict[str, Any]:

@@ -33,22 +33,22 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 BEGIN, END = "<!-- zoo-lite-table:begin -->", "<!-- zoo-lite-table:end -->"
-# Checked at input_size even with --size test: with random weights and BN calibrated on one
-# random batch, MobileOne's 64x64 logits reach 10-400 and float32 itself is then off by more
-# than the tolerance (S4: float32 vs float64 eager differ by 2.9); at 224x224 they pass.
-FULL_SIZE = ("mobileone_*",)
 
 
 def input_size_for(name: str, size: str = "full"):
-    """``model_info`` ``input_size`` (``size="full"``) or ``test_input_size`` (``"test"``: the
-    smallest size the family's tests use; ``input_size`` when the model has none)."""
+    """``model_info`` ``input_size`` (``size="full"``) or, for ``"test"``, the smallest size at
+    which a float32 deploy check means something: ``deploy_check_input_size`` when the family
+    sets one (MobileOne: its random calibrated logits at 64x64 are ill-conditioned in float32),
+    else ``test_input_size`` (the smallest size the family's tests use), else ``input_size``."""
     import ppnets
 
     if size not in ("full", "test"):
         raise ValueError(f"size must be 'full' or 'test', got {size!r}")
     info = ppnets.model_info(name)
-    if size == "test" and info.get("test_input_size"):
-        return tuple(info["test_input_size"])
+    if size == "test":
+        for key in ("deploy_check_input_size", "test_input_size"):
+            if info.get(key):
+                return tuple(info[key])
     return tuple(info["input_size"])
 
 
@@ -83,28 +83,36 @@ def calibrated_deploy_model(name: str, seed: int = 0, batch: int = 8, size: str 
     return model, size
 
 
+def deploy_reference(name: str, folder: str, seed: int = 0, size: str = "full"):
+    """Calibrated deploy form of ``name``, one N(0, 1) input, its eager output, and the legacy
+    export in ``folder``: (model, input shape, x, reference output, model file, params file)."""
+    import paddle
+
+    from .legacy import save_legacy
+
+    model, shape = calibrated_deploy_model(name, seed, size=size)
+    x = np.random.default_rng(seed).standard_normal((1, *shape)).astype(np.float32)
+    with paddle.no_grad():
+        ref = model(paddle.to_tensor(x)).numpy()
+    mf, pf = save_legacy(model, shape, 1, folder)
+    return model, shape, x, ref, mf, pf
+
+
 def check_model(name: str, supported: Dict[str, List[str]], workdir: str,
                 targets: Sequence[str] = ("arm", "x86"), atol: float = 1e-4,
                 python: Optional[str] = None, seed: int = 0,
                 size: str = "full") -> Dict[str, Any]:
     """One row of the zoo table (JSON-ready), one Paddle Lite process per step."""
-    import paddle
-
     from . import lite
     from .export import compare_outputs
-    from .legacy import save_legacy
     from .opcheck import check_program
 
     t0 = time.time()
     row: Dict[str, Any] = {"model": name, "targets": {}}
+    folder = os.path.join(workdir, name)
     try:
-        model, size = calibrated_deploy_model(name, seed, size=size)
+        model, size, x, ref, mf, pf = deploy_reference(name, folder, seed, size)
         row["input_size"] = list(size)
-        x = np.random.default_rng(seed).standard_normal((1, *size)).astype(np.float32)
-        with paddle.no_grad():
-            ref = model(paddle.to_tensor(x)).numpy()
-        folder = os.path.join(workdir, name)
-        mf, pf = save_legacy(model, size, 1, folder)
     except Exception as exc:  # noqa: BLE001 - one model must not stop the zoo
         row["export_error"] = f"{type(exc).__name__}: {str(exc).strip()[-600:]}"
         row["seconds"] = round(time.time() - t0, 1)
@@ -203,20 +211,13 @@ def prepare_model(name: str, supported: Dict[str, List[str]], folder: str,
     Returns (row, job); ``job`` is None when the export failed (the row says why), else it
     holds the Lite steps (:func:`ppnets.deploy.lite.run_batch`) and the eager reference.
     """
-    import paddle
-
-    from .legacy import save_legacy
     from .opcheck import FIXES, KNOWN_BAD, IGNORED_OPS, op_sources, program_ops
 
     t0 = time.time()
     row: Dict[str, Any] = {"model": name, "targets": {}}
     try:
-        model, shape = calibrated_deploy_model(name, seed, size=size)
+        model, shape, x, ref, mf, pf = deploy_reference(name, folder, seed, size)
         row["input_size"] = list(shape)
-        x = np.random.default_rng(seed).standard_normal((1, *shape)).astype(np.float32)
-        with paddle.no_grad():
-            ref = model(paddle.to_tensor(x)).numpy()
-        mf, pf = save_legacy(model, shape, 1, folder)
         ops = program_ops(mf)
         for target in targets:
             have = set(supported[target])
@@ -303,8 +304,7 @@ def _chunks(items: Sequence[str], n: int):
 def run_batched(names: Sequence[str], supported: Dict[str, List[str]],
                 targets=("arm", "x86"), atol: float = 1e-4, python: Optional[str] = None,
                 workdir: Optional[str] = None, progress=None, size: str = "test",
-                batch_size: int = 6, seed: int = 0,
-                full_size: Sequence[str] = ()) -> List[Dict[str, Any]]:
+                batch_size: int = 6, seed: int = 0) -> List[Dict[str, Any]]:
     """Rows for ``names``: the Paddle side of batch k+1 runs while one Paddle Lite process
     handles batch k. Exports live in the Lite exchange folder and are deleted after each row
     (copied to ``workdir`` first when given)."""
@@ -351,8 +351,7 @@ def run_batched(names: Sequence[str], supported: Dict[str, List[str]],
             prepared = []
             for name in batch:
                 folder = os.path.join(session, name)
-                prepared.append(prepare_model(name, supported, folder, targets, seed,
-                                              "full" if name in full_size else size))
+                prepared.append(prepare_model(name, supported, folder, targets, seed, size))
             if pending:
                 collect(pending)
             pending = launch(prepared)
@@ -407,17 +406,14 @@ def _run_workers(names: Sequence[str], jobs: int, args: Sequence[str], progress=
 def run(models: Sequence[str], targets=("arm", "x86"), atol: float = 1e-4,
         python: Optional[str] = None, workdir: Optional[str] = None,
         progress=None, size: str = "test", batch_size: int = 6, jobs: int = 1,
-        seed: int = 0, full_size: Sequence[str] = FULL_SIZE) -> Dict[str, Any]:
-    """The zoo report: one row per model (:func:`run_batched`, or ``jobs`` worker processes).
-    Models in ``full_size`` (names or patterns) are checked at ``input_size`` whatever ``size``.
-    """
+        seed: int = 0) -> Dict[str, Any]:
+    """The zoo report: one row per model (:func:`run_batched`, or ``jobs`` worker processes)."""
     from ppnets.bench.harness import resolve_model_names
     from ppnets.bench.machine import machine_info
 
     from . import lite
 
     names = resolve_model_names(list(models))
-    full = set(resolve_model_names(list(full_size))) if full_size else set()
     listing = {t: lite.supported_ops(t, python) for t in targets}
     version = next(iter(listing.values()))["paddlelite"]
     supported = {t: v["ops"] for t, v in listing.items()}
@@ -426,14 +422,14 @@ def run(models: Sequence[str], targets=("arm", "x86"), atol: float = 1e-4,
         if python:
             os.environ[lite.ENV_PYTHON] = python
         args = ["--targets", *targets, "--atol", str(atol), "--size", size,
-                "--batch-size", str(batch_size), "--full-size", *(sorted(full) or ["none"])]
+                "--batch-size", str(batch_size)]
         args += ["--workdir", workdir] if workdir else []
         rows = _run_workers(names, jobs, args, progress)
     else:
         rows = run_batched(names, supported, targets, atol, python, workdir, progress, size,
-                           batch_size, seed, full)
+                           batch_size, seed)
     return {"schema": "ppnets.deploy.zoo_lite/1", "paddlelite": version, "atol": atol,
-            "targets": list(targets), "size": size, "full_size_models": sorted(full),
+            "targets": list(targets), "size": size,
             "batch_size": batch_size, "jobs": jobs,
             "wall_seconds": round(time.time() - t0, 1),
             "machine": machine_info(device="cpu", threads=1, mkldnn=False),
@@ -451,11 +447,8 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", default=None, help="file with the table markers to update")
     p.add_argument("--workdir", default=None, help="keep exports and .nb files here")
     p.add_argument("--size", choices=["test", "full"], default="test",
-                   help="input size: model_info test_input_size (default; input_size when a "
-                        "model has none) or input_size")
-    p.add_argument("--full-size", nargs="+", default=list(FULL_SIZE), metavar="NAME",
-                   help="models (names/patterns) checked at input_size even with --size test; "
-                        "'none' for no exception (default: %(default)s)")
+                   help="input size: 'test' (default) = model_info deploy_check_input_size, "
+                        "else test_input_size, else input_size; 'full' = input_size")
     p.add_argument("--batch-size", type=int, default=6,
                    help="models per Paddle Lite process (the next batch is exported meanwhile)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes sharing the zoo")
@@ -500,7 +493,6 @@ def main(argv=None) -> int:
             partial.append(row)
             write_json({"partial": True, "rows": partial}, args.json + ".partial")
 
-    full_size = [] if args.full_size == ["none"] else args.full_size
     if args.worker_jsonl:  # one shard of a --jobs run: rows as JSON lines, nothing else
         import json
 
@@ -508,13 +500,13 @@ def main(argv=None) -> int:
             with open(args.worker_jsonl, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
         run(args.models, tuple(args.targets), args.atol, workdir=args.workdir, progress=emit,
-            size=args.size, batch_size=args.batch_size, full_size=full_size)
+            size=args.size, batch_size=args.batch_size)
         return 0
 
     partial: List[Dict[str, Any]] = []
     report = run(args.models, tuple(args.targets), args.atol, workdir=args.workdir,
                  progress=progress, size=args.size, batch_size=args.batch_size,
-                 jobs=args.jobs, full_size=full_size)
+                 jobs=args.jobs)
     report["command"] = "python -m ppnets.deploy.zoo_check " + shlex.join(argv)
     table = format_table(report["rows"])
     print(table)
