@@ -1,7 +1,6 @@
 """RepVGG family and the shared RepConvBN block (registry-wide and parity tests cover the rest)."""
 from __future__ import annotations
 
-
 import numpy as np
 import paddle
 import paddle.nn as nn

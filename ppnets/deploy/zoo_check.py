@@ -8,7 +8,8 @@ For every model: deploy form (eval + reparameterize) -> legacy ``.pdmodel``
 (:func:`ppnets.deploy.save_legacy`) -> ops vs Paddle Lite's own op listing per target
 (:func:`ppnets.deploy.opcheck.check_program`; layer named for each unsupported/known-bad op) ->
 ``paddle_lite_opt`` for ``arm`` and ``x86`` -> the x86 ``.nb`` run by the Paddle Lite runtime
-and compared with the eager output (``--atol``, default 1e-4). ARM ``.nb`` files are converted
+and compared with the eager output (:func:`ppnets.deploy.export.compare_outputs`: within
+``atol * max(1, max|eager|)``, ``--atol`` default 1e-4). ARM ``.nb`` files are converted
 but cannot be executed on an x86 host. With ``--markdown FILE`` the table between the markers
 ``<!-- zoo-lite-table:begin -->`` / ``<!-- zoo-lite-table:end -->`` in FILE is replaced.
 
