@@ -9,11 +9,15 @@ RUNTIME = [
     "pyyaml>=6.0",
     "matplotlib>=3.7",
     "safetensors>=0.4",
+    # INT8 for Paddle Lite (ppnets.deploy.quant: PTQ and QAT) is part of the core workflow.
+    # paddleslim 2.6 imports pkg_resources, which setuptools 81 removed: the cap holds whatever
+    # is installed after (the parity extra's torch accepts any setuptools).
+    "paddleslim==2.6.0",
+    "decorator",
+    "setuptools<81",
 ]
 
 EXTRAS = {
-    # paddleslim 2.6 imports pkg_resources, which setuptools 81 removed.
-    "slim": ["paddleslim==2.6.0", "decorator", "setuptools<81"],
     # paddle2onnx pip-installs onnx-graphsurgeon at run time when it is missing, and its newest
     # ml-dtypes drags numpy to 2.x; installing both here with numpy 1 kept avoids that.
     "onnx": ["paddle2onnx==2.1.0", "onnxruntime>=1.17", "onnx-graphsurgeon", "ml-dtypes<0.6"],

@@ -23,6 +23,9 @@ _INFO_KEYS = {
     "test_input_size", "deploy_check_input_size", "measured", "dataset", "latency",
 }
 
+# Classes of the data set a variant is defined on (model_info "dataset"): the default num_classes.
+DATASET_CLASSES = {"imagenet-1k": 1000, "cifar10": 10}
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -125,10 +128,12 @@ def model_info(name: str) -> Dict[str, Any]:
     return out
 
 
-def create_model(name: str, num_classes: int = 1000, pretrained: Optional[str] = None,
+def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optional[str] = None,
                  deploy: bool = False, **overrides):
     """Build a registered model.
 
+    ``num_classes`` defaults to the classes of the data set the variant is defined on
+    (``model_info(name)["dataset"]``: 1000 for ImageNet-1k, 10 for the CIFAR-10 models).
     ``pretrained`` is a path to a checkpoint: ppnets ``.pdparams`` or a reference checkpoint
     (``.safetensors``, ``.npz``, ``.pth``) that :mod:`ppnets.convert` maps to our layout.
     ``deploy=True`` builds the reparameterized (inference) structure directly, so a state dict
@@ -138,7 +143,8 @@ def create_model(name: str, num_classes: int = 1000, pretrained: Optional[str] =
     entry = get_entry(name)
     kwargs = dict(entry.cfg)
     kwargs.update(overrides)
-    kwargs["num_classes"] = num_classes
+    kwargs["num_classes"] = (DATASET_CLASSES[entry.info["dataset"]] if num_classes is None
+                             else num_classes)
     kwargs["deploy"] = deploy
     model = entry.builder(**kwargs)
     model.model_name = entry.name

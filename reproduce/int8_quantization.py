@@ -19,9 +19,14 @@ Per model, each in its own process (PaddleSlim switches Paddle to static mode):
    for re-parameterizable models on the fused deploy form (QAT of the deployed weights,
    the mitigation of Ding et al.'s RepOpt / Chu et al.'s QARepVGG papers in its simplest form).
 
-Writes ``<output-dir>/<model>.json`` and ``<output-dir>/int8_results.json`` + ``.md``.
-The CIFAR-10 subset (4,829 train / 932 test images) is NOT a benchmark: accuracies are for the
-before/after comparison only.
+Writes ``<output-dir>/<model>.json`` and ``<output-dir>/int8_results.json`` + ``.md``. Each
+per-model JSON carries its provenance (``run``: machine, git commit, command, times; ``data``:
+file, md5, image counts; ``epochs``, ``qat_epochs``, ``max_steps_per_epoch``, the
+``steps_per_epoch`` actually run and the ``full_steps_per_epoch`` of the data) and the FP32
+model's prediction spread (``fp32_predictions``): a model that predicts one class for every test image is marked
+``degenerate`` and its deltas are not reported as results. The table reads its labels from
+these fields. The CIFAR-10 subset (4,829 train / 932 test images) is NOT a benchmark:
+accuracies are for the before/after comparison only.
 """
 from __future__ import annotations
 
@@ -32,11 +37,24 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import RunRecord, file_md5  # noqa: E402
 
 REP_FAMILIES = ("repvgg", "mobileone")
+SCRIPT = "reproduce/int8_quantization.py"
+BATCH = 64  # FP32 training and QAT batch size
+NEAR_CHANCE = 0.15  # CIFAR-10 chance is 0.10: below this, INT8 deltas are within noise
+
+
+def prediction_spread(model, x, y) -> dict:
+    """How many distinct classes the model predicts on ``x`` and the largest share of one."""
+    from ppnets.deploy import quant
+    preds = quant.predict_layer(model, x)
+    counts = np.bincount(preds, minlength=int(y.max()) + 1)
+    return {"distinct_classes": int((counts > 0).sum()),
+            "top_class": int(counts.argmax()), "top_class_share": float(counts.max() / len(preds))}
 
 
 def one_model(args) -> dict:
@@ -52,8 +70,9 @@ def one_model(args) -> dict:
     out = os.path.abspath(args.output_dir)
     run_dir = os.path.join(out, "runs", name)
     t0 = time.time()
+    record = RunRecord(SCRIPT, args, [SCRIPT, *args.argv], model=name)
     common = [f"model.name={name}", f"data.data_file={os.path.abspath(args.data_file)}",
-              "data.batch_size=64", "data.eval_batch_size=200", "data.num_workers=0",
+              f"data.batch_size={BATCH}", "data.eval_batch_size=200", "data.num_workers=0",
               "optim.name=adam", "optim.lr=0.001", "optim.weight_decay=0.0",
               "sched.name=constant", "train.verbose=0", "train.keep_checkpoints=1",
               f"device={args.device}"]
@@ -78,15 +97,23 @@ def one_model(args) -> dict:
             ppnets.reparameterize_model(m)
         return m
 
+    from ppnets.engine import count_cifar10_images
+    counts = count_cifar10_images(args.data_file)
     res = {"model": name, "epochs": args.epochs, "qat_epochs": args.qat_epochs,
            "max_steps_per_epoch": args.max_steps,
-           "data_file": os.path.basename(args.data_file), "test_images": int(len(y_test)),
+           "steps_per_epoch": fp32_fit["steps_per_epoch"],
+           "full_steps_per_epoch": -(-counts["train"] // BATCH),
+           "data": {"file": os.path.abspath(args.data_file), "md5": file_md5(args.data_file),
+                    "train_images": counts["train"], "test_images": counts["test"]},
+           "test_images": int(len(y_test)),
            "calibration_images": int(len(x_cal)), "reparameterizable": rep,
            "fp32_fit_final_top1": fp32_fit.get("final_top1")}
     train_form = build(False)
     res["fp32_train_form_top1"] = quant.evaluate_layer(train_form, x_test, y_test)
     deploy_form = build(True)
     res["fp32_top1"] = quant.evaluate_layer(deploy_form, x_test, y_test)
+    res["fp32_predictions"] = prediction_spread(deploy_form, x_test, y_test)
+    res["degenerate"] = res["fp32_predictions"]["distinct_classes"] == 1
 
     exports = os.path.join(run_dir, "export")
     mf, pf = save_legacy(deploy_form, (3, 32, 32), bs, os.path.join(exports, "fp32_deploy"))
@@ -123,11 +150,23 @@ def one_model(args) -> dict:
         except Exception as exc:  # noqa: BLE001
             res["qat"] = {"error": f"{type(exc).__name__}: {str(exc)[-500:]}"}
     res["seconds"] = round(time.time() - t0, 1)
+    record.finish()
+    res["run"] = record.data
     return res
 
 
 def _fmt(v):
     return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def schedule_label(r: dict) -> str:
+    """'full epochs, 76 steps each' or '40 of 76 steps/epoch', from the record's fields."""
+    if "full_steps_per_epoch" not in r:
+        raise ValueError(f"{r.get('source', r['model'])}: no steps_per_epoch fields; this record "
+                         "predates the provenance fields -- rerun the model")
+    if r["steps_per_epoch"] < r["full_steps_per_epoch"]:
+        return f"{r['steps_per_epoch']} of {r['full_steps_per_epoch']} steps/epoch"
+    return f"full epochs, {r['steps_per_epoch']} steps each"
 
 
 def table(results) -> str:
@@ -145,11 +184,13 @@ def table(results) -> str:
             if "error" in q:
                 return "error"
             return f"{_fmt(q['top1'])} ({100 * q['delta_vs_fp32']:+.1f})"
-        steps = r.get("max_steps_per_epoch") or ("40" if "int8_short" in r.get("source", "")
-                                                 else None)
-        proto = f"{r['epochs']} + {r['qat_epochs']}" + (f" (<= {steps} steps/epoch)"
-                                                         if steps else " (full epochs)")
-        lines.append(f"| {r['model']} | {proto} | {_fmt(r['fp32_top1'])} | "
+        proto = f"{r['epochs']} + {r['qat_epochs']} ({schedule_label(r)})"
+        if r.get("degenerate"):
+            lines.append(f"| {r['model']} | {proto} | {_fmt(r['fp32_top1'])} | degenerate "
+                         "(constant prediction): deltas meaningless | | | |")
+            continue
+        fp32 = _fmt(r["fp32_top1"]) + (" (near chance)" if r["fp32_top1"] < NEAR_CHANCE else "")
+        lines.append(f"| {r['model']} | {proto} | {fp32} | "
                      f"{cell('ptq_deploy_per_channel')} "
                      f"| {cell('ptq_deploy_per_tensor')} | {cell('ptq_train_form_per_channel')} "
                      f"| {cell('qat')} |")
@@ -172,6 +213,8 @@ def main() -> int:
                    help="only tabulate the per-model JSONs already in these folders into "
                         "--output-dir/int8_results.{json,md} (e.g. after an interrupted run)")
     args = p.parse_args()
+    # the command the user typed (a child run adds `--one NAME` at the end)
+    args.argv = sys.argv[1:-2] if args.one else sys.argv[1:]
     if args.collect:
         from ppnets.engine.checkpoint import atomic_write_json, atomic_write_text
         results = []
@@ -200,8 +243,7 @@ def main() -> int:
         return 0
     results = []
     for name in args.models:
-        cmd = [sys.executable, os.path.abspath(__file__), "--one", name] + [
-            a for a in sys.argv[1:]]
+        cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--one", name]
         proc = subprocess.run(cmd, cwd=os.getcwd())
         path = os.path.join(args.output_dir, f"{name}.json")
         if proc.returncode == 0 and os.path.isfile(path):

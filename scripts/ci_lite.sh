@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# CI job for Paddle Lite: build the Lite chroot from scratch, run the Lite/INT8-export tests that
-# otherwise skip, and the zoo-wide op-compatibility + x86 .nb parity check.
+# CI job for Paddle Lite, in three steps:
+#   1. build the Lite chroot from scratch (scripts/prepare_paddlelite_env.sh: Debian bullseye,
+#      Python 3.9, paddlelite 2.13rc0);
+#   2. run tests/test_paddlelite.py and tests/test_deploy_export.py with Paddle Lite available
+#      (the .nb conversion, the x86 .nb parity and the Lite runner tests skip without it);
+#   3. the zoo-wide op-compatibility check + x86 .nb parity (ppnets.deploy.zoo_check).
+# INT8 (PaddleSlim PTQ/QAT, tests/test_quant.py) is not part of this job: PaddleSlim is a core
+# dependency, so the main test run covers it.
 #
 #   VENV=/path/to/venv scripts/ci_lite.sh            # as root (debootstrap, mount, chroot)
 #

@@ -68,6 +68,51 @@ def assert_reparameterize_keeps_output(model: paddle.nn.Layer, x, atol: float = 
     return after
 
 
+# Parity with a reference implementation, in two checks that hold on any CPU:
+# - float64 on both sides (same weights, same input): only summation order differs, so the
+#   outputs agree to ~1e-12 relative; REL64 leaves room for that and nothing else -- a real
+#   defect (an eps, a padding, a GELU variant) is >= 1e-4 relative. This is the evidence of
+#   equality.
+# - float32 (what users run): held to F32_FACTOR times the reference's own float32-vs-float64
+#   gap on this network and input, the measured size of float32 rounding there, which follows
+#   the CPU's kernels on both sides alike (a floor of a few float32 ulps of the logit scale
+#   keeps a bit-exact reference from demanding a bit-exact us).
+REL64 = 1e-6
+F32_FACTOR = 10.0
+
+
+def float64_model(build):
+    """``build()`` with float64 as Paddle's default dtype (every parameter and buffer float64)."""
+    paddle.set_default_dtype("float64")
+    try:
+        return build()
+    finally:
+        paddle.set_default_dtype("float32")
+
+
+def parity_bounds(ref64: np.ndarray, ref32: np.ndarray):
+    """(float64 bound, float32 bound) for outputs compared with ``ref64`` (see above)."""
+    scale = max(1.0, float(np.abs(ref64).max()))
+    gap = float(np.abs(ref32.astype(np.float64) - ref64).max())
+    return REL64 * scale, F32_FACTOR * max(gap, 4 * float(np.finfo(np.float32).eps) * scale)
+
+
+def assert_parity(ours64: np.ndarray, ours32: np.ndarray, ref64: np.ndarray,
+                  ref32: np.ndarray, what: str) -> None:
+    """Our float64 and float32 outputs against the reference's float64 output (module note)."""
+    assert ours64.dtype == np.float64 and ours32.dtype == np.float32, (ours64.dtype, ours32.dtype)
+    assert ours64.shape == ref64.shape and ours32.shape == ref64.shape
+    tol64, tol32 = parity_bounds(ref64, ref32)
+    diff64 = float(np.abs(ours64 - ref64).max())
+    assert diff64 <= tol64, (f"{what}: float64 max |ours - reference| = {diff64:.3g} > "
+                             f"{tol64:.3g} (REL64 x max(1, max|ref|))")
+    diff32 = float(np.abs(ours32.astype(np.float64) - ref64).max())
+    assert diff32 <= tol32, (
+        f"{what}: float32 max |ours - reference(float64)| = {diff32:.3g} > {tol32:.3g} "
+        f"({F32_FACTOR:g} x the reference's own float32 gap "
+        f"{float(np.abs(ref32.astype(np.float64) - ref64).max()):.3g})")
+
+
 def require_shared(path: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"real data not found at {path} (the shared data folder ../shared/data beside "

@@ -21,7 +21,8 @@ import ppnets
 from ppnets.analysis import profile_model
 from ppnets.convert import load_pretrained
 from ppnets.models.fasternet import FasterNet, LayerNorm2d, PartialConv
-from tests.conftest import REPO, randomize_bn, state_dict_signature
+from tests.conftest import (REPO, assert_parity, float64_model, randomize_bn,
+                            state_dict_signature)
 
 # Paper/official cfg files: embed_dim, depths, activation, drop_path_rate.
 PAPER_TABLE = {
@@ -268,20 +269,24 @@ def test_official_layout_loads_and_matches(timm_reference, tmp_path):
     model = ppnets.create_model("fasternet_t0")
     report = load_pretrained(model, path)
     assert report.layout == "official" and report.ok, str(report)
-    model.eval()
-    with paddle.no_grad():
-        ours = model(paddle.to_tensor(data["input"])).numpy()
-    assert np.abs(ours - data["output"]).max() <= 1e-4
+    _assert_parity(lambda: ppnets.create_model("fasternet_t0", pretrained=path), data,
+                   "fasternet_t0 (official layout)")
 
 
 def test_timm_layout_with_layer_scale(timm_reference):
     data = np.load(os.path.join(timm_reference, "t0_ls.npz"))
-    model = ppnets.create_model("fasternet_t0", layer_scale_init_value=1e-5,
-                                pretrained=os.path.join(timm_reference, "t0_ls.safetensors"))
-    model.eval()
-    with paddle.no_grad():
-        ours = model(paddle.to_tensor(data["input"])).numpy()
-    assert np.abs(ours - data["output"]).max() <= 1e-4
+    path = os.path.join(timm_reference, "t0_ls.safetensors")
+    _assert_parity(lambda: ppnets.create_model("fasternet_t0", layer_scale_init_value=1e-5,
+                                               pretrained=path), data, "fasternet_t0 layer scale")
+
+
+def _assert_parity(build, data, what):
+    outs = []
+    for model, dtype in ((float64_model(build), np.float64), (build(), np.float32)):
+        model.eval()
+        with paddle.no_grad():
+            outs.append(model(paddle.to_tensor(data["input"].astype(dtype))).numpy())
+    assert_parity(*outs, data["output"], data["output32"], what)
 
 
 # ---- norm_layer='ln': the paper's BN vs LN ablation ------------------------------------------

@@ -148,24 +148,28 @@ def test_export_paddle_inference(built, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=0, atol=EXPORT_ATOL * max(1.0, np.abs(expected).max()))
 
 
-def _check_count(name, what, ours, published, measured):
+# Where our count is more than 1% off a published figure, something independent of our profiler
+# must say ours is right: the reference implementation's own count, taken at test time by
+# tests/parity/test_complexity.py, or for the families without a reference the closed-form
+# counts of their tests written from the paper's description.
+FORMULA_TESTS = {
+    "spconv": "tests/test_spconv.py::test_counts_match_formula_and_paper",
+    "shufflenet_v1": "tests/test_shufflenet.py::test_v1_macs_and_params_match_formula",
+}
+
+
+def _check_count(name, what, ours, published):
     if published is None:
-        # Unpublished variants may still record counts (e.g. the RepVGG g2 models): hold them.
-        if measured is not None and measured.get(what) is not None:
-            ref = measured[what]
-            assert abs(ours - ref) / ref <= 0.001, \
-                f"{name}: our {what} {ours:.4g} differs from model_info's measured {ref}"
         return
     rel = abs(ours - published) / published
     if rel <= 0.01:
         return
-    assert measured is not None and measured.get(what) is not None, (
+    info = ppnets.model_info(name)
+    assert info.get("reference") or info["family"] in FORMULA_TESTS, (
         f"{name}: our {what} {ours:.4g} differs from the published {published} by {rel:.1%} and "
-        "model_info has no reference count ('measured') explaining it")
-    ref = measured[what]
-    assert abs(ours - ref) / ref <= 0.001, (
-        f"{name}: our {what} {ours:.4g} matches neither the published {published} nor the "
-        f"reference implementation's {ref}")
+        "no reference implementation or closed-form test counts this model")
+    assert info.get("notes"), f"{name}: our {what} differs from the published figure by " \
+        f"{rel:.1%}; model_info['notes'] must say why"
 
 
 def test_complexity_matches_published(built):
@@ -180,13 +184,10 @@ def test_complexity_matches_published(built):
                    if (p := layer._parameters.get(key)) is not None)
     assert prof.params == sum(int(np.prod(p.shape)) for p in model.parameters()) - bn_stats, \
         f"{name}: the profiler's parameter count must be every parameter except BN statistics"
-    measured = info.get("measured")
-    _check_count(name, "params_m", prof.params / 1e6, info.get("params_m"), measured)
-    _check_count(name, "macs_g", prof.macs / 1e9, info.get("macs_g"), measured)
-    if info.get("params_m_deploy") is not None or info.get("macs_g_deploy") is not None \
-            or (measured or {}).get("deploy") is not None:
+    _check_count(name, "params_m", prof.params / 1e6, info.get("params_m"))
+    _check_count(name, "macs_g", prof.macs / 1e9, info.get("macs_g"))
+    if info.get("params_m_deploy") is not None or info.get("macs_g_deploy") is not None:
         model.reparameterize()
         prof = profile_model(model, input_size=tuple(info["input_size"]))
-        deploy_measured = (measured or {}).get("deploy")
-        _check_count(name, "params_m", prof.params / 1e6, info.get("params_m_deploy"), deploy_measured)
-        _check_count(name, "macs_g", prof.macs / 1e9, info.get("macs_g_deploy"), deploy_measured)
+        _check_count(name, "params_m", prof.params / 1e6, info.get("params_m_deploy"))
+        _check_count(name, "macs_g", prof.macs / 1e9, info.get("macs_g_deploy"))

@@ -14,8 +14,6 @@ import pytest
 
 from .conftest import CIFAR_PARTIAL, REPO, require_shared
 
-pytest.importorskip("paddleslim", reason="paddleslim not installed (pip install -e '.[slim]')")
-
 PTQ = textwrap.dedent("""
     import json, sys
     import numpy as np, paddle
@@ -116,3 +114,47 @@ def test_numpy_swapped_under_a_running_process_is_reported(monkeypatch):
         quant.check_numpy_unchanged()
     with pytest.raises(RuntimeError, match="environment changed"):
         quant.ptq("no.pdmodel", "no.pdiparams", "out", np.zeros((4, 3, 8, 8), np.float32), 4)
+
+
+def test_int8_study_records_provenance_and_labels_from_fields(tmp_path):
+    """The study as users run it: each per-model JSON says where, when and how it was made, and
+    the table's schedule label and degenerate marking come from those fields."""
+    data = require_shared(CIFAR_PARTIAL)
+    out = tmp_path / "int8"
+    proc = subprocess.run([sys.executable, "reproduce/int8_quantization.py", "--data-file", data,
+                           "--models", "resnet20_cifar", "--epochs", "1", "--max-steps", "2",
+                           "--qat-epochs", "0", "--calib-images", "16", "--output-dir",
+                           str(out)], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads((out / "resnet20_cifar.json").read_text())
+    assert rec["run"]["command"].startswith("python reproduce/int8_quantization.py --data-file")
+    assert "--one" not in rec["run"]["command"]
+    assert rec["run"]["machine"]["cpu_model"] and rec["run"]["git"]["commit"]
+    assert rec["run"]["finished_utc"] >= rec["run"]["started_utc"]
+    assert rec["data"]["md5"] == "a6be1c163d03e78e6be75fa2398bd300"  # shared/data/README.md
+    assert (rec["data"]["train_images"], rec["data"]["test_images"]) == (4829, 932)
+    assert (rec["epochs"], rec["max_steps_per_epoch"], rec["steps_per_epoch"],
+            rec["full_steps_per_epoch"]) == (1, 2, 2, 76)   # ceil(4829 / 64)
+    spread = rec["fp32_predictions"]
+    assert 1 <= spread["distinct_classes"] <= 10 and 0.1 <= spread["top_class_share"] <= 1.0
+    assert rec["degenerate"] == (spread["distinct_classes"] == 1)
+    md = (out / "int8_results.md").read_text()
+    assert "| resnet20_cifar | 1 + 0 (2 of 76 steps/epoch) |" in md
+
+
+def test_int8_table_labels(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, "reproduce"))
+    import int8_quantization as study
+
+    base = {"model": "m", "epochs": 4, "qat_epochs": 1, "steps_per_epoch": 76,
+            "full_steps_per_epoch": 76, "fp32_top1": 0.5, "degenerate": False,
+            "ptq_deploy_per_channel": {"top1": 0.49, "delta_vs_fp32": -0.01}}
+    assert "| m | 4 + 1 (full epochs, 76 steps each) | 50.0 | 49.0 (-1.0) |" in study.table([base])
+    capped = dict(base, steps_per_epoch=40, max_steps_per_epoch=40)
+    assert "(40 of 76 steps/epoch)" in study.table([capped])
+    constant = dict(base, fp32_top1=0.104, degenerate=True)
+    assert "degenerate (constant prediction): deltas meaningless" in study.table([constant])
+    assert "10.4 (near chance)" not in study.table([constant])  # the row says degenerate instead
+    assert "12.0 (near chance)" in study.table([dict(base, fp32_top1=0.12)])
+    with pytest.raises(ValueError, match="predates the provenance fields"):
+        study.table([{k: v for k, v in base.items() if k != "full_steps_per_epoch"}])

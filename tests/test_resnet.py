@@ -16,16 +16,12 @@ import paddle
 import pytest
 
 import ppnets
-from ppnets.convert import convert_state_dict, load_pretrained, read_checkpoint
+from ppnets.convert import load_pretrained
 from ppnets.models.resnet import ResNet, conv3x3_bn
-from ppnets.registry import get_entry
-from tests.conftest import randomize_bn
+from tests.conftest import assert_parity, float64_model, randomize_bn
 
 TORCH_PYTHON = os.environ.get("PPNETS_TORCH_PYTHON", sys.executable)
 PARITY = ("resnet18", "resnet50")
-ATOL32 = 1e-4  # float32 logits of order 1 (resnet18 here)
-REL32 = 1e-5  # float32 vs the float64 reference, times the logit scale
-REL64 = 1e-10  # the same network in float64 on both sides: only summation order differs
 
 # Runs in the torch subprocess (never import paddle there). Weights are saved in float64 so both
 # sides can also run the exact same network in float64, where float32 rounding (which, for a
@@ -71,65 +67,31 @@ def timm_outputs(tmp_path_factory):
     return out
 
 
-def _max_diff(a, b):
-    assert a.shape == b.shape
-    return float(np.abs(a - b).max())
-
-
 @pytest.mark.parametrize("name", PARITY)
-def test_matches_timm_float32(name, timm_outputs):
+def test_matches_timm(name, timm_outputs):
+    """Float64 on both sides (the architecture check, to rounding) and float32 held to timm's
+    own float32 rounding (tests.conftest.assert_parity), before and after reparameterize()."""
     data = np.load(timm_outputs / f"{name}.npz")
-    model = ppnets.create_model(name)
-    report = load_pretrained(model, str(timm_outputs / f"{name}.safetensors"))
+    weights = str(timm_outputs / f"{name}.safetensors")
+    model32 = ppnets.create_model(name)
+    report = load_pretrained(model32, weights)
     assert report.layout == "timm" and report.ok, str(report)
-    model.eval()
-    x = paddle.to_tensor(data["input"])
-    with paddle.no_grad():
-        ours = model(x).numpy()
-    assert ours.shape == (2, 1000)
-    # Against the exact (float64) reference, relative to the logit scale: float32 rounding through
-    # 50 layers is itself ~1e-6 of it (timm's own float32 logits are off by ~8e-7 x max|logit|
-    # for the randomised ResNet-50, whose logits reach ~400); the float64 test below is the
-    # strict architecture check.
-    budget = REL32 * max(1.0, float(np.abs(data["y64"]).max()))
-    diff = _max_diff(ours, data["y64"])
-    assert diff <= budget, f"{name}: max |ours - timm(float64)| = {diff:.3g} > {budget:.3g}"
-    if name == "resnet18":  # shallow enough for float32 rounding to stay well under 1e-4
-        diff = _max_diff(ours, data["y32"])
-        assert diff <= ATOL32, f"{name}: max |ours - timm| = {diff:.3g}"
+    model64 = float64_model(lambda: ppnets.create_model(name, pretrained=weights))
+    x = data["input"]
 
-    model.reparameterize()
-    assert not any(isinstance(layer, paddle.nn.BatchNorm2D) for layer in model.sublayers()), \
-        "reparameterize() must fold every BN of a ResNet"
-    with paddle.no_grad():
-        fused = model(x).numpy()
-    diff = _max_diff(fused, data["y64"])
-    assert diff <= budget, f"{name} after reparameterize(): max |Δ| = {diff:.3g} > {budget:.3g}"
-    if name == "resnet18":
-        diff = _max_diff(fused, data["y32"])
-        assert diff <= ATOL32, f"{name} after reparameterize(): max |ours - timm| = {diff:.3g}"
+    def run():
+        with paddle.no_grad():
+            return (model64(paddle.to_tensor(x.astype(np.float64))).numpy(),
+                    model32(paddle.to_tensor(x)).numpy())
 
-
-@pytest.mark.parametrize("name", PARITY)
-def test_matches_timm_float64(name, timm_outputs):
-    """Same weights, both sides in float64: the architectures must agree to rounding."""
-    data = np.load(timm_outputs / f"{name}.npz")
-    paddle.set_default_dtype("float64")
-    try:
-        model = ppnets.create_model(name)
-    finally:
-        paddle.set_default_dtype("float32")
-    state, kind = read_checkpoint(str(timm_outputs / f"{name}.safetensors"))
-    converted, report = convert_state_dict(model, state, kind, key_maps=get_entry(name).key_maps)
-    assert report.layout == "timm" and report.ok, str(report)
-    model.set_state_dict(converted)
-    model.eval()
-    with paddle.no_grad():
-        ours = model(paddle.to_tensor(data["input"].astype(np.float64))).numpy()
-    assert ours.dtype == np.float64
-    budget = REL64 * max(1.0, float(np.abs(data["y64"]).max()))
-    diff = _max_diff(ours, data["y64"])
-    assert diff <= budget, f"{name}: float64 max |ours - timm| = {diff:.3g} > {budget:.3g}"
+    for model in (model32, model64):
+        model.eval()
+    assert_parity(*run(), data["y64"], data["y32"], name)
+    for model in (model32, model64):
+        model.reparameterize()
+        assert not any(isinstance(layer, paddle.nn.BatchNorm2D) for layer in model.sublayers()), \
+            "reparameterize() must fold every BN of a ResNet"
+    assert_parity(*run(), data["y64"], data["y32"], f"{name} after reparameterize()")
 
 
 # Exact counts published with the torchvision weights (timm's are the same architecture).

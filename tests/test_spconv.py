@@ -21,9 +21,10 @@ import pytest
 
 import ppnets
 from ppnets.analysis import profile_model
-from ppnets.convert import convert_state_dict, load_pretrained, read_checkpoint
+from ppnets.convert import load_pretrained
 from ppnets.models.spconv import SPConv3x3, SPConvBN
-from tests.conftest import REPO, assert_reparameterize_keeps_output, randomize_bn
+from tests.conftest import (REPO, assert_parity, assert_reparameterize_keeps_output,
+                            float64_model, randomize_bn)
 
 ALPHAS = (1 / 2, 1 / 4, 1 / 8, 1 / 16)
 TORCH_PYTHON = os.environ.get("PPNETS_TORCH_PYTHON", sys.executable)
@@ -280,39 +281,43 @@ def reference(tmp_path_factory):
     return out
 
 
-def _check(ours, ref, what):
-    assert ours.shape == ref.shape
-    diff = float(np.abs(ours - ref).max())
-    assert diff <= 1e-4 * max(1.0, float(np.abs(ref).max())), f"{what}: max |Δ| = {diff:.3g}"
+def _parity(build, weights, data, what):
+    """Our module built by ``build()`` in float32 and float64 with the reference's weights
+    against the reference's outputs (tests.conftest.assert_parity), before and after
+    ``reparameterize()``; returns the float32 module's load report."""
+    model32 = build()
+    report = load_pretrained(model32, weights)
+    model64 = float64_model(build)
+    load_pretrained(model64, weights)
+    x = data["input"]
+
+    def run():
+        with paddle.no_grad():
+            return (model64(paddle.to_tensor(x.astype(np.float64))).numpy(),
+                    model32(paddle.to_tensor(x)).numpy())
+
+    for model in (model32, model64):
+        model.eval()
+    assert_parity(*run(), data["output"], data["output32"], what)
+    for model in (model32, model64):
+        model.reparameterize()
+    assert_parity(*run(), data["output"], data["output32"], f"{what} reparameterized")
+    return report
 
 
 @pytest.mark.parametrize("case", range(len(OP_CASES)))
 def test_operator_matches_official(case, reference):
     cin, cout, stride, alpha = OP_CASES[case]
-    data = np.load(reference / f"op{case}.npz")
-    op = SPConv3x3(cin, cout, stride=stride, alpha=alpha)
-    state, kind = read_checkpoint(str(reference / f"op{case}.safetensors"))
-    converted, report = convert_state_dict(op, state, kind)
+    report = _parity(lambda: SPConv3x3(cin, cout, stride=stride, alpha=alpha),
+                     str(reference / f"op{case}.safetensors"), np.load(reference / f"op{case}.npz"),
+                     f"SPConv {OP_CASES[case]}")
     assert report.ok, str(report)
-    op.set_state_dict(converted)
-    op.eval()
-    x = paddle.to_tensor(data["input"])
-    with paddle.no_grad():
-        _check(op(x).numpy(), data["output"], f"SPConv {OP_CASES[case]}")
-        op.reparameterize()
-        _check(op(x).numpy(), data["output"], f"SPConv {OP_CASES[case]} reparameterized")
 
 
 @pytest.mark.parametrize("name", sorted(MODEL_CASES))
 def test_model_matches_official_logic(name, reference):
-    data = np.load(reference / f"{name}.npz")
-    model = ppnets.create_model(name, num_classes=10)
-    report = load_pretrained(model, str(reference / f"{name}.safetensors"))
+    report = _parity(lambda: ppnets.create_model(name, num_classes=10),
+                     str(reference / f"{name}.safetensors"), np.load(reference / f"{name}.npz"),
+                     name)
     expected_layout = "identity" if "vgg" in name else "official"
     assert report.layout == expected_layout and report.ok, str(report)
-    model.eval()
-    x = paddle.to_tensor(data["input"])
-    with paddle.no_grad():
-        _check(model(x).numpy(), data["output"], name)
-        model.reparameterize()
-        _check(model(x).numpy(), data["output"], f"{name} reparameterized")

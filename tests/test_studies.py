@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+import ppnets
+
 from ppnets.studies import published
 from ppnets.studies.runner import STUDY_SCHEMA, compare_order, load_device_results, speed
 
@@ -206,6 +208,22 @@ def test_zoo_quick_via_reproduce_script(tmp_path):
     assert row["memory_mb"] > 0 and row["top1"] is not None
     swin = [c for c in doc["claims"] if "Swin-B" in c["claim"]][0]
     assert "not registered" in swin["text"]
+
+
+def test_zoo_cifar_models_have_10_classes_and_figure_omissions_are_listed(tmp_path):
+    """CIFAR-10 models are counted with their 10-class head (ResNet-20: 0.27 M, not 0.34 M with
+    a 1000-class one), and every model missing from a figure panel is named with the reason."""
+    from ppnets.studies import zoo
+
+    assert zoo.main(["--quick", "--models", "resnet20_cifar", "spconv_resnet18",
+                     "--output-dir", str(tmp_path)]) == 0
+    doc, md = _check_outputs(str(tmp_path), "latency_zoo", 2)
+    rows = {r["model"]: r for r in doc["models"]}
+    assert abs(rows["resnet20_cifar"]["params_m"] - 0.27) / 0.27 < 0.01
+    assert ppnets.model_info("spconv_resnet18").get("top1") is None
+    section = md.split("## Left out of the figure")[1]
+    assert "spconv_resnet18: no published top-1" in section
+    assert "resnet20_cifar:" not in section
 
 
 def test_zoo_unknown_model_is_an_error(tmp_path, capsys):

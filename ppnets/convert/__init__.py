@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 __all__ = ["read_checkpoint", "convert_state_dict", "load_pretrained", "ConversionReport",
-           "save_state_dict"]
+           "save_state_dict", "CorruptCheckpointError"]
 
 _TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin", ".ckpt")
 
@@ -65,22 +65,62 @@ def _unwrap(obj) -> dict:
     return obj
 
 
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file exists but cannot be read as the format its name says."""
+
+
+_FORMATS = {".pdparams": "a Paddle state dict (paddle.save)",
+            ".safetensors": "a safetensors file",
+            ".npz": "a numpy .npz archive",
+            "torch": "a PyTorch pickle (torch.save)"}
+
+
+def _corrupt(path: str, fmt: str, exc: BaseException) -> CorruptCheckpointError:
+    size = os.path.getsize(path)
+    return CorruptCheckpointError(
+        f"cannot read checkpoint {path!r} ({size} bytes) as {_FORMATS[fmt]}: "
+        f"{type(exc).__name__}: {str(exc)[:200]}. The file is truncated or corrupt (an "
+        "interrupted download or copy) or not of that format: download it again (compare its "
+        "size and hash with the source's) or rename it to the format it really has.")
+
+
+def _read_paddle(path: str) -> Dict[str, np.ndarray]:
+    import paddle
+    state = paddle.load(path)
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a dict of tensors, found {type(state).__name__}")
+    return {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in state.items()}
+
+
+def _read_npz(path: str) -> Dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
 def read_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], str]:
-    """Read a checkpoint into ``({key: ndarray}, kind)``, kind ``'paddle'`` or ``'torch'``."""
+    """Read a checkpoint into ``({key: ndarray}, kind)``, kind ``'paddle'`` or ``'torch'``.
+
+    A truncated or corrupt file raises :class:`CorruptCheckpointError` naming the file, the
+    format its name promises and what to do."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     lower = path.lower()
     if lower.endswith(".pdparams"):
-        import paddle
-        state = paddle.load(path)
-        return {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v))
-                for k, v in state.items()}, "paddle"
+        try:
+            return _read_paddle(path), "paddle"
+        except Exception as exc:  # noqa: BLE001 - paddle.load raises many types on bad input
+            raise _corrupt(path, ".pdparams", exc) from exc
     if lower.endswith(".safetensors"):
         from safetensors.numpy import load_file
-        state = load_file(path)
+        try:
+            state = load_file(path)
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ...
+            raise _corrupt(path, ".safetensors", exc) from exc
     elif lower.endswith(".npz"):
-        with np.load(path) as data:
-            state = {k: data[k] for k in data.files}
+        try:
+            state = _read_npz(path)
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, ValueError, EOFError, ...
+            raise _corrupt(path, ".npz", exc) from exc
     elif lower.endswith(_TORCH_SUFFIXES):
         try:
             import torch  # noqa: F401  (only for reading; never mixed with paddle compute)
@@ -91,7 +131,10 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], str]:
                 "save_file; save_file(torch.load('in.pth', map_location='cpu'), 'out."
                 "safetensors')\"`, then pass the .safetensors file.") from exc
         import torch
-        obj = _unwrap(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            obj = _unwrap(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...
+            raise _corrupt(path, "torch", exc) from exc
         state = {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "numpy")}
     else:
         raise ValueError(f"unsupported checkpoint type {path!r}: expected .pdparams, "
@@ -186,7 +229,10 @@ def load_pretrained(model, path: str, name: Optional[str] = None, layout: Option
         raise ValueError(f"checkpoint does not fit {name or type(model).__name__}:\n{report}\n"
                          "Check that the model name matches the checkpoint (deploy=True for a "
                          "reparameterized state dict) or pass strict=False to load what matches.")
-    model.set_state_dict({k: v.astype(np.float32) if v.dtype == np.float64 else v
+    # Each tensor in the dtype of the parameter it fills: float64 or float16 checkpoints load
+    # into a float32 model, float32 ones into a model built in float64.
+    dtypes = {k: str(v.dtype).replace("paddle.", "") for k, v in model.state_dict().items()}
+    model.set_state_dict({k: v.astype(dtypes[k]) if str(v.dtype) != dtypes[k] else v
                           for k, v in converted.items()})
     return report
 

@@ -33,6 +33,7 @@ import numpy as np
 import paddle
 
 __all__ = ["check_numpy_unchanged", "cifar10_arrays", "evaluate_layer", "evaluate_program",
+           "predict_layer",
            "ptq", "qat_config", "qat_fit"]
 
 
@@ -70,14 +71,19 @@ def _batches(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         yield x[i:i + batch_size]
 
 
-def evaluate_layer(model, x: np.ndarray, y: np.ndarray, batch_size: int = 100) -> float:
-    """Top-1 accuracy (fraction) of a dygraph model in eval mode."""
+def predict_layer(model, x: np.ndarray, batch_size: int = 100) -> np.ndarray:
+    """Predicted class of each image by a dygraph model in eval mode."""
     model.eval()
     preds = []
     with paddle.no_grad():
         for xb in _batches(x, batch_size):
             preds.append(model(paddle.to_tensor(xb)).numpy().argmax(1))
-    return float((np.concatenate(preds) == y).mean())
+    return np.concatenate(preds)
+
+
+def evaluate_layer(model, x: np.ndarray, y: np.ndarray, batch_size: int = 100) -> float:
+    """Top-1 accuracy (fraction) of a dygraph model in eval mode."""
+    return float((predict_layer(model, x, batch_size) == y).mean())
 
 
 @contextlib.contextmanager

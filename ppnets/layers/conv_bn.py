@@ -6,7 +6,7 @@ from typing import Optional, Union
 import paddle.nn as nn
 
 from .activations import create_act
-from .reparam import bn_scale_shift, fuse_bn, new_conv_like
+from .reparam import assign, bn_scale_shift, default_dtype_like, fuse_bn, new_conv_like
 
 __all__ = ["ConvBN", "ConvBNAct", "BNLinear"]
 
@@ -80,13 +80,13 @@ class BNLinear(nn.Layer):
     def reparameterize(self):
         if isinstance(self.bn, nn.Identity):
             return
-        import numpy as np
         scale, shift = bn_scale_shift(self.bn)
-        w = self.l.weight.numpy().astype(np.float64)  # Paddle Linear weight is [in, out]
-        b = self.l.bias.numpy().astype(np.float64) if self.l.bias is not None else 0.0
-        fused = nn.Linear(w.shape[0], w.shape[1])
-        fused.weight.set_value((w * scale[:, None]).astype(np.float32))
-        fused.bias.set_value((shift @ w + b).astype(np.float32))
+        w = self.l.weight.numpy().astype("float64")  # Paddle Linear weight is [in, out]
+        b = self.l.bias.numpy().astype("float64") if self.l.bias is not None else 0.0
+        with default_dtype_like(self.l.weight):
+            fused = nn.Linear(w.shape[0], w.shape[1])
+        assign(fused.weight, w * scale[:, None])
+        assign(fused.bias, shift @ w + b)
         self.l = fused
         self.bn = nn.Identity()
         self.deploy = True

@@ -20,7 +20,7 @@ import paddle.nn as nn
 from .activations import create_act
 from .conv_bn import ConvBN
 from .drop import DropPath
-from .reparam import fuse_bn, identity_kernel, pad_1x1_to_kxk
+from .reparam import assign, default_dtype_like, fuse_bn, identity_kernel, pad_1x1_to_kxk
 
 __all__ = ["RepConvBN", "init_weights_fan_out"]
 
@@ -100,16 +100,17 @@ class RepConvBN(nn.Layer):
             w, b = fuse_bn(identity_kernel(self.in_channels, self.groups, k), None, self.identity)
             kernel += w
             bias += b
-        return kernel.astype(np.float32), bias.astype(np.float32)
+        return kernel, bias
 
     def reparameterize(self):
         if self.deploy:
             return
         kernel, bias = self.fused_kernel_bias()
-        fused = ConvBN(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                       groups=self.groups, deploy=True)
-        fused.conv.weight.set_value(kernel)
-        fused.conv.bias.set_value(bias)
+        with default_dtype_like(self.conv_kxk[0].conv.weight):
+            fused = ConvBN(self.in_channels, self.out_channels, self.kernel_size,
+                           stride=self.stride, groups=self.groups, deploy=True)
+        assign(fused.conv.weight, kernel)
+        assign(fused.conv.bias, bias)
         self.conv_kxk = nn.LayerList([fused])
         for name in ("conv_scale", "identity"):
             if getattr(self, name) is not None:

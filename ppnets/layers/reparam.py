@@ -6,18 +6,42 @@ outermost such layers and does not descend into them.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-__all__ = ["fuse_bn", "bn_scale_shift", "fuse_linear_bn", "pad_1x1_to_kxk", "identity_kernel", "reparameterize_model",
-           "ReparamMixin", "new_conv_like"]
+__all__ = ["fuse_bn", "bn_scale_shift", "fuse_linear_bn", "pad_1x1_to_kxk", "identity_kernel",
+           "reparameterize_model", "ReparamMixin", "new_conv_like", "assign", "dtype_name",
+           "default_dtype_like"]
 
 
 def _np(t) -> np.ndarray:
     return t.numpy() if isinstance(t, paddle.Tensor) else np.asarray(t)
+
+
+def dtype_name(tensor: paddle.Tensor) -> str:
+    """``"float32"`` for a float32 tensor (Paddle prints dtypes as ``paddle.float32``)."""
+    return str(tensor.dtype).replace("paddle.", "")
+
+
+@contextlib.contextmanager
+def default_dtype_like(tensor: paddle.Tensor):
+    """Layers created inside take ``tensor``'s dtype: a model built in float64 (the parity
+    tests' exact comparison) stays float64 through ``reparameterize()``."""
+    old = paddle.get_default_dtype()
+    paddle.set_default_dtype(dtype_name(tensor))
+    try:
+        yield
+    finally:
+        paddle.set_default_dtype(old)
+
+
+def assign(param: paddle.Tensor, value) -> None:
+    """``param.set_value`` from a (float64) array, rounded once to the parameter's dtype."""
+    param.set_value(np.asarray(_np(value)).astype(dtype_name(param)))
 
 
 def bn_scale_shift(bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
@@ -31,8 +55,8 @@ def bn_scale_shift(bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def fuse_bn(kernel, bias, bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
-    """Fold an eval-mode BatchNorm into the preceding conv: returns (kernel, bias) as float64-exact
-    numpy arrays cast back to float32.
+    """Fold an eval-mode BatchNorm into the preceding conv: returns (kernel, bias) as float64
+    numpy arrays (rounded to the model's dtype only when assigned, see :func:`assign`).
 
     y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta
       = conv_{k * gamma / std}(x) + (b - mean) * gamma / std + beta
@@ -42,7 +66,7 @@ def fuse_bn(kernel, bias, bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
     scale, shift = bn_scale_shift(bn)
     fused_k = k * scale.reshape([-1] + [1] * (k.ndim - 1))
     fused_b = b * scale + shift
-    return fused_k.astype(np.float32), fused_b.astype(np.float32)
+    return fused_k, fused_b
 
 
 def fuse_linear_bn(linear: nn.Linear, bn: nn.Layer) -> nn.Linear:
@@ -50,9 +74,10 @@ def fuse_linear_bn(linear: nn.Linear, bn: nn.Layer) -> nn.Linear:
     scale, shift = bn_scale_shift(bn)
     w = _np(linear.weight).astype(np.float64)
     b = _np(linear.bias).astype(np.float64) if linear.bias is not None else 0.0
-    fused = nn.Linear(w.shape[0], w.shape[1])
-    fused.weight.set_value((w * scale[None, :]).astype(np.float32))
-    fused.bias.set_value((b * scale + shift).astype(np.float32))
+    with default_dtype_like(linear.weight):
+        fused = nn.Linear(w.shape[0], w.shape[1])
+    assign(fused.weight, w * scale[None, :])
+    assign(fused.bias, b * scale + shift)
     return fused
 
 
@@ -65,7 +90,7 @@ def pad_1x1_to_kxk(kernel, k: int) -> np.ndarray:
     return np.pad(kern, [(0, 0), (0, 0), (p, p), (p, p)])
 
 
-def identity_kernel(channels: int, groups: int = 1, k: int = 3, dtype=np.float32) -> np.ndarray:
+def identity_kernel(channels: int, groups: int = 1, k: int = 3, dtype=np.float64) -> np.ndarray:
     """A kxk (grouped) conv kernel that computes the identity, for fusing a skip/BN branch."""
     in_per_group = channels // groups
     kern = np.zeros((channels, in_per_group, k, k), dtype=dtype)
@@ -77,12 +102,13 @@ def identity_kernel(channels: int, groups: int = 1, k: int = 3, dtype=np.float32
 def new_conv_like(conv: nn.Conv2D, weight: np.ndarray, bias: Optional[np.ndarray]) -> nn.Conv2D:
     """A Conv2D with ``conv``'s geometry holding the given (fused) weight and bias."""
     out_c, in_per_group = weight.shape[:2]
-    fused = nn.Conv2D(in_per_group * conv._groups, out_c, weight.shape[2:],
-                      stride=conv._stride, padding=conv._padding, dilation=conv._dilation,
-                      groups=conv._groups, bias_attr=None if bias is not None else False)
-    fused.weight.set_value(weight.astype(np.float32))
+    with default_dtype_like(conv.weight):
+        fused = nn.Conv2D(in_per_group * conv._groups, out_c, weight.shape[2:],
+                          stride=conv._stride, padding=conv._padding, dilation=conv._dilation,
+                          groups=conv._groups, bias_attr=None if bias is not None else False)
+    assign(fused.weight, weight)
     if bias is not None:
-        fused.bias.set_value(bias.astype(np.float32))
+        assign(fused.bias, bias)
     return fused
 
 
@@ -104,7 +130,9 @@ def reparameterize_model(model: nn.Layer) -> nn.Layer:
             else:
                 walk(child)
 
-    walk(model)
+    params = model.parameters()
+    with default_dtype_like(params[0]) if params else contextlib.nullcontext():
+        walk(model)
     if hasattr(model, "deploy"):
         model.deploy = True
     return model

@@ -40,7 +40,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppnets.layers import ConvBN, DropPath, create_act, make_divisible
+from ppnets.layers import ConvBN, DropPath, create_act, dtype_name, make_divisible
 from ppnets.registry import register_models
 
 from .base import ClassifierHead, ImageClassifier
@@ -60,7 +60,7 @@ def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
         frac = src - i0
         a[i, i0] += 1.0 - frac
         a[i, i1] += frac
-    return a.astype(np.float32)
+    return a
 
 
 def resize_bilinear(x, size):
@@ -69,8 +69,9 @@ def resize_bilinear(x, size):
     Inference's oneDNN ``bilinear_interp`` rejects the op's attributes, Lite needs no extra op)."""
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     ho, wo = size
-    a_wt = paddle.to_tensor(bilinear_matrix(w, wo).T)  # [W, Wo]
-    a_ht = paddle.to_tensor(bilinear_matrix(h, ho).T)  # [H, Ho]
+    dtype = dtype_name(x)
+    a_wt = paddle.to_tensor(bilinear_matrix(w, wo).T.astype(dtype))  # [W, Wo]
+    a_ht = paddle.to_tensor(bilinear_matrix(h, ho).T.astype(dtype))  # [H, Ho]
     # Plain 2D products: the broadcast form (A_h @ x @ A_w.T on the 4D map) exported fine alone
     # but gave wrong outputs inside this model under Paddle Inference's oneDNN (paddle 3.3).
     x = paddle.matmul(x.reshape([-1, w]), a_wt).reshape([-1, c, h, wo])

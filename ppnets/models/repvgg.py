@@ -124,16 +124,19 @@ def _measured(timm):
     return dict(params_m=timm["params_m"], macs_g=timm["macs_g"], by=_BY, deploy=deploy)
 
 
-def _variant(name, cfg, published, timm=None, epochs=120, reference=None, ours=None):
+def _variant(name, cfg, published, timm=None, epochs=120, reference=None, counted=None):
     if not published:
         notes = ("Not published: the official repository defines this model (its g2_map) but "
                  "released neither weights nor accuracy, and neither the paper nor mmpretrain "
-                 "lists it. model_info['measured'] has ppnets' own counts.")
-        by = ("ppnets.analysis.profile_model at 224x224 (train form; 'deploy' after "
-              "reparameterize()); the architecture equals the reference's by the parity test")
-        measured = dict(params_m=ours["params_m"], macs_g=ours["macs_g"], by=by,
-                        deploy=dict(params_m=ours["params_m_deploy"],
-                                    macs_g=ours["macs_g_deploy"], by=by))
+                 "lists it. model_info['measured'] has the counts of its reference, timm's "
+                 "RepVGG blocks at groups=2.")
+        by = ("timm 1.0.31 RepVGG blocks at groups=2 (tests/parity/torch_reference.py, "
+              "lib timm_repvgg_groups), torch.utils.flop_counter at 224x224 (train form; "
+              "'deploy' after timm's reparameterize_model); tests/parity/test_complexity.py "
+              "counts it again at test time")
+        measured = dict(params_m=counted["params_m"], macs_g=counted["macs_g"], by=by,
+                        deploy=dict(params_m=counted["params_m_deploy"],
+                                    macs_g=counted["macs_g_deploy"], by=by))
         # None, not absent: every model_info carries the count fields (tests/test_registry.py)
         return dict(cfg=cfg, info=dict(params_m=None, macs_g=None, notes=notes,
                                        measured=measured, reference=reference))
@@ -213,7 +216,7 @@ _TABLE = {
     "repvgg_b2g2": dict(
         cfg=dict(depths=_B, width_multipliers=(2.5, 5.0), groups=2), published={},
         reference=_g2("repvgg_b2g4"),
-        ours=dict(params_m=70.846376, macs_g=15.199867, params_m_deploy=63.956712,
+        counted=dict(params_m=70.846376, macs_g=15.199867, params_m_deploy=63.956712,
                   macs_g_deploy=13.680136)),
     "repvgg_b3": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0)), epochs=200,
@@ -224,7 +227,7 @@ _TABLE = {
     "repvgg_b3g2": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=2), published={},
         reference=_g2("repvgg_b3g4"),
-        ours=dict(params_m=96.911848, macs_g=21.606339, params_m_deploy=87.404776,
+        counted=dict(params_m=96.911848, macs_g=21.606339, params_m_deploy=87.404776,
                   macs_g_deploy=19.445961)),
     "repvgg_b3g4": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=4), epochs=200,

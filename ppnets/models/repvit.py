@@ -43,8 +43,9 @@ from typing import Sequence
 import numpy as np
 import paddle.nn as nn
 
-from ppnets.layers import (BNLinear, ConvBN, DropPath, SqueezeExcite, create_act, fuse_bn,
-                           identity_kernel, make_divisible, pad_1x1_to_kxk)
+from ppnets.layers import (BNLinear, ConvBN, DropPath, SqueezeExcite, assign, create_act,
+                           default_dtype_like, fuse_bn, identity_kernel, make_divisible,
+                           pad_1x1_to_kxk)
 from ppnets.models.base import ImageClassifier, flatten_tokens
 from ppnets.registry import register_models
 
@@ -84,9 +85,10 @@ class RepDWConv(nn.Layer):
                   + identity_kernel(self.dim, self.dim, k))
         bias = bias.astype(np.float64) + self.conv1.bias.numpy()
         kernel, bias = fuse_bn(kernel, bias, self.bn)
-        fused = ConvBN(self.dim, self.dim, k, groups=self.dim, deploy=True)
-        fused.conv.weight.set_value(kernel)
-        fused.conv.bias.set_value(bias)
+        with default_dtype_like(self.conv1.weight):
+            fused = ConvBN(self.dim, self.dim, k, groups=self.dim, deploy=True)
+        assign(fused.conv.weight, kernel)
+        assign(fused.conv.bias, bias)
         self.conv = fused
         for name in ("conv1", "bn"):
             delattr(self, name)

@@ -195,11 +195,11 @@ _TV = "torchvision.models.{} docs, {}_Weights.IMAGENET1K_V1 (acc@1, num_params, 
 _VARIANTS = {
     "resnet18": dict(
         cfg=dict(block="basic", layers=(2, 2, 2, 2)),
-        info=dict(params_m=11.69, macs_g=1.82, top1=69.758,
+        info=dict(params_m=11.69, macs_g=1.81, top1=69.758,
                   source=dict(top1=_TV.format("resnet18", "ResNet18"),
                               params_m=_TV.format("resnet18", "ResNet18") + ": 11,689,512",
-                              macs_g="timm model card resnet18.a1_in1k (GMACs 1.8) and "
-                                     "torchvision (1.81); ours counts 1.814 G (conv + fc)"),
+                              macs_g=_TV.format("resnet18", "ResNet18") + ": 1.81; timm's "
+                                     "model card resnet18.a1_in1k says 1.8"),
                   notes="timm's default tag resnet18.a1_in1k (ResNet Strikes Back A1 recipe, "
                         "arXiv:2110.00476) is trained differently and evaluated at crop 0.95 "
                         "bicubic; the figures here are those of the torchvision weights.",

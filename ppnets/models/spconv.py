@@ -49,7 +49,10 @@ Networks (all registered in this file):
   projection shortcuts (option B): thop 0.1.1 on this network gives the paper's 41.62 M
   "FLOPs" exactly, and option B's projections are needed to reach the paper's 0.071 M for
   alpha=1/4. SPConv replaces every 3x3 conv except the stem (3 input channels cannot be split).
-  alpha=1/8 and 1/16 are not registered: 16 * alpha < 2 channels cannot feed a 2-group GWC.
+  The paper's CIFAR-10 table has ResNet-20 rows for alpha 1/2 and 1/4 only. alpha=1/16 cannot
+  be built (the first stage's 16 channels leave 1 representative channel, which a 2-group GWC
+  cannot split); alpha=1/8 can (2 channels, one per group: ``spconv_net("resnet20",
+  alpha=1/8)``) but has no published figures, so neither is registered.
 * ``vgg16_cifar`` / ``spconv_vgg16_cifar_a{2,4,8,16}``: the CIFAR VGG-16 of Li et al.
   ("Pruning Filters for Efficient ConvNets", arXiv:1608.08710), the baseline of HetConv and
   GhostNet that the paper compares with: 13 conv-BN-ReLU (64, 64, M, 128, 128, M, 256 x3, M,
@@ -152,8 +155,8 @@ class SPConv3x3(nn.Layer):
         # BN(gwc(x) + pwc(x)) = (scale * gwc)(x) + shift + (scale * pwc)(x)
         gwc_w = self.gwc.weight.numpy().astype(np.float64) * scale[:, None, None, None]
         pwc_w = self.pwc.weight.numpy().astype(np.float64) * scale[:, None, None, None]
-        self.gwc = new_conv_like(self.gwc, gwc_w.astype(np.float32), shift.astype(np.float32))
-        self.pwc = new_conv_like(self.pwc, pwc_w.astype(np.float32), None)
+        self.gwc = new_conv_like(self.gwc, gwc_w, shift)
+        self.pwc = new_conv_like(self.pwc, pwc_w, None)
         kernel, bias = fuse_bn(self.conv1x1.weight, self.conv1x1.bias, self.bn2)
         self.conv1x1 = new_conv_like(self.conv1x1, kernel, bias)
         self.bn1, self.bn2 = nn.Identity(), nn.Identity()
@@ -345,7 +348,7 @@ _VARIANTS = {
         info=_cifar_info(0.10, 17.91, 92.23, 0.105082, 15.189, "17.723 M", _RESNET20)),
     "spconv_resnet20_cifar_a4": dict(
         cfg=dict(arch="resnet20", alpha=1 / 4),
-        info=_cifar_info(0.071, 12.89, None, 0.071674, 10.175, "12.710 M", _RESNET20)),
+        info=_cifar_info(0.071, 12.89, 91.15, 0.071674, 10.175, "12.710 M", _RESNET20)),
     "vgg16_cifar": dict(
         cfg=dict(arch="vgg16", vanilla=True),
         info=_cifar_info(16.62, 349.51, 94.00, 14.987722, 313.464, "314.572 M",

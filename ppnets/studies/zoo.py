@@ -76,6 +76,24 @@ def _paper_claim_values(claim: Dict[str, Any]) -> Dict[str, Optional[float]]:
                                                               item=claim["paper_item"])}
 
 
+def figure_left_out(rows: List[Dict[str, Any]], device: str,
+                    failures: List[Dict[str, Any]]) -> List[tuple]:
+    """(model, why) for every model of the run missing from a panel of the figure."""
+    errors = {f["label"]: f["error"] for f in failures}
+    out = []
+    for r in rows:
+        if r.get(f"{device}_ms") is None:
+            out.append((r["model"], f"no {device} latency ({errors.get(r['model'], 'not measured')})"
+                        "; in neither panel"))
+            continue
+        if r.get("macs_g") is None:
+            out.append((r["model"], "MACs not counted; left out of the MACs panel"))
+        if r.get("top1") is None:
+            out.append((r["model"], "no published top-1 in model_info; left out of the top-1 "
+                                    "panel"))
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
     import ppnets
     from ppnets.bench import resolve_model_names
@@ -176,6 +194,10 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
     md += ["## Models (fastest first on CPU)", "",
            md_table(head, body, align="---|---" + "|---:" * (len(head) - 2)), ""]
     md += ["## Headline claims", ""] + [f"- {c['text']}" for c in claims] + [""]
+    left_out = figure_left_out(rows, devices[0] if devices else "cpu", runner.failures)
+    md += ["## Left out of the figure", ""] + (
+        [f"- {name}: {why}" for name, why in left_out] or
+        ["- none: every model of this run is in both panels"]) + [""]
 
     def figure(plt):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -34,12 +34,14 @@ def parity_spec(name: str) -> dict:
     ref = dict(info["reference"])
     input_size = ref.get("input_size") or info.get("test_input_size") or info["input_size"]
     return {"key": name, "lib": ref["lib"], "name": ref["name"], "input_size": list(input_size),
-            "batch": int(ref.get("batch", 2)), "seed": 0, "kwargs": ref.get("kwargs", {})}
+            "batch": int(ref.get("batch", 2)), "seed": 0, "kwargs": ref.get("kwargs", {}),
+            "count_input_size": list(info["input_size"])}
 
 
 @pytest.fixture(scope="session")
 def reference_dir(request):
-    """Directory holding ``<name>.safetensors/.npz/.error`` for every selected parity test."""
+    """Directory holding ``<key>.safetensors/.npz/.counts.json/.error`` for every model a selected
+    test of tests/parity needs, and the ``{name: key}`` map."""
     versions, err = _reference_versions()
     if versions is None:
         pytest.skip("parity needs torch, torchvision and timm in "
@@ -48,7 +50,7 @@ def reference_dir(request):
         script_hash = hashlib.sha1(f.read()).hexdigest()[:12]
     names = sorted({item.callspec.params["name"] for item in request.session.items
                     if hasattr(item, "callspec") and "name" in item.callspec.params
-                    and item.module.__name__.endswith("test_parity")})
+                    and item.module.__name__.startswith("tests.parity.")})
     cache = str(request.config.cache.mkdir("ppnets_parity"))
     todo, keyed = [], {}
     for name in names:
@@ -57,7 +59,8 @@ def reference_dir(request):
                                          sort_keys=True).encode()).hexdigest()[:16]
         spec["key"] = f"{name}-{digest}"
         keyed[name] = spec["key"]
-        if not os.path.exists(os.path.join(cache, spec["key"] + ".npz")):
+        if not all(os.path.exists(os.path.join(cache, spec["key"] + ext))
+                   for ext in (".npz", ".counts.json")):
             todo.append(spec)
     if todo:
         specs_file = os.path.join(cache, f"specs-{os.getpid()}.json")

@@ -18,7 +18,7 @@ Never import paddle here. Usage::
 
 A spec is ``{"key", "net", "kwargs", "input_shape", "seed"}``; the run writes
 ``DIR/<key>.safetensors`` (state dict after randomising every BN and every bias) and
-``DIR/<key>.npz`` (``input``, eval-mode ``output``).
+``DIR/<key>.npz`` (``input``; eval-mode ``output`` in float64 and ``output32`` in float32).
 """
 from __future__ import annotations
 
@@ -216,15 +216,17 @@ def run_spec(spec: dict, out_dir: str) -> None:
     model.eval()
     gen = torch.Generator().manual_seed(spec.get("seed", 0) + 2)
     x = torch.randn(spec["input_shape"], generator=gen)
-    with torch.no_grad():
-        y = model(x)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    # float32 and float64 outputs of the same float32 weights (see torch_reference.py)
+    with torch.no_grad():
+        y32 = model(x)
+        y = model.double()(x.double())
     key = spec["key"]
     tmp = os.path.join(out_dir, f"{key}.tmp.safetensors")
     save_file(state, tmp)
     os.replace(tmp, os.path.join(out_dir, f"{key}.safetensors"))
     tmp = os.path.join(out_dir, f"{key}.tmp.npz")
-    np.savez(tmp, input=x.numpy(), output=y.numpy())
+    np.savez(tmp, input=x.numpy(), output=y.numpy(), output32=y32.numpy())
     os.replace(tmp, os.path.join(out_dir, f"{key}.npz"))
 
 

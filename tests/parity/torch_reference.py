@@ -2,15 +2,22 @@
 
     python tests/parity/torch_reference.py --specs specs.json --out DIR
 
-``specs.json`` is a list of ``{"key", "lib", "name", "input_size", "batch", "seed", "kwargs"}``;
+``specs.json`` is a list of ``{"key", "lib", "name", "input_size", "batch", "seed", "kwargs"}``
+and optionally ``"count_input_size"``;
 lib is "timm", "torchvision" or "timm_repvgg_groups" (a RepVGG variant timm does not register,
 built from timm's own block config, see ``_build``). For each spec the reference model is built
 with random weights, every
 BatchNorm gets random affine parameters and running statistics calibrated on a random batch then
 perturbed, and every parameter that its initialiser left constant (zero biases, layer-scale gammas at 1e-5, ...) gets random values — so a
 wrong key map, a missed branch or a transposed weight cannot hide behind an identity-like init.
-Writes ``DIR/<key>.safetensors`` (the state dict), ``DIR/<key>.npz`` (``input``, ``output`` of the
-model in eval mode, computed in float64) or ``DIR/<key>.error`` (the traceback) per spec.
+Writes ``DIR/<key>.safetensors`` (the state dict), ``DIR/<key>.npz`` (``input``; ``output``, the
+model's eval-mode output computed in float64; ``output32``, the same in float32) or
+``DIR/<key>.error`` (the traceback) per spec. With ``count_input_size`` it also writes
+``DIR/<key>.counts.json``: the reference's parameter count and MACs at that input size (batch 1),
+in the train form and after ``timm.utils.model.reparameterize_model`` (``deploy``) -- counted by
+``torch.utils.flop_counter`` (FLOPs / 2: convolutions, matrix products and attention, the
+ppnets.analysis convention), with timm's fused attention off (``TIMM_FUSED_ATTN=0``) because the
+counter does not see the CPU kernel of ``scaled_dot_product_attention``.
 """
 from __future__ import annotations
 
@@ -68,6 +75,34 @@ def _randomise(model, seed: int, input_size) -> None:
                 bn.running_var.mul_(rand(bn.num_features, 0.8, 1.25))
 
 
+def _count(model, input_size) -> dict:
+    """Parameters (BN running statistics are buffers, not counted) and MACs at batch 1."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in model.parameters())
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros([1] + list(input_size)))
+    return {"params": int(params), "macs": int(counter.get_total_flops()) // 2}
+
+
+def count_spec(spec, out_dir: str) -> None:
+    import copy
+
+    from timm.utils.model import reparameterize_model
+
+    model = _build(spec).eval()
+    counts = _count(model, spec["count_input_size"])
+    counts["deploy"] = _count(reparameterize_model(copy.deepcopy(model)),
+                              spec["count_input_size"])
+    counts["input_size"] = list(spec["count_input_size"])
+    tmp = os.path.join(out_dir, f"{spec['key']}.tmp.counts.json")
+    with open(tmp, "w") as f:
+        json.dump(counts, f)
+    os.replace(tmp, os.path.join(out_dir, f"{spec['key']}.counts.json"))
+
+
 def _build(spec):
     import torch
 
@@ -107,19 +142,24 @@ def run_spec(spec, out_dir: str) -> None:
     shape = [spec.get("batch", 2)] + list(spec["input_size"])
     x = torch.randn(shape, generator=gen)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    # The expected output is computed in float64 from the float32 weights: float32 rounding of
-    # a deep net alone reaches ~1e-4 (timm's own float32 resnet50 is 1.3e-4 off its float64
-    # result), so a float32 reference could not tell a 1e-4 discrepancy from rounding.
+
+    def forward(inp):
+        with torch.no_grad():
+            y = model(inp)
+        return (y[0] + y[1]) / 2 if isinstance(y, (tuple, list)) else y
+
+    # The expected output is computed in float64 from the float32 weights (both sides then run
+    # the same arithmetic up to summation order); the reference's own float32 output is kept
+    # too, because its distance from the float64 one is the size of float32 rounding for this
+    # network on this input -- the scale the float32 check is held to.
+    y32 = forward(x)
     model.double()
-    with torch.no_grad():
-        y = model(x.double())
-    if isinstance(y, (tuple, list)):
-        y = (y[0] + y[1]) / 2
+    y = forward(x.double())
     tmp = os.path.join(out_dir, f"{key}.tmp.safetensors")
     save_file(state, tmp)
     os.replace(tmp, os.path.join(out_dir, f"{key}.safetensors"))
     tmp = os.path.join(out_dir, f"{key}.tmp.npz")
-    np.savez(tmp, input=x.numpy(), output=y.numpy())
+    np.savez(tmp, input=x.numpy(), output=y.numpy(), output32=y32.numpy())
     os.replace(tmp, os.path.join(out_dir, f"{key}.npz"))
 
 
@@ -130,6 +170,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if "paddle" in sys.modules:
         raise RuntimeError("torch_reference.py must not run in a process that imported paddle")
+    os.environ["TIMM_FUSED_ATTN"] = "0"  # before timm is imported: see the module docstring
     import torch
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     with open(args.specs) as f:
@@ -138,6 +179,8 @@ def main(argv=None) -> int:
     for spec in specs:
         try:
             run_spec(spec, args.out)
+            if spec.get("count_input_size"):
+                count_spec(spec, args.out)
         except Exception:  # one broken reference must not hide the others' results
             with open(os.path.join(args.out, f"{spec['key']}.error"), "w") as f:
                 f.write(traceback.format_exc())
