@@ -1,4 +1,6 @@
 """ppnets: PaddlePaddle reproductions of efficient vision backbones."""
+import re
+
 from setuptools import find_packages, setup
 
 RUNTIME = [
@@ -30,7 +32,7 @@ EXTRAS["dev"] = ["pytest>=8,<9", "pytest-xdist>=3.5", "onnx"] + EXTRAS["onnx"]
 
 setup(
     name="ppnets",
-    version="0.1.0",
+    version=re.search(r'__version__ = "([^"]+)"', open("ppnets/version.py").read()).group(1),
     description="PaddlePaddle reproductions of efficient vision backbones and their latency studies",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

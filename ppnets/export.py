@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+import ppnets
+from ppnets.deploy import export
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ppnets.export",
@@ -32,8 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    import ppnets
-    from ppnets.deploy import export
 
     try:
         name = ppnets.model_info(args.model).get("name", args.model)

@@ -1,9 +1,10 @@
-"""One registry for every model family.
+"""The table of every registered model variant.
 
-Each family file declares its variants as a table of keyword dicts and registers the table with
-:func:`register_models`. Users then reach every model through :func:`create_model`,
-:func:`list_models` and :func:`model_info` under the reference implementation's name (timm's, or
-torchvision's for ShuffleNetV2).
+Each family file (``ppnets/models/<family>.py``) declares its variants as a table of keyword
+dicts and registers it with :func:`register_models` when ``ppnets.models`` imports it. Users
+reach the table through :func:`list_models` and :func:`model_info` under the reference
+implementation's name (timm's, or torchvision's for ShuffleNetV2); :mod:`ppnets.factory` builds
+the models. This module imports nothing of ppnets.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import copy
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-__all__ = ["register_models", "create_model", "list_models", "model_info", "get_entry", "ModelEntry"]
+__all__ = ["register_models", "list_models", "model_info", "get_entry", "resolve_model_names",
+           "ModelEntry", "DATASET_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 # Keys a family may put in a variant's published-figures dict. Everything else is rejected so a
 # typo cannot silently drop a number from model_info().
@@ -84,14 +86,7 @@ def register_models(family: str, builder: Callable[..., Any], variants: Dict[str
             _ALIASES[alias] = name
 
 
-def _ensure_loaded() -> None:
-    # Family files register themselves on import; importing here keeps `import ppnets.registry`
-    # cheap for tools that only need the helpers.
-    import ppnets.models  # noqa: F401
-
-
 def get_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
     key = _ALIASES.get(name, name)
     if key not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY) + list(_ALIASES), n=5, cutoff=0.5)
@@ -103,7 +98,6 @@ def get_entry(name: str) -> ModelEntry:
 
 def list_models(pattern: Optional[str] = None, family: Optional[str] = None) -> List[str]:
     """Registered model names (not aliases), sorted; ``pattern`` is an fnmatch pattern or a list."""
-    _ensure_loaded()
     names = sorted(_REGISTRY)
     if family is not None:
         names = [n for n in names if _REGISTRY[n].family == family]
@@ -128,27 +122,24 @@ def model_info(name: str) -> Dict[str, Any]:
     return out
 
 
-def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optional[str] = None,
-                 deploy: bool = False, **overrides):
-    """Build a registered model.
+def resolve_model_names(names_or_patterns: Union[str, Sequence[str]]) -> List[str]:
+    """Registry names for a list of names, aliases or fnmatch patterns, in order, deduplicated.
 
-    ``num_classes`` defaults to the classes of the data set the variant is defined on
-    (``model_info(name)["dataset"]``: 1000 for ImageNet-1k, 10 for the CIFAR-10 models).
-    ``pretrained`` is a path to a checkpoint: ppnets ``.pdparams`` or a reference checkpoint
-    (``.safetensors``, ``.npz``, ``.pth``) that :mod:`ppnets.convert` maps to our layout.
-    ``deploy=True`` builds the reparameterized (inference) structure directly, so a state dict
-    saved after ``reparameterize()`` loads into it. ``overrides`` replace the variant's keyword
-    configuration (e.g. ``drop_path_rate=0.1``, ``in_chans=1``).
+    Raises KeyError (with close matches, from the registry) for an unknown name and for a
+    pattern that matches nothing.
     """
-    entry = get_entry(name)
-    kwargs = dict(entry.cfg)
-    kwargs.update(overrides)
-    kwargs["num_classes"] = (DATASET_CLASSES[entry.info["dataset"]] if num_classes is None
-                             else num_classes)
-    kwargs["deploy"] = deploy
-    model = entry.builder(**kwargs)
-    model.model_name = entry.name
-    if pretrained:
-        from ppnets.convert import load_pretrained
-        load_pretrained(model, pretrained, name=entry.name)
-    return model
+    items = [names_or_patterns] if isinstance(names_or_patterns, str) else list(names_or_patterns)
+    if not items:
+        raise ValueError("no model names given")
+    out: List[str] = []
+    for item in items:
+        if any(ch in item for ch in "*?["):
+            matched = list_models(item)
+            if not matched:
+                raise KeyError(f"pattern {item!r} matches no registered model; "
+                               "see ppnets.list_models()")
+        else:
+            # model_info raises KeyError with close matches and maps aliases to the real name.
+            matched = [model_info(item).get("name", item)]
+        out.extend(n for n in matched if n not in out)
+    return out

@@ -20,10 +20,13 @@ import os
 import sys
 from typing import Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (REPO, Variant, add_imagenet_options, add_variant_options,  # noqa: E402
-                     build_parser, imagenet_data, published, run_variants)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run from a source checkout without installing
+from ppnets.experiments import (Variant, add_imagenet_options, add_variant_options,  # noqa: E402
+                                build_parser, imagenet_data, published, run_variants)
 
+# --smoke without --data-dir: the 400 validation images of the shared data folder
+IMAGENET_SAMPLE = os.path.join(REPO, "..", "shared", "data", "imagenet-val-sample")
 SCRIPT = "reproduce/efficientformer_imagenet.py"
 SCHEMA = "ppnets.reproduce.efficientformer_imagenet/1"
 V1 = os.path.join(REPO, "configs", "efficientformer", "imagenet_l1.yaml")
@@ -62,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         notes.append("distillation: NONE (no --teacher given); the papers distil from "
                      "RegNetY-16GF, so expect lower accuracy than published")
     return run_variants(script=SCRIPT, schema=SCHEMA, title="EfficientFormer V1/V2 on ImageNet-1k",
-                        args=args, argv=argv, variants=variants(ov), data=imagenet_data(args),
+                        args=args, argv=argv, variants=variants(ov), data=imagenet_data(args, IMAGENET_SAMPLE),
                         extra_columns=[("published_top1", "paper top-1 (%)", 1),
                                        ("top1_ema", "EMA top-1", 4)], notes=notes,
                         smoke_rows=["efficientformer_l1"])

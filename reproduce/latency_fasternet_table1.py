@@ -13,7 +13,7 @@ if REPO not in sys.path:  # run as `python reproduce/x.py` from a source checkou
 
 
 def main(argv=None) -> int:
-    from _common import run_latency_study
+    from ppnets.studies.study import run_latency_study
     from ppnets.studies.fasternet_table1 import main as study_main
 
     return run_latency_study(__file__, study_main, argv)

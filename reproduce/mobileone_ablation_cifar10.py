@@ -16,9 +16,10 @@ import os
 import sys
 from typing import Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (REPO, Variant, add_variant_options, build_parser,  # noqa: E402
-                     cifar_data, run_variants)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run from a source checkout without installing
+from ppnets.experiments import (Variant, add_variant_options, build_parser, cifar_data,  # noqa: E402
+                                run_variants)
 
 SCRIPT = "reproduce/mobileone_ablation_cifar10.py"
 SCHEMA = "ppnets.reproduce.mobileone_ablation_cifar10/1"

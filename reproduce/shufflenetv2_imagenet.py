@@ -15,10 +15,13 @@ import os
 import sys
 from typing import Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (REPO, Variant, add_imagenet_options, add_variant_options,  # noqa: E402
-                     build_parser, imagenet_data, published, run_variants)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run from a source checkout without installing
+from ppnets.experiments import (Variant, add_imagenet_options, add_variant_options,  # noqa: E402
+                                build_parser, imagenet_data, published, run_variants)
 
+# --smoke without --data-dir: the 400 validation images of the shared data folder
+IMAGENET_SAMPLE = os.path.join(REPO, "..", "shared", "data", "imagenet-val-sample")
 SCRIPT = "reproduce/shufflenetv2_imagenet.py"
 SCHEMA = "ppnets.reproduce.shufflenetv2_imagenet/1"
 CONFIG = os.path.join(REPO, "configs", "shufflenetv2", "imagenet_x1_0.yaml")
@@ -41,7 +44,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_variant_options(p)
     args = p.parse_args(argv)
     return run_variants(script=SCRIPT, schema=SCHEMA, title="ShuffleNetV2 on ImageNet-1k",
-                        args=args, argv=argv, variants=variants(), data=imagenet_data(args),
+                        args=args, argv=argv, variants=variants(), data=imagenet_data(args, IMAGENET_SAMPLE),
                         extra_columns=[("published_top1", "paper top-1 (%)", 1)], notes=NOTES,
                         smoke_rows=["shufflenet_v2_x0_5"])
 

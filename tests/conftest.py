@@ -1,6 +1,7 @@
 """Shared test helpers."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -120,8 +121,48 @@ def require_shared(path: str) -> str:
     return path
 
 
+class TinyCNN(paddle.nn.Layer):
+    """Test-only classifier: conv-BN-ReLU stages, global pool, linear; no dropout."""
+
+    def __init__(self, num_classes=10, widths=(8, 16), deploy=False):
+        super().__init__()
+        nn = paddle.nn
+        layers, cin = [], 3
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2D(cin, w, 3, stride=1 if i == 0 else 2, padding=1,
+                                 bias_attr=False), nn.BatchNorm2D(w), nn.ReLU()]
+            if i < len(widths) - 1 and len(widths) > 2:
+                layers.append(nn.MaxPool2D(2))
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.fc(paddle.reshape(self.pool(self.features(x)), [0, -1]))
+
+
+@contextlib.contextmanager
+def temporary_models(family: str, builder, variants: dict, **info):
+    """Register test-only models for the duration of a ``with`` block (never visible to other
+    tests: registry-wide tests iterate ``ppnets.list_models()``)."""
+    from ppnets.registry import _ALIASES, _REGISTRY, register_models
+
+    register_models(family, builder, variants, paper=f"test-only models ({family})",
+                    arxiv=None, defaults=info or None)
+    try:
+        yield list(variants)
+    finally:
+        for name in variants:
+            entry = _REGISTRY.pop(name, None)
+            for alias in (entry.aliases if entry else []):
+                _ALIASES.pop(alias, None)
+
+
 @pytest.fixture(scope="module")
 def engine_test_models():
-    """The tiny test-only models of tests/test_engine.py, registered for one module's tests."""
-    from tests.test_engine import engine_test_models as fixture
-    yield from fixture.__wrapped__()
+    """Two tiny CNNs registered for one module's tests (the engine trains registry names)."""
+    with temporary_models("test_engine", TinyCNN, {
+            "test_engine_tiny": {"cfg": {"widths": (8, 16)}},
+            "test_engine_small": {"cfg": {"widths": (32, 64, 128)}}}) as names:
+        yield names

@@ -13,6 +13,7 @@ import pytest
 import ppnets
 from ppnets.analysis import ModelProfile, profile_model
 from ppnets.analysis import __main__ as cli
+from tests.conftest import temporary_models
 from ppnets.layers import ConvBN
 
 
@@ -290,7 +291,7 @@ def test_to_dict_and_table():
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry names and the CLI (registry functions monkeypatched: the registry is global)
+# Registry names and the CLI (a test-only model registered for these tests)
 
 
 class _Tiny(nn.Layer):
@@ -307,30 +308,21 @@ class _Tiny(nn.Layer):
         return self.fc(x.reshape([0, -1]))
 
 
-_TINY_INFO = {"input_size": (3, 16, 16), "params_m": 0.0004, "macs_g": 0.00002}
+_TINY_INFO = {"input_size": (3, 16, 16), "params_m": 0.0004, "macs_g": 0.00002, "dataset": "cifar10"}
 
 
 @pytest.fixture
-def fake_registry(monkeypatch):
+def fake_registry():
+    """``tiny_test_net`` registered while the test runs; returns the ``deploy`` flag of every
+    model built from it."""
     built = []
 
-    def create_model(name, num_classes=10, deploy=False, **kw):
-        if name != "tiny_test_net":
-            raise KeyError(f"Unknown model {name!r}")
-        model = _Tiny(num_classes, deploy=deploy)
-        model.model_name = name
+    def build(num_classes=10, deploy=False):
         built.append(deploy)
-        return model
+        return _Tiny(num_classes, deploy=deploy)
 
-    def model_info(name):
-        if name != "tiny_test_net":
-            raise KeyError(name)
-        return dict(_TINY_INFO, name=name)
-
-    monkeypatch.setattr(ppnets, "create_model", create_model)
-    monkeypatch.setattr(ppnets, "model_info", model_info)
-    monkeypatch.setattr(ppnets, "list_models", lambda pattern=None, family=None: ["tiny_test_net"])
-    return built
+    with temporary_models("tiny_test", build, {"tiny_test_net": {"info": _TINY_INFO}}):
+        yield built
 
 
 def _tiny_counts(deploy=False):

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ppnets.engine.imagenet import (_AUTO_OPS, IMAGENET_AUTOAUGMENT_POLICY, AutoAugment,
-                                    auto_augment_op, build_imagenet, train_transform)
+from ppnets.engine.augment import (_AUTO_OPS, IMAGENET_AUTOAUGMENT_POLICY, AutoAugment,
+                                   auto_augment_op)
+from ppnets.engine.data import build_imagenet
+from ppnets.engine.transforms import train_transform
 
 FILL = (124, 116, 104)
 # every magnitude the ImageNet policy uses, plus the ends of the range

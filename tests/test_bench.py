@@ -15,13 +15,14 @@ import paddle.nn as nn
 import pytest
 
 import ppnets
-from ppnets.bench import (BACKEND, SCHEMA, benchmark_model, benchmark_models, create_predictor,
-                          export_model, latency_stats, machine_info, run_predictor, write_json)
+from ppnets.bench import BACKEND, SCHEMA, benchmark_model, benchmark_models, latency_stats
+from ppnets.runtime import create_predictor, export_program, run_predictor
+from ppnets.utils import atomic_write_json, machine_info
 from ppnets.bench.__main__ import main
 from ppnets.layers import ConvBN
 from ppnets.models.base import flatten_tokens
 
-from tests.conftest import REPO, randomize_bn
+from tests.conftest import REPO, randomize_bn, temporary_models
 
 FAST = dict(warmup=2, repeats=5)
 SIZE = (3, 16, 16)
@@ -108,7 +109,7 @@ def test_exported_predictor_matches_dygraph(tmp_path, mkldnn):
     x = np.random.default_rng(1).standard_normal((2, *SIZE)).astype("float32")
     with paddle.no_grad():
         expected = model(paddle.to_tensor(x)).numpy()
-    model_file, params_file = export_model(model, SIZE, 2, str(tmp_path))
+    model_file, params_file = export_program(model, SIZE, 2, str(tmp_path))
     assert os.path.isfile(model_file) and os.path.isfile(params_file)
     predictor = create_predictor(model_file, params_file, "cpu", threads=1, mkldnn=mkldnn)
     (out,) = run_predictor(predictor, x)
@@ -172,9 +173,9 @@ def test_latency_stats_and_atomic_json(tmp_path):
         latency_stats([])
 
     path = tmp_path / "out.json"
-    write_json({"a": 1}, str(path))
+    atomic_write_json(str(path), {"a": 1}, strict=True)
     with pytest.raises(ValueError):  # NaN is not JSON; the previous file must survive intact
-        write_json({"a": float("nan")}, str(path))
+        atomic_write_json(str(path), {"a": float("nan")}, strict=True)
     assert json.loads(path.read_text()) == {"a": 1}
     assert sorted(os.listdir(tmp_path)) == ["out.json"]
 
@@ -195,19 +196,15 @@ def _check_cli_json(path, names, size):
         _check_latency(r["latency_ms"], 3)
 
 
-def test_cli_through_main_with_stub_registry(monkeypatch, tmp_path, capsys):
-    names = ["tiny_a", "tiny_b"]
-    monkeypatch.setattr(ppnets, "list_models",
-                        lambda pattern=None, family=None: [n for n in names
-                                                           if pattern in (None, "tiny_*", n)])
+@pytest.fixture
+def tiny_registered():
+    with temporary_models("tiny_bench", lambda num_classes=5, deploy=False: tiny(),
+                          {"tiny_a": {}, "tiny_b": {}}, input_size=SIZE) as names:
+        yield names
 
-    def model_info(name):
-        if name not in names:
-            raise KeyError(f"Unknown model {name!r}. Did you mean: tiny_a?")
-        return {"name": name, "input_size": SIZE}
 
-    monkeypatch.setattr(ppnets, "model_info", model_info)
-    monkeypatch.setattr(ppnets, "create_model", lambda name, **kw: tiny())
+def test_cli_through_main_with_registered_test_models(tiny_registered, tmp_path, capsys):
+    names = tiny_registered
     out = tmp_path / "sub" / "bench.json"
     rc = main(["--models", "tiny_*", "--threads", "1", "--warmup", "1", "--repeats", "3",
                "--json", str(out)])
@@ -221,7 +218,7 @@ def test_cli_through_main_with_stub_registry(monkeypatch, tmp_path, capsys):
 
     rc = main(["--models", "tiny_c"])
     captured = capsys.readouterr()
-    assert rc == 2 and "error: Unknown model 'tiny_c'. Did you mean: tiny_a?" in captured.err
+    assert rc == 2 and "error: Unknown model 'tiny_c'. Did you mean: tiny_b, tiny_a?" in captured.err
     assert "Traceback" not in captured.err
 
 
@@ -276,7 +273,8 @@ import json, sys
 import numpy as np
 import paddle
 import paddle.nn as nn
-from ppnets.bench import benchmark_model, create_predictor, export_model, run_predictor
+from ppnets.bench import benchmark_model
+from ppnets.runtime import create_predictor, export_program, run_predictor
 
 class ConvLeaky(nn.Layer):
     def __init__(self):
@@ -292,7 +290,7 @@ model = ConvLeaky()
 model.eval()
 mode, out_dir = sys.argv[1], sys.argv[2]
 if mode == "all_passes":  # what Paddle Inference does without the harness's workaround
-    model_file, params_file = export_model(model, (3, 8, 8), 1, out_dir)
+    model_file, params_file = export_program(model, (3, 8, 8), 1, out_dir)
     predictor = create_predictor(model_file, params_file, "cpu", 1, mkldnn=True,
                                  workarounds=False)
     run_predictor(predictor, np.zeros((1, 3, 8, 8), "float32"))
@@ -316,11 +314,11 @@ class ConvAct(nn.Layer):
 
 
 def test_pass_workarounds_apply_to_the_trigger_op_only(tmp_path):
-    from ppnets.bench import KNOWN_PASS_CRASHES, pass_workarounds, program_op_names
+    from ppnets.runtime import KNOWN_PASS_CRASHES, pass_workarounds, program_op_names
 
-    leaky_file, _ = export_model(ConvAct(nn.LeakyReLU(0.1)).eval(), (3, 8, 8), 1,
+    leaky_file, _ = export_program(ConvAct(nn.LeakyReLU(0.1)).eval(), (3, 8, 8), 1,
                                  str(tmp_path / "leaky"))
-    relu_file, _ = export_model(ConvAct(nn.ReLU()).eval(), (3, 8, 8), 1, str(tmp_path / "relu"))
+    relu_file, _ = export_program(ConvAct(nn.ReLU()).eval(), (3, 8, 8), 1, str(tmp_path / "relu"))
     assert {"conv2d", "leaky_relu"} <= program_op_names(leaky_file)
     assert "leaky_relu" not in program_op_names(relu_file)
     assert program_op_names(str(tmp_path / "missing.pdmodel")) is None  # legacy: not parsed
@@ -357,7 +355,7 @@ def test_conv_leaky_relu_predictor_builds_with_the_workaround(tmp_path):
 
 def test_conv_leaky_relu_crash_still_reproduces_without_the_workaround(tmp_path):
     """The crash condition itself, so that the workaround is dropped once Paddle is fixed."""
-    from ppnets.bench import KNOWN_PASS_CRASHES
+    from ppnets.runtime import KNOWN_PASS_CRASHES
 
     seen_on = KNOWN_PASS_CRASHES[0]["reproduced_on_paddle"]
     if paddle.__version__ not in seen_on:
@@ -366,5 +364,5 @@ def test_conv_leaky_relu_crash_still_reproduces_without_the_workaround(tmp_path)
     proc = _run_leaky("all_passes", tmp_path)
     assert proc.returncode != 0 and "BUILT" not in proc.stdout, (
         f"Paddle {paddle.__version__} built the conv+leaky_relu predictor with every pass: the "
-        "crash is fixed here; narrow KNOWN_PASS_CRASHES in ppnets/bench/harness.py")
+        "crash is fixed here; narrow KNOWN_PASS_CRASHES in ppnets/runtime/predictor.py")
     assert "Segmentation fault" in proc.stderr or proc.returncode in (-11, 139), proc.stderr[-2000:]

@@ -12,8 +12,9 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import pytest
 
-from ppnets.bench.harness import create_predictor, run_predictor
-from ppnets.deploy import compare_outputs, export, save_legacy
+from ppnets.runtime import create_predictor, run_predictor
+from ppnets.deploy import export
+from ppnets.runtime import compare_outputs, save_legacy
 
 from .conftest import REPO
 

@@ -13,43 +13,14 @@ import paddle.nn as nn
 import pytest
 import yaml
 
-from ppnets.registry import _REGISTRY, register_models
 from tests.conftest import CIFAR_PARTIAL, REPO, require_shared
 from tests.test_cifar_data import write_cifar_archive
 
 
-class TinyCNN(nn.Layer):
-    """Test-only classifier: conv-BN-ReLU stages, global pool, linear; no dropout."""
-
-    def __init__(self, num_classes=10, widths=(8, 16), deploy=False):
-        super().__init__()
-        layers, cin = [], 3
-        for i, w in enumerate(widths):
-            layers += [nn.Conv2D(cin, w, 3, stride=1 if i == 0 else 2, padding=1,
-                                 bias_attr=False), nn.BatchNorm2D(w), nn.ReLU()]
-            if i < len(widths) - 1 and len(widths) > 2:
-                layers.append(nn.MaxPool2D(2))
-            cin = w
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2D(1)
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.fc(paddle.reshape(self.pool(self.features(x)), [0, -1]))
-
-
 @pytest.fixture(autouse=True, scope="module")
-def engine_test_models():
-    """Registered only while this module's tests run, so registry-wide tests collected from
-    other modules never see them."""
-    names = ("test_engine_tiny", "test_engine_small")
-    register_models("test_engine", TinyCNN, {
-        "test_engine_tiny": {"cfg": {"widths": (8, 16)}},
-        "test_engine_small": {"cfg": {"widths": (32, 64, 128)}},
-    }, paper="test-only models of tests/test_engine.py", arxiv=None)
+def _engine_models(engine_test_models):
+    """Every test of this module trains the registered tiny models."""
     yield
-    for name in names:
-        _REGISTRY.pop(name, None)
 
 
 @pytest.fixture(scope="module")

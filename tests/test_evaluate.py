@@ -65,7 +65,8 @@ def test_cli_on_a_folder_tree_writes_json_with_run_record(tmp_path, capsys):
     assert res["top1"] == pytest.approx(top1) and res["top5"] == 1.0   # 3 classes < 5
 
     # the logits are the model's on our preprocessing of each image
-    from ppnets.engine.imagenet import ImageListDataset, eval_transform
+    from ppnets.engine.data import ImageListDataset
+    from ppnets.engine.transforms import eval_transform
     ds = ImageListDataset.from_folder(str(tmp_path / "imagenet" / "val"),
                                       eval_transform(64, 0.9, "bicubic"))
     net.eval()
@@ -96,7 +97,8 @@ def _torch_reference(cache_dir, root):
 
 def test_parity_with_timm_evaluation_on_real_images(tmp_path, request):
     import ppnets
-    from ppnets.engine.imagenet import model_eval_transform, pil_loader
+    from ppnets.engine.data import pil_loader
+    from ppnets.engine.transforms import model_eval_transform
 
     root = require_shared(IMAGENET_SAMPLE)
     ref_dir = _torch_reference(str(request.config.cache.mkdir("ppnets_eval_parity")), root)

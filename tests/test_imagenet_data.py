@@ -15,11 +15,11 @@ from PIL import Image
 
 from tests.conftest import IMAGENET_SAMPLE, require_shared
 
-from ppnets.engine.imagenet import (CenterCrop, ImageListDataset, RandAugment,
-                                    RandomErasing, RandomResizedCrop, ResizeShorter,
-                                    eval_transform, model_eval_transform, read_image_list,
-                                    scan_image_folder, train_transform)
-from ppnets.engine.mix import MixupCutmixCollate, SoftTargetCrossEntropy, smooth_one_hot
+from ppnets.engine.augment import RandAugment, RandomErasing
+from ppnets.engine.data import ImageListDataset, read_image_list, scan_image_folder
+from ppnets.engine.transforms import (CenterCrop, RandomResizedCrop, ResizeShorter,
+                                      eval_transform, model_eval_transform, train_transform)
+from ppnets.engine.augment import MixupCutmixCollate, SoftTargetCrossEntropy, smooth_one_hot
 
 
 def _img(w, h, seed=0):
@@ -131,7 +131,7 @@ def test_rand_augment_policy_parsing_and_every_op():
     for bad in ("auto-m9", "rand-x3", "rand-m9-inc0"):
         with pytest.raises(ValueError):
             RandAugment.from_string(bad)
-    from ppnets.engine.imagenet import _RAND_OPS
+    from ppnets.engine.augment import _RAND_OPS
 
     img = _img(24, 20, seed=2)
     for name, (fn, _) in _RAND_OPS.items():

@@ -13,8 +13,10 @@ import paddle
 import paddle.nn as nn
 import pytest
 
-from ppnets.deploy import lite, save_legacy
-from ppnets.deploy.opcheck import KNOWN_BAD, op_sources, parse_supported_ops, program_ops
+from ppnets.deploy import lite
+from ppnets.runtime import save_legacy
+from ppnets.deploy.lite import parse_supported_ops
+from ppnets.deploy.opcheck import KNOWN_BAD, op_sources, program_ops
 
 needs_lite = pytest.mark.skipif(
     not lite.lite_available(),
@@ -67,11 +69,11 @@ def test_known_bad_ops_are_found_and_traced_to_their_line(tmp_path):
 def test_zoo_models_avoid_known_bad_ops(tmp_path):
     """The default export of the families' smallest members has none of the known-bad ops
     (the full zoo: python -m ppnets.deploy.zoo_check)."""
-    from ppnets.bench.harness import _prepare_model
+    from ppnets.runtime import deploy_form
     for name in ("fasternet_t0", "mobilenetv3_small_050", "efficientformer_l1",
                  "poolformer_s12"):
         # Attention models have fixed-resolution bias tables: their own input size.
-        model, name, size = _prepare_model(name, None if name.startswith(("levit", "eff"))
+        model, name, size = deploy_form(name, None if name.startswith(("levit", "eff"))
                                            else (3, 64, 64))
         mf, _ = save_legacy(model, size, 1, str(tmp_path / name))
         ops = program_ops(mf)
@@ -82,7 +84,7 @@ def test_zoo_models_avoid_known_bad_ops(tmp_path):
 def test_levit_attention_bias_is_constant_at_export(tmp_path):
     """LeViT's tables are gathered while tracing (for PIR); the legacy export (Paddle Lite) turns
     them into constants: no gather op, and the program still applies the (non-zero) biases."""
-    from ppnets.bench.harness import create_predictor, run_predictor
+    from ppnets.runtime import create_predictor, run_predictor
     from ppnets.deploy.zoo_check import calibrated_deploy_model
     from ppnets.layers.attention_bias import AttentionBiasCache
 
@@ -135,7 +137,7 @@ def test_x86_nb_matches_paddle(name, tmp_path):
 def test_export_lite_and_runner_on_x86_nb(tmp_path):
     from ppnets.bench import SCHEMA
     from ppnets.deploy import export
-    from ppnets.deploy.runner import benchmark_nb
+    from ppnets.deploy.lite_runner import benchmark_nb
     report = export("fasternet_t0", formats=("lite",), out_dir=str(tmp_path),
                     input_size=(3, 64, 64))
     arts = report["artifacts"]

@@ -18,7 +18,7 @@ PTQ = textwrap.dedent("""
     import json, sys
     import numpy as np, paddle
     import ppnets
-    from ppnets.deploy import save_legacy
+    from ppnets.runtime import save_legacy
     from ppnets.deploy import quant
     from ppnets.deploy.opcheck import program_ops
     data, out, name = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -142,9 +142,8 @@ def test_int8_study_records_provenance_and_labels_from_fields(tmp_path):
     assert "| resnet20_cifar | 1 + 0 (2 of 76 steps/epoch) |" in md
 
 
-def test_int8_table_labels(monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, "reproduce"))
-    import int8_quantization as study
+def test_int8_table_labels():
+    from ppnets.experiments import int8 as study
 
     base = {"model": "m", "epochs": 4, "qat_epochs": 1, "steps_per_epoch": 76,
             "full_steps_per_epoch": 76, "fp32_top1": 0.5, "degenerate": False,

@@ -104,8 +104,9 @@ def test_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(ConfigError, match="unknown config key 'train.epoch'"):
         script.main(["--smoke", "-o", "train.epoch=2", "--data-file", data, *out])
     assert not os.path.exists(str(tmp_path / "out"))   # nothing written before a bad config
-    assert script.alpha_of("spconv_vgg16_cifar_a16") == "1/16"
-    assert script.alpha_of("resnet20_cifar") == "-"
+    from ppnets.experiments.spconv_cifar10 import alpha_of
+    assert alpha_of("spconv_vgg16_cifar_a16") == "1/16"
+    assert alpha_of("resnet20_cifar") == "-"
 
 
 def test_smoke_on_real_partial_archive_both_experiments(tmp_path):

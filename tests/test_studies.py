@@ -12,7 +12,7 @@ import pytest
 import ppnets
 
 from ppnets.studies import published
-from ppnets.studies.runner import STUDY_SCHEMA, compare_order, load_device_results, speed
+from ppnets.studies.study import STUDY_SCHEMA, compare_order, load_device_results, speed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_KEYS = {"schema", "backend", "model", "input_size", "batch_size", "device", "threads",

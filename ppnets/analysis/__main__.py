@@ -17,6 +17,8 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
+import ppnets
+
 from .complexity import profile_model
 
 _PATTERN_CHARS = set("*?[")
@@ -24,7 +26,6 @@ _PATTERN_CHARS = set("*?[")
 
 def resolve_names(patterns: Sequence[str]) -> List[str]:
     """Expand fnmatch patterns with ``ppnets.list_models``; plain names (and aliases) pass as-is."""
-    import ppnets
 
     names: List[str] = []
     for pattern in patterns:
@@ -54,7 +55,6 @@ def _rel(ours: float, published) -> Optional[float]:
 
 def profile_record(name: str, input_size: Optional[Sequence[int]], batch_size: int,
                    deploy: bool, per_layer: bool) -> Dict[str, Any]:
-    import ppnets
 
     info = ppnets.model_info(name)
     model = ppnets.create_model(name, deploy=deploy)

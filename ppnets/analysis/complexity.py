@@ -32,6 +32,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+import ppnets
 from ppnets.layers import DropPath
 
 __all__ = ["profile_model", "ModelProfile", "LayerStat", "BYTES_PER_ELEMENT"]
@@ -470,7 +471,6 @@ def profile_model(model: Union[nn.Layer, str], input_size: Optional[Sequence[int
     ``no_grad``; every sublayer's train/eval mode is restored and every hook and patch removed
     afterwards, also when the forward raises.
     """
-    import ppnets
 
     if isinstance(model, str):
         name = model

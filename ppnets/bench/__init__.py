@@ -1,19 +1,15 @@
 """Latency of ppnets models under Paddle Inference, measured honestly (docs/benchmarking.md).
 
-    from ppnets.bench import benchmark_model, benchmark_models, machine_info
+    from ppnets.bench import benchmark_model, benchmark_models
     res = benchmark_model("resnet18", threads=1)          # one model -> JSON-serialisable dict
     table = benchmark_models(["spconv_*"], threads=4)     # dict(schema, command, machine, results)
 
-Command line: ``python -m ppnets.bench --models resnet18 --threads 1 --json out.json``.
+Command line: ``ppnets bench --models resnet18 --threads 1 --json out.json`` (or
+``python -m ppnets.bench``). Exporting the deploy form and configuring the predictor is
+:mod:`ppnets.runtime`'s job; this package times it.
 """
-from .harness import (BACKEND, KNOWN_PASS_CRASHES, SCHEMA, benchmark_model, benchmark_models,
-                      check_settings, create_predictor, export_model, format_table, latency_stats,
-                      make_config, pass_workarounds, program_op_names, resolve_model_names,
-                      run_predictor, time_calls, time_dygraph, time_predictor, write_json)
-from .machine import cpu_model, gpu_name, machine_info
+from .harness import (BACKEND, SCHEMA, benchmark_model, benchmark_models, check_settings,
+                      format_table, latency_stats, time_calls, time_dygraph, time_predictor)
 
-__all__ = ["BACKEND", "KNOWN_PASS_CRASHES", "SCHEMA", "benchmark_model", "benchmark_models",
-           "check_settings", "create_predictor", "export_model", "format_table", "latency_stats",
-           "make_config", "pass_workarounds", "program_op_names", "resolve_model_names",
-           "run_predictor", "time_calls", "time_dygraph", "time_predictor", "write_json",
-           "cpu_model", "gpu_name", "machine_info"]
+__all__ = ["BACKEND", "SCHEMA", "benchmark_model", "benchmark_models", "check_settings",
+           "format_table", "latency_stats", "time_calls", "time_dygraph", "time_predictor"]

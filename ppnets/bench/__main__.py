@@ -5,6 +5,10 @@ import argparse
 import shlex
 import sys
 
+from ppnets.bench.harness import benchmark_models, check_settings, format_table
+from ppnets.registry import resolve_model_names
+from ppnets.utils import atomic_write_json
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -45,8 +49,6 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
 
-    from ppnets.bench.harness import (benchmark_models, check_settings, format_table,
-                                      resolve_model_names, write_json)
 
     try:
         check_settings(input_size=args.input_size, batch_size=args.batch_size,
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
             d = r["dygraph_latency_ms"]
             print(f"| {r['model']} | {d['median']:.3f} | {d['iqr']:.3f} |")
     if args.json:
-        write_json(report, args.json)
+        atomic_write_json(args.json, report, strict=True)
         print(f"\nwrote {args.json}", file=sys.stderr)
     return 0
 

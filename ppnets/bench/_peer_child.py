@@ -15,7 +15,6 @@ import platform
 import sys
 
 import numpy as np
-
 from timing import latency_stats, time_calls
 
 

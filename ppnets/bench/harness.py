@@ -19,9 +19,6 @@ docs/benchmarking.md):
 from __future__ import annotations
 
 import contextlib
-import copy
-import datetime
-import json
 import os
 import tempfile
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -30,13 +27,16 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .machine import gpu_name, machine_info
+from ppnets.analysis import profile_model
+from ppnets.registry import resolve_model_names
+from ppnets.runtime import (check_input_size, deploy_form, export_program, make_config,
+                            pass_workarounds, run_predictor, stage_input)
+from ppnets.utils import gpu_name, machine_info, utc_now
+
 from .timing import latency_stats, time_calls  # the one timing loop (framework-free module)
 
-__all__ = ["SCHEMA", "BACKEND", "benchmark_model", "benchmark_models", "resolve_model_names",
-           "export_model", "make_config", "create_predictor", "run_predictor", "time_predictor",
-           "time_dygraph", "time_calls", "latency_stats", "check_settings", "format_table",
-           "write_json", "KNOWN_PASS_CRASHES", "program_op_names", "pass_workarounds"]
+__all__ = ["SCHEMA", "BACKEND", "benchmark_model", "benchmark_models", "time_predictor",
+           "time_dygraph", "time_calls", "latency_stats", "check_settings", "format_table"]
 
 # Version of the result layout (docs/benchmarking.md). Bump it when a key changes meaning or
 # disappears; adding keys keeps it.
@@ -54,18 +54,6 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _check_input_size(input_size) -> Tuple[int, int, int]:
-    try:
-        size = tuple(input_size)
-    except TypeError:
-        size = ()
-    if len(size) != 3 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                 and v > 0 for v in size):
-        raise ValueError(f"input_size must be (channels, height, width) with positive integers, "
-                         f"e.g. (3, 224, 224); got {input_size!r}")
-    return tuple(int(v) for v in size)
 
 
 def _check_device(device: str) -> str:
@@ -88,7 +76,7 @@ def check_settings(input_size=None, batch_size: int = 1, device: str = "cpu", th
     """Validate benchmark settings and return them normalised; raises ValueError (bad value) or
     RuntimeError (GPU requested but unavailable) with what to do instead."""
     return {
-        "input_size": None if input_size is None else _check_input_size(input_size),
+        "input_size": None if input_size is None else check_input_size(input_size),
         "batch_size": _check_int("batch_size", batch_size, 1),
         "device": _check_device(device),
         "threads": _check_int("threads", threads, 1),
@@ -99,22 +87,6 @@ def check_settings(input_size=None, batch_size: int = 1, device: str = "cpu", th
 
 # --------------------------------------------------------------------------------------------
 # Statistics and output
-
-
-def write_json(obj: Any, path: str) -> None:
-    """Write ``obj`` as JSON atomically: a temporary file in the same folder, then os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def _fmt(value: Optional[float], digits: int) -> str:
@@ -140,153 +112,13 @@ def format_table(results: Iterable[Dict[str, Any]]) -> str:
 # Export and Paddle Inference
 
 
-def export_model(model: nn.Layer, input_size: Sequence[int], batch_size: int,
-                 out_dir: str) -> Tuple[str, str]:
-    """``paddle.jit.save`` the model with a fixed input shape; returns (model file, params file).
-
-    The shape is static ([batch, C, H, W]) so the inference passes may specialise on it, as a
-    deployment would. Paddle 3.3 writes a PIR program (``.json``); older builds ``.pdmodel``.
-    """
-    prefix = os.path.join(out_dir, "inference")
-    spec = paddle.static.InputSpec([batch_size, *input_size], dtype="float32", name="x")
-    paddle.jit.save(model, prefix, input_spec=[spec])
-    params_file = prefix + ".pdiparams"
-    for suffix in (".json", ".pdmodel"):
-        if os.path.isfile(prefix + suffix) and os.path.isfile(params_file):
-            return prefix + suffix, params_file
-    raise RuntimeError(f"paddle.jit.save wrote no program next to {prefix!r}: found "
-                       f"{sorted(os.listdir(out_dir))}")
-
-
-# IR passes that crash Paddle Inference while it builds a predictor for some programs. A crash
-# inside the C++ pass (SIGSEGV) kills the whole Python process, so it cannot be caught; the
-# harness deletes the pass, for the programs that contain the trigger op only, before the
-# predictor is built. oneDNN stays on (every other fuse pass still runs); the record lists what
-# was deleted and why (``ir_pass_workarounds``). Each entry: the pass, the op whose presence in
-# the PIR program triggers it, where it applies, the Paddle versions on which the crash was
-# reproduced, and the cause.
-KNOWN_PASS_CRASHES: Tuple[Dict[str, Any], ...] = (
-    {"pass": "conv_activation_onednn_fuse_pass",
-     "trigger_op": "leaky_relu",
-     "device": "cpu", "mkldnn": True, "program": "pir",
-     "reproduced_on_paddle": ("3.3.1",),
-     "reason": "Paddle Inference segfaults in this pass (FusedConv2dOp::Build -> "
-               "pir::FloatAttribute::data) when it fuses a conv2d with a following leaky_relu: "
-               "the PIR program stores leaky_relu's negative_slope as a DoubleAttribute and the "
-               "pass reads it as a FloatAttribute. Deleting the pass leaves conv2d and "
-               "leaky_relu as two oneDNN kernels (unfused), so the latency includes one extra "
-               "pass over the activation map per conv"},
-)
-
-
-def program_op_names(model_file: str) -> Optional[set]:
-    """Names of the ops in a PIR ``.json`` program without their dialect prefix (``conv2d``,
-    ``leaky_relu``, ...); None for a legacy ``.pdmodel`` or a file that is not a PIR program."""
-    if not model_file.endswith(".json"):
-        return None
-    try:
-        with open(model_file, encoding="utf-8") as f:
-            program = json.load(f)
-    except (OSError, ValueError):
-        return None
-    names: set = set()
-    stack = [program.get("program", program)]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ops = node.get("ops")
-            if isinstance(ops, list):
-                for op in ops:
-                    name = op.get("#") if isinstance(op, dict) else None
-                    if isinstance(name, str):  # "1.leaky_relu": dialect id, then op name
-                        names.add(name.split(".", 1)[-1].rstrip("_"))
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return names
-
-
-def pass_workarounds(model_file: str, device: str = "cpu",
-                     mkldnn: bool = True) -> List[Dict[str, Any]]:
-    """The entries of :data:`KNOWN_PASS_CRASHES` that apply to this exported program and
-    setting, as records: deleted pass, trigger op, reason, this Paddle's version, and the
-    versions the crash was reproduced on. Empty when none applies."""
-    ops = program_op_names(model_file)
-    if ops is None:
-        return []
-    out = []
-    for known in KNOWN_PASS_CRASHES:
-        if device != known["device"] or bool(mkldnn) != known["mkldnn"]:
-            continue
-        if known["trigger_op"] in ops:
-            out.append({"deleted_pass": known["pass"], "trigger_op": known["trigger_op"],
-                        "reason": known["reason"], "paddle_version": paddle.__version__,
-                        "reproduced_on_paddle": list(known["reproduced_on_paddle"])})
-    return out
-
-
-def make_config(model_file: str, params_file: str, device: str = "cpu", threads: int = 1,
-                mkldnn: bool = True, gpu_id: int = 0,
-                delete_passes: Sequence[str] = ()):
-    """The ``paddle.inference.Config`` the harness uses for an exported model (``.json`` PIR
-    program or legacy ``.pdmodel``, and its ``.pdiparams``). ``delete_passes`` are IR passes
-    left out (see :func:`pass_workarounds`)."""
-    from paddle import inference
-
-    config = inference.Config(model_file, params_file)
-    if device == "gpu":
-        config.enable_use_gpu(256, gpu_id)  # initial memory pool (MB); it grows as needed
-    else:
-        config.disable_gpu()
-        # Also caps the threads of the oneDNN/MKL kernels the predictor runs.
-        config.set_cpu_math_library_num_threads(threads)
-        if mkldnn:
-            config.enable_mkldnn()
-        else:
-            config.disable_mkldnn()
-    config.switch_ir_optim(True)
-    for name in delete_passes:
-        config.delete_pass(name)
-    config.disable_glog_info()
-    return config
-
-
-def create_predictor(model_file: str, params_file: str, device: str = "cpu", threads: int = 1,
-                     mkldnn: bool = True, gpu_id: int = 0, workarounds: bool = True):
-    """A Paddle Inference predictor for an exported model, configured by :func:`make_config`;
-    with ``workarounds`` (default) the passes :func:`pass_workarounds` names are deleted."""
-    from paddle import inference
-
-    deleted = [w["deleted_pass"] for w in pass_workarounds(model_file, device, mkldnn)] \
-        if workarounds else []
-    return inference.create_predictor(
-        make_config(model_file, params_file, device, threads, mkldnn, gpu_id, deleted))
-
-
-def _stage_input(predictor, x: np.ndarray) -> List[Any]:
-    names = predictor.get_input_names()
-    if len(names) != 1:
-        raise ValueError(f"the exported model has inputs {names}; the harness feeds exactly one")
-    handle = predictor.get_input_handle(names[0])
-    handle.reshape(list(x.shape))
-    handle.copy_from_cpu(np.ascontiguousarray(x))
-    return [predictor.get_output_handle(n) for n in predictor.get_output_names()]
-
-
-def run_predictor(predictor, x: np.ndarray) -> List[np.ndarray]:
-    """Run once on ``x`` and return every output as a numpy array."""
-    outputs = _stage_input(predictor, x)
-    predictor.run()
-    return [h.copy_to_cpu() for h in outputs]
-
-
 def time_predictor(predictor, x: np.ndarray, warmup: int, repeats: int) -> List[float]:
     """Per-repeat seconds of ``run()`` + ``copy_to_cpu()`` of all outputs, after ``warmup`` runs.
 
     Copying the outputs to host inside the timed region is what makes a GPU measurement honest:
     it cannot return before the device has finished.
     """
-    outputs = _stage_input(predictor, x)
+    outputs = stage_input(predictor, x)
 
     def step():
         predictor.run()
@@ -340,31 +172,6 @@ def time_dygraph(model: nn.Layer, x: np.ndarray, warmup: int, repeats: int,
 # Models
 
 
-def resolve_model_names(names_or_patterns: Union[str, Sequence[str]]) -> List[str]:
-    """Registry names for a list of names, aliases or fnmatch patterns, in order, deduplicated.
-
-    Raises KeyError (with close matches, from the registry) for an unknown name and for a
-    pattern that matches nothing.
-    """
-    import ppnets
-
-    items = [names_or_patterns] if isinstance(names_or_patterns, str) else list(names_or_patterns)
-    if not items:
-        raise ValueError("no model names given")
-    out: List[str] = []
-    for item in items:
-        if any(ch in item for ch in "*?["):
-            matched = ppnets.list_models(item)
-            if not matched:
-                raise KeyError(f"pattern {item!r} matches no registered model; "
-                               "see ppnets.list_models()")
-        else:
-            # model_info raises KeyError with close matches and maps aliases to the real name.
-            matched = [ppnets.model_info(item).get("name", item)]
-        out.extend(n for n in matched if n not in out)
-    return out
-
-
 @contextlib.contextmanager
 def _paddle_device(device: str):
     previous = paddle.get_device()
@@ -375,38 +182,8 @@ def _paddle_device(device: str):
         paddle.set_device(previous)
 
 
-def _prepare_model(model_or_name, input_size):
-    """(deploy-form model, name, input size). A passed-in Layer is copied, never modified."""
-    import ppnets
-
-    if isinstance(model_or_name, str):
-        info = ppnets.model_info(model_or_name)
-        name = info.get("name", model_or_name)
-        model = ppnets.create_model(name)
-        if input_size is None:
-            input_size = info["input_size"]
-    elif isinstance(model_or_name, nn.Layer):
-        model = copy.deepcopy(model_or_name)
-        model.to(device=paddle.get_device())  # the device _paddle_device selected
-        name = getattr(model_or_name, "model_name", None) or type(model_or_name).__name__
-        if input_size is None:
-            registered = getattr(model_or_name, "model_name", None)
-            if registered is None:
-                raise ValueError(f"input_size is required for a model that is not from the "
-                                 f"registry ({name}); pass e.g. input_size=(3, 224, 224)")
-            input_size = ppnets.model_info(registered)["input_size"]
-    else:
-        raise TypeError(f"model_or_name must be a registry name or a paddle.nn.Layer, got "
-                        f"{type(model_or_name).__name__}")
-    model.eval()
-    ppnets.reparameterize_model(model)  # a no-op for models with nothing to fuse
-    return model, name, _check_input_size(input_size)
-
-
 def _profile(model: nn.Layer, input_size) -> Tuple[int, int]:
     """(MACs per image, parameters) of the deploy-form model, from ppnets.analysis."""
-    from ppnets.analysis import profile_model
-
     prof = profile_model(model, input_size=tuple(input_size), batch_size=1)
     return int(prof.macs), int(prof.params)
 
@@ -434,7 +211,7 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                               "repeats"))
 
     with _paddle_device(device):
-        model, name, input_size = _prepare_model(model_or_name, input_size)
+        model, name, input_size = deploy_form(model_or_name, input_size)
         macs, params = _profile(model, input_size)
         x = np.random.default_rng(seed).standard_normal(
             (batch_size, *input_size)).astype(np.float32)
@@ -452,7 +229,7 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
             else:
                 out_dir = os.path.join(workdir, name)
                 os.makedirs(out_dir, exist_ok=True)
-            model_file, params_file = export_model(model, input_size, batch_size, out_dir)
+            model_file, params_file = export_program(model, input_size, batch_size, out_dir)
             applied = pass_workarounds(model_file, device, mkldnn) if workarounds else []
             config = make_config(model_file, params_file, device, threads, mkldnn,
                                  delete_passes=[w["deleted_pass"] for w in applied])
@@ -494,8 +271,7 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
         "max_abs_diff_vs_dygraph": max_abs_diff,
         "ir_pass_workarounds": applied,
         "machine": machine_info(device=device, threads=threads, mkldnn=bool(mkldnn)),
-        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
+        "timestamp_utc": utc_now(),
     }
     if dygraph_samples is not None:
         result["dygraph_latency_ms"] = latency_stats(dygraph_samples)

@@ -34,6 +34,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+import ppnets
+from ppnets.registry import resolve_model_names
+from ppnets.utils import atomic_write_json, atomic_write_text, machine_info
+
+from .harness import SCHEMA, benchmark_model, check_settings
 from .timing import latency_stats, time_calls
 
 __all__ = ["measure_sgemm_peak", "onnxruntime_record", "torch_record", "compare_peers",
@@ -92,7 +97,6 @@ def _record(backend: str, name: str, base: Dict[str, Any], samples_ms: Dict[str,
 
 
 def _deploy_model(name: str):
-    import ppnets
 
     model = ppnets.create_model(name)
     model.eval()
@@ -136,7 +140,6 @@ def onnxruntime_record(name: str, base: Dict[str, Any], warmup: int, repeats: in
 def torch_record(name: str, base: Dict[str, Any], warmup: int, repeats: int,
                  seed: int = 0) -> Dict[str, Any]:
     """Time the reference implementation (timm/torchvision) in PyTorch eager, in a subprocess."""
-    import ppnets
 
     reference = ppnets.model_info(name).get("reference")
     if not reference or "name" not in reference:
@@ -159,8 +162,6 @@ def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
                   warmup: int = 10, repeats: int = 50, peers: Sequence[str] = PEERS,
                   sgemm_n: int = 1024, mkldnn: bool = True) -> Dict[str, Any]:
     """Run every peer for every model; returns dict(schema, machine, peak, results, table)."""
-    from .harness import SCHEMA, benchmark_model, resolve_model_names
-    from .machine import machine_info
 
     names = resolve_model_names(list(names))
     machine = machine_info(device="cpu", threads=threads, mkldnn=mkldnn)  # load at the start
@@ -273,7 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from .harness import check_settings, write_json
 
     try:
         check_settings(batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,
@@ -294,10 +294,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{m.get('load_avg')}\n")
     print(format_peers(report))
     if args.json:
-        write_json(report, args.json)
+        atomic_write_json(args.json, report, strict=True)
         print(f"\nwrote {args.json}", file=sys.stderr)
     if args.markdown:
-        from ppnets.engine.checkpoint import atomic_write_text
 
         atomic_write_text(args.markdown, peers_markdown(report))
         print(f"wrote {args.markdown}", file=sys.stderr)

@@ -21,6 +21,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ppnets.registry import get_entry
+
 __all__ = ["read_checkpoint", "convert_state_dict", "load_pretrained", "ConversionReport",
            "save_state_dict", "CorruptCheckpointError"]
 
@@ -221,7 +223,6 @@ def load_pretrained(model, path: str, name: Optional[str] = None, layout: Option
     key_maps = {}
     name = name or getattr(model, "model_name", None)
     if name is not None:
-        from ppnets.registry import get_entry
         key_maps = get_entry(name).key_maps
     converted, report = convert_state_dict(model, state, kind=kind, key_maps=key_maps,
                                            layout=layout, source=path)

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+import ppnets
+from ppnets.convert import load_pretrained, save_state_dict
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
@@ -20,8 +23,6 @@ def main(argv=None) -> int:
                         help="load what matches instead of failing on any mismatch")
     args = parser.parse_args(argv)
 
-    import ppnets
-    from ppnets.convert import load_pretrained, save_state_dict
 
     model = ppnets.create_model(args.model, num_classes=args.num_classes, deploy=args.deploy)
     try:

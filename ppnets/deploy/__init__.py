@@ -5,9 +5,10 @@ latency lookup table. See docs/deploy.md.
     from ppnets.deploy import export
     report = export("fasternet_t0", formats=("paddle", "onnx", "lite"), out_dir="exports/t0")
 
-Command line: ``python -m ppnets.export --model fasternet_t0 --formats paddle onnx lite``.
+Command line: ``ppnets export --model fasternet_t0 --formats paddle onnx lite``.
+The Paddle Inference programs themselves (deploy form, legacy program, predictor, output
+comparison) are :mod:`ppnets.runtime`'s.
 """
-from .export import DEFAULT_ATOL, FORMATS, compare_outputs, export
-from .legacy import old_ir_ops, save_legacy
+from .formats import FORMATS, export
 
-__all__ = ["export", "FORMATS", "DEFAULT_ATOL", "compare_outputs", "save_legacy", "old_ir_ops"]
+__all__ = ["export", "FORMATS"]

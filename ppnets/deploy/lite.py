@@ -21,18 +21,21 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ppnets.bench import timing as bench_timing
+
 __all__ = ["LiteUnavailableError", "find_lite_python", "lite_available", "exchange_dir",
            "call_child", "supported_ops", "model_ops", "convert", "run_nb", "run_batch",
-           "lite_session", "lite_export",
+           "lite_session", "parse_supported_ops",
            "LITE_TARGETS", "EXECUTABLE_TARGETS"]
 
 ENV_PYTHON = "PPNETS_PADDLELITE_PYTHON"
@@ -42,7 +45,7 @@ LITE_TARGETS = ("arm", "x86")
 EXECUTABLE_TARGETS = ("x86",)
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(HERE, "_lite_child.py")
-TIMING = os.path.join(os.path.dirname(HERE), "bench", "timing.py")
+TIMING = bench_timing.__file__  # copied beside the child: it runs without paddle or ppnets
 
 
 class LiteUnavailableError(RuntimeError):
@@ -187,7 +190,6 @@ def _stage_model(folder: str, model_file: str, params_file: str):
 def supported_ops(target: str = "arm", python: Optional[str] = None) -> Dict[str, Any]:
     """Ops Paddle Lite supports on ``target``, parsed from ``Opt.print_supported_ops()``."""
     res = call_child("supported_ops", {"target": target}, python)
-    from .opcheck import parse_supported_ops
 
     return {"target": target, "ops": sorted(parse_supported_ops(res["text"], target)),
             "paddlelite": res["paddlelite"]}
@@ -230,46 +232,29 @@ def run_nb(nb_file: str, x: np.ndarray, threads: int = 1,
         return np.load(os.path.join(folder, "out.npz"))["y"]
 
 
-def lite_export(name: str, model_file: str, params_file: str, out_dir: str, x: np.ndarray,
-                ref: np.ndarray, atol: float, targets: Sequence[str] = LITE_TARGETS,
-                python: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
-    """Op check + ``.nb`` per target + x86 run; one verification record per target."""
-    from ppnets.bench.harness import write_json
+def parse_supported_ops(text: str, target: str) -> List[str]:
+    """Ops with a kernel for ``target`` or for the host, from ``print_supported_ops`` output.
 
-    from .export import _now, compare_outputs
-    from .opcheck import check_program
-
-    os.makedirs(out_dir, exist_ok=True)
-    records: Dict[str, Dict[str, Any]] = {}
-    for target in targets:
-        if target not in LITE_TARGETS:
-            raise ValueError(f"unknown Paddle Lite target {target!r}; expected {LITE_TARGETS}")
-        rec: Dict[str, Any] = {"format": f"paddle_lite_nb_{target}", "target": target}
-        try:
-            report = check_program(model_file, target=target, python=python)
-            write_json(report, os.path.join(out_dir, f"opcheck_{target}.json"))
-            rec["unsupported_ops"] = report["unsupported"]
-            conv = convert(model_file, params_file, os.path.join(out_dir, f"model_{target}"),
-                           target, python)
-            rec["paddlelite"] = conv["paddlelite"]
-            if not conv["ok"]:
-                rec.update(status="failed", error="paddle_lite_opt wrote no .nb",
-                           log=conv["log"][-2000:])
-            else:
-                rec["file"] = conv["nb_file"]
-                if target in EXECUTABLE_TARGETS:
-                    out = run_nb(conv["nb_file"], x, python=python)
-                    rec["runtime"] = f"paddle_lite {conv['paddlelite']} x86 (MobileConfig)"
-                    rec.update(compare_outputs(out, ref, atol))
-                else:
-                    rec.update(status="not_executable",
-                               reason=f"a {target} .nb cannot run on this {os.uname().machine} "
-                                      "host; run it on the device (ppnets.deploy.runner)")
-        except LiteUnavailableError as exc:
-            rec.update(status="not_run", reason=str(exc))
-        except Exception as exc:  # noqa: BLE001 - recorded beside the artifact
-            rec.update(status="failed", error=f"{type(exc).__name__}: {str(exc)[-1500:]}")
-        rec["timestamp_utc"] = _now()
-        write_json(rec, os.path.join(out_dir, f"verify_{target}.json"))
-        records[f"lite_{target}"] = rec
-    return records
+    The listing is a fixed-width table: a header ``OP_name  kARM  kHost  kUnk`` and one row per
+    op with ``Y`` under each target that has a kernel; columns are located from the header.
+    """
+    lines = text.splitlines()
+    header_idx = next((i for i, line in enumerate(lines) if "OP_name" in line), None)
+    if header_idx is None:
+        raise ValueError("no 'OP_name' header in the Paddle Lite op listing; got: "
+                         f"{text[:300]!r}")
+    header = lines[header_idx]
+    columns = {m.group(0): m.end() for m in re.finditer(r"k\w+", header)}
+    target_col = "kX86" if target == "x86" else "k" + target.upper()
+    ends = [end for name, end in columns.items() if name in (target_col, "kHost")]
+    if target_col not in columns:
+        raise ValueError(f"the op listing has columns {list(columns)}, none for {target!r}")
+    ops = []
+    for line in lines[header_idx + 1:]:
+        parts = line.split()
+        if not parts or not re.fullmatch(r"[A-Za-z0-9_]+", parts[0]):
+            continue
+        # A 'Y' sits right-aligned under its column header.
+        if any(end - 1 < len(line) and line[end - 1] == "Y" for end in ends):
+            ops.append(parts[0])
+    return ops

@@ -30,6 +30,11 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+import ppnets
+from ppnets.bench import benchmark_model
+from ppnets.registry import resolve_model_names
+from ppnets.utils import atomic_write_json
+
 __all__ = ["blocks_of", "LatencyTable", "validate"]
 
 _CONTAINERS = (nn.Sequential, nn.LayerList)
@@ -99,7 +104,6 @@ class LatencyTable:
             self.meta = saved.get("meta", {})
 
     def measure(self, block: Dict[str, Any]) -> float:
-        from ppnets.bench import benchmark_model
 
         if block["key"] not in self.entries:
             layer = copy.deepcopy(block["layer"])
@@ -121,10 +125,8 @@ class LatencyTable:
                 "per_block_ms": per}
 
     def save(self, path: Optional[str] = None) -> None:
-        from ppnets.bench.harness import write_json
-
-        write_json({"schema": "ppnets.lut/1", "meta": self.meta, "entries": self.entries},
-                   path or self.path)
+        atomic_write_json(path or self.path, {"schema": "ppnets.lut/1", "meta": self.meta,
+                                              "entries": self.entries}, strict=True)
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
@@ -136,8 +138,6 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
 
 def validate(names: Sequence[str], table: LatencyTable, threads: int = 1, warmup: int = 5,
              repeats: int = 20) -> Dict[str, Any]:
-    import ppnets
-    from ppnets.bench import benchmark_model
 
     rows = []
     for name in names:
@@ -168,7 +168,6 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     args = p.parse_args(argv)
-    from ppnets.bench.harness import resolve_model_names, write_json
 
     table = LatencyTable(args.table, args.threads, args.warmup, args.repeats)
     load_start = list(os.getloadavg())
@@ -185,7 +184,7 @@ def main(argv=None) -> int:
     print(f"median |rel. error| {report['median_abs_rel_error']}, Spearman {report['spearman']}")
     print(f"load average (1/5/15 min) at start {load_start}, at end {report['load_avg_end']}")
     if args.json:
-        write_json(report, args.json)
+        atomic_write_json(args.json, report, strict=True)
     return 0
 
 

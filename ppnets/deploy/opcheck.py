@@ -22,7 +22,11 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["program_ops", "parse_supported_ops", "check_program", "op_sources", "KNOWN_BAD",
+from ppnets.runtime import old_ir_ops
+
+from . import lite
+
+__all__ = ["program_ops", "check_program", "op_sources", "KNOWN_BAD",
            "FIXES", "IGNORED_OPS"]
 
 IGNORED_OPS = {"feed", "fetch"}
@@ -57,34 +61,6 @@ def program_ops(model_file: str) -> Dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def parse_supported_ops(text: str, target: str) -> List[str]:
-    """Ops with a kernel for ``target`` or for the host, from ``print_supported_ops`` output.
-
-    The listing is a fixed-width table: a header ``OP_name  kARM  kHost  kUnk`` and one row per
-    op with ``Y`` under each target that has a kernel; columns are located from the header.
-    """
-    lines = text.splitlines()
-    header_idx = next((i for i, line in enumerate(lines) if "OP_name" in line), None)
-    if header_idx is None:
-        raise ValueError("no 'OP_name' header in the Paddle Lite op listing; got: "
-                         f"{text[:300]!r}")
-    header = lines[header_idx]
-    columns = {m.group(0): m.end() for m in re.finditer(r"k\w+", header)}
-    target_col = "kX86" if target == "x86" else "k" + target.upper()
-    ends = [end for name, end in columns.items() if name in (target_col, "kHost")]
-    if target_col not in columns:
-        raise ValueError(f"the op listing has columns {list(columns)}, none for {target!r}")
-    ops = []
-    for line in lines[header_idx + 1:]:
-        parts = line.split()
-        if not parts or not re.fullmatch(r"[A-Za-z0-9_]+", parts[0]):
-            continue
-        # A 'Y' sits right-aligned under its column header.
-        if any(end - 1 < len(line) and line[end - 1] == "Y" for end in ends):
-            ops.append(parts[0])
-    return ops
-
-
 def op_sources(model, input_size: Sequence[int], op_types: Sequence[str],
                batch_size: int = 1, limit: int = 5) -> Dict[str, List[str]]:
     """op type -> up to ``limit`` distinct ``"path:line in func: code"`` model-code locations.
@@ -97,7 +73,6 @@ def op_sources(model, input_size: Sequence[int], op_types: Sequence[str],
 
     import paddle
 
-    from .legacy import old_ir_ops
 
     wanted = set(op_types)
     if not wanted:
@@ -144,7 +119,6 @@ def check_program(model_file: str, target: str = "arm", python: Optional[str] = 
     checking many models). ``model``/``input_size`` enable :func:`op_sources` for the ops that
     need a fix. Paddle Lite's own model check runs when a Lite Python is available.
     """
-    from . import lite
 
     ops = program_ops(model_file)
     lite_version = None

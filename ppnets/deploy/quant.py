@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import paddle
+
+import ppnets
+from ppnets.engine.data import cifar10_transforms
 
 __all__ = ["check_numpy_unchanged", "cifar10_arrays", "evaluate_layer", "evaluate_program",
            "predict_layer",
@@ -56,7 +59,6 @@ def cifar10_arrays(mode: str, data_file: str, image_size: int = 32,
                    limit: Optional[int] = None):
     """(images NCHW float32 normalised, labels int64) of CIFAR-10 ``mode`` without
     augmentation (the engine's eval transform)."""
-    from ppnets.engine.data import cifar10_transforms
 
     ds = paddle.vision.datasets.Cifar10(data_file=data_file, mode=mode, download=False,
                                         transform=cifar10_transforms(False, image_size),
@@ -165,7 +167,6 @@ def qat_fit(cfg: Dict[str, Any], fp32_state: Dict[str, Any], deploy: bool = Fals
     model (``reparameterize_model``) before inserting the fake-quant layers, so the quantized
     weights are the deployed ones. Returns (fit results, the quantized dygraph model).
     """
-    import ppnets
     import importlib
 
     check_numpy_unchanged()

@@ -33,6 +33,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+import ppnets
+from ppnets.registry import resolve_model_names
+from ppnets.runtime import compare_outputs, save_legacy
+from ppnets.utils import atomic_write_json, machine_info
+
+from . import lite
+from .lite import EXECUTABLE_TARGETS
+from .opcheck import FIXES, IGNORED_OPS, KNOWN_BAD, check_program, op_sources, program_ops
+
 BEGIN, END = "<!-- zoo-lite-table:begin -->", "<!-- zoo-lite-table:end -->"
 
 
@@ -41,7 +50,6 @@ def input_size_for(name: str, size: str = "full"):
     which a float32 deploy check means something: ``deploy_check_input_size`` when the family
     sets one (MobileOne: its random calibrated logits at 64x64 are ill-conditioned in float32),
     else ``test_input_size`` (the smallest size the family's tests use), else ``input_size``."""
-    import ppnets
 
     if size not in ("full", "test"):
         raise ValueError(f"size must be 'full' or 'test', got {size!r}")
@@ -63,7 +71,6 @@ def calibrated_deploy_model(name: str, seed: int = 0, batch: int = 8, size: str 
     """
     import paddle
 
-    import ppnets
 
     info = ppnets.model_info(name)
     model = ppnets.create_model(info.get("name", name))
@@ -89,7 +96,6 @@ def deploy_reference(name: str, folder: str, seed: int = 0, size: str = "full"):
     export in ``folder``: (model, input shape, x, reference output, model file, params file)."""
     import paddle
 
-    from .legacy import save_legacy
 
     model, shape = calibrated_deploy_model(name, seed, size=size)
     x = np.random.default_rng(seed).standard_normal((1, *shape)).astype(np.float32)
@@ -104,9 +110,6 @@ def check_model(name: str, supported: Dict[str, List[str]], workdir: str,
                 python: Optional[str] = None, seed: int = 0,
                 size: str = "full") -> Dict[str, Any]:
     """One row of the zoo table (JSON-ready), one Paddle Lite process per step."""
-    from . import lite
-    from .export import compare_outputs
-    from .opcheck import check_program
 
     t0 = time.time()
     row: Dict[str, Any] = {"model": name, "targets": {}}
@@ -188,8 +191,6 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 def update_markdown(path: str, table: str, header: str) -> None:
-    from ppnets.bench.harness import write_json  # noqa: F401 - same atomic style below
-
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if BEGIN not in text or END not in text:
@@ -212,7 +213,6 @@ def prepare_model(name: str, supported: Dict[str, List[str]], folder: str,
     Returns (row, job); ``job`` is None when the export failed (the row says why), else it
     holds the Lite steps (:func:`ppnets.deploy.lite.run_batch`) and the eager reference.
     """
-    from .opcheck import FIXES, KNOWN_BAD, IGNORED_OPS, op_sources, program_ops
 
     t0 = time.time()
     row: Dict[str, Any] = {"model": name, "targets": {}}
@@ -243,7 +243,6 @@ def prepare_model(name: str, supported: Dict[str, List[str]], folder: str,
                   {"id": f"{name}|opt|{target}", "kind": "opt", "target": target,
                    "model_file": mf, "param_file": pf,
                    "out_prefix": os.path.join(folder, f"model_{target}")}]
-    from .lite import EXECUTABLE_TARGETS
     for target in (t for t in targets if t in EXECUTABLE_TARGETS):
         steps.append({"id": f"{name}|run|{target}", "kind": "run", "threads": 1,
                       "nb_file": os.path.join(folder, f"model_{target}.nb"),
@@ -268,7 +267,6 @@ def _failure(rec: Dict[str, Any], what: str) -> str:
 def finish_row(row: Dict[str, Any], job: Dict[str, Any], records: Dict[str, Dict[str, Any]],
                atol: float) -> Dict[str, Any]:
     """Fill a prepared row with the Lite steps' records (conversion, Lite's verdict, parity)."""
-    from .export import compare_outputs
 
     name = row["model"]
     lite_seconds = 0.0
@@ -312,7 +310,6 @@ def run_batched(names: Sequence[str], supported: Dict[str, List[str]],
     import shutil
     import threading
 
-    from . import lite
 
     rows: List[Dict[str, Any]] = []
     with lite.lite_session(python) as session:
@@ -409,10 +406,7 @@ def run(models: Sequence[str], targets=("arm", "x86"), atol: float = 1e-4,
         progress=None, size: str = "test", batch_size: int = 6, jobs: int = 1,
         seed: int = 0) -> Dict[str, Any]:
     """The zoo report: one row per model (:func:`run_batched`, or ``jobs`` worker processes)."""
-    from ppnets.bench.harness import resolve_model_names
-    from ppnets.bench.machine import machine_info
 
-    from . import lite
 
     names = resolve_model_names(list(models))
     listing = {t: lite.supported_ops(t, python) for t in targets}
@@ -475,8 +469,6 @@ def main(argv=None) -> int:
                         "model's row in a later file replaces the one in an earlier file")
     p.add_argument("--merged-json", default=None, help="with --from-json: write the merge")
     args = p.parse_args(argv)
-    from ppnets.bench.harness import write_json
-
     if args.from_json:
         import json
         rows: Dict[str, Dict[str, Any]] = {}
@@ -494,8 +486,9 @@ def main(argv=None) -> int:
         table = format_table(merged)
         print(table)
         if args.merged_json:
-            write_json({"schema": "ppnets.deploy.zoo_lite/1", "partial": partial,
-                        "merged_from": sources, "rows": merged}, args.merged_json)
+            atomic_write_json(args.merged_json, {"schema": "ppnets.deploy.zoo_lite/1",
+                                                 "partial": partial, "merged_from": sources,
+                                                 "rows": merged}, strict=True)
         if args.markdown:
             passed = sum(row_ok(r) for r in merged)
             header = (f"Generated by `python -m ppnets.deploy.zoo_check {shlex.join(argv)}` "
@@ -509,7 +502,8 @@ def main(argv=None) -> int:
         print(format_table([row]).splitlines()[-1], file=sys.stderr, flush=True)
         if args.json:  # partial results survive an interrupted zoo run
             partial.append(row)
-            write_json({"partial": True, "rows": partial}, args.json + ".partial")
+            atomic_write_json(args.json + ".partial", {"partial": True, "rows": partial},
+                              strict=True)
 
     if args.worker_jsonl:  # one shard of a --jobs run: rows as JSON lines, nothing else
         import json
@@ -529,7 +523,7 @@ def main(argv=None) -> int:
     table = format_table(report["rows"])
     print(table)
     if args.json:
-        write_json(report, args.json)
+        atomic_write_json(args.json, report, strict=True)
         if os.path.exists(args.json + ".partial"):
             os.remove(args.json + ".partial")
     if args.markdown:

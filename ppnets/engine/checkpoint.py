@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Callable, Dict, Optional
 
 import paddle
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "is_main_process",
-           "save_checkpoint", "read_latest", "load_checkpoint", "prune_checkpoints",
+from ppnets.utils import atomic_write, atomic_write_json, is_rank0
+
+__all__ = ["save_checkpoint", "read_latest", "load_checkpoint", "prune_checkpoints",
            "portable_optimizer_state", "restore_optimizer_state"]
 
 LATEST = "latest.json"
@@ -64,53 +64,6 @@ def restore_optimizer_state(optimizer, net, opt_state: dict) -> None:
     optimizer.set_state_dict(_rename_keys(opt_state, mapping))
 
 
-def is_main_process() -> bool:
-    return paddle.distributed.get_rank() == 0
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, writer: Callable[[str], None]) -> None:
-    """Call ``writer(tmp_path)`` then move ``tmp_path`` onto ``path``; no partial file is ever
-    visible under ``path`` and the temporary is removed on failure."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        writer(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    def _write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    atomic_write(path, _write)
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
 def _paddle_save(obj) -> Callable[[str], None]:
     return lambda tmp: paddle.save(obj, tmp)
 
@@ -118,7 +71,7 @@ def _paddle_save(obj) -> Callable[[str], None]:
 def save_checkpoint(ckpt_dir: str, epoch: int, model_state: dict, opt_state: dict,
                     state: Dict[str, Any], is_best: bool = False) -> Optional[dict]:
     """Write the checkpoint of completed ``epoch`` (rank 0 only; other ranks return None)."""
-    if not is_main_process():
+    if not is_rank0():
         return None
     stem = f"epoch_{epoch:04d}"
     pointer = {"epoch": int(epoch), "params": stem + ".pdparams", "opt": stem + ".pdopt",
@@ -158,7 +111,7 @@ def load_checkpoint(ckpt_dir: str, pointer: dict):
 
 def prune_checkpoints(ckpt_dir: str, keep: int) -> None:
     """Delete all but the ``keep`` newest epoch checkpoints (never the one ``latest`` names)."""
-    if keep <= 0 or not is_main_process():
+    if keep <= 0 or not is_rank0():
         return
     pointer = read_latest(ckpt_dir)
     epochs = sorted({int(name[6:10]) for name in os.listdir(ckpt_dir)

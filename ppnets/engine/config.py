@@ -66,7 +66,7 @@ DEFAULTS: Dict[str, Any] = {
         "augment": {
             "random_crop_padding": 4,   # 0 disables the random crop
             "hflip": True,
-            # imagenet only (ppnets.engine.imagenet / ppnets.engine.mix):
+            # imagenet only (ppnets.engine.transforms / ppnets.engine.augment):
             "scale": [0.08, 1.0],            # random resized crop area fraction
             "ratio": [0.75, 1.3333333333333333],  # random resized crop aspect ratio
             "train_interpolation": "bicubic",

@@ -1,63 +1,42 @@
-"""CIFAR-10 input pipeline and a resumable, per-epoch deterministic batch sampler.
+"""Data I/O of the training engine: data sets, samplers, loaders' collate.
 
-The data come from ``paddle.vision.datasets.Cifar10`` (the official ``cifar-10-python.tar.gz``
-layout). Transforms follow the standard CIFAR recipe (He et al. 2016): train = RandomCrop(32,
-padding=4) + RandomHorizontalFlip, optionally followed by a resize to ``image_size`` (the crop and
-flip happen at the native 32x32 resolution, which is cheaper and matches the paper's
-augmentation); test = optional resize. Both end with per-channel normalisation and give CHW
-float32 numpy arrays.
+* CIFAR-10 from ``paddle.vision.datasets.Cifar10`` (the official ``cifar-10-python.tar.gz``
+  layout: :func:`resolve_cifar10_file`, :func:`build_cifar10`, :func:`count_cifar10_images`);
+* image folders and PaddleClas list files (:class:`ImageListDataset`, :func:`build_imagenet`):
+  the standard tree ``<root>/train/<wnid>/*.JPEG``, ``<root>/val/<wnid>/*.JPEG`` (the class
+  index is the position of the folder name in the sorted list of the split's folders, the
+  order of every ImageNet checkpoint, timm's and torchvision's included) or one
+  ``relative/path label`` a line, paths relative to a root folder;
+* :class:`EpochBatchSampler`, resumable and per-epoch deterministic, sharded across ranks.
+
+Every sample is ``(CHW float32 array, int64 label)``; the transforms are
+:mod:`ppnets.engine.transforms`' and the augmentations :mod:`ppnets.engine.augment`'s.
 """
 from __future__ import annotations
 
 import math
 import os
 import random
-from typing import Iterator, List, Optional, Sequence
+import re
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
-import paddle.vision.transforms as T
+from PIL import Image
 
-__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_FILENAME", "DataUnavailableError",
-           "ToCHWNormalized", "cifar10_transforms", "build_cifar10", "resolve_cifar10_file",
+from .augment import MixupCutmixCollate
+from .transforms import (CIFAR10_MEAN, CIFAR10_STD, cifar10_transforms, eval_transform,
+                         model_data_config, train_transform)
+
+__all__ = ["CIFAR10_FILENAME", "DataUnavailableError", "build_cifar10", "resolve_cifar10_file",
            "EpochBatchSampler", "count_cifar10_images", "seed_everything", "build_datasets",
            "build_train_collate", "default_num_workers", "DATASET_CLASSES"]
 
-# Per-channel statistics of the 50,000 CIFAR-10 training images (pixel values / 255).
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR10_FILENAME = "cifar-10-python.tar.gz"
 
 
 class DataUnavailableError(RuntimeError):
     """Neither a local archive nor a download could provide the data set."""
-
-
-class ToCHWNormalized:
-    """PIL image / HWC uint8 array -> CHW float32 array, ``(x / 255 - mean) / std``."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
-
-    def __call__(self, img) -> np.ndarray:
-        arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
-        return np.ascontiguousarray((arr - self.mean) / self.std, dtype=np.float32)
-
-
-def cifar10_transforms(train: bool, image_size: int = 32, random_crop_padding: int = 4,
-                       hflip: bool = True, mean: Sequence[float] = CIFAR10_MEAN,
-                       std: Sequence[float] = CIFAR10_STD):
-    """The train or test transform (see the module docstring)."""
-    ops = []
-    if train and random_crop_padding:
-        ops.append(T.RandomCrop(32, padding=int(random_crop_padding)))
-    if train and hflip:
-        ops.append(T.RandomHorizontalFlip())
-    if int(image_size) != 32:
-        ops.append(T.Resize((int(image_size), int(image_size)), interpolation="bilinear"))
-    ops.append(ToCHWNormalized(mean, std))
-    return T.Compose(ops)
 
 
 def resolve_cifar10_file(data_file: Optional[str] = None,
@@ -204,12 +183,11 @@ DATASET_CLASSES = {"cifar10": 10, "imagenet": 1000}
 
 def build_datasets(cfg) -> tuple:
     """``(train_set, eval_set, num_classes)`` for a resolved config: ``data.dataset`` picks
-    CIFAR-10 (this module) or ImageNet (:mod:`ppnets.engine.imagenet`); ``data.num_classes``
+    CIFAR-10 (this module) or an image folder / list (ImageNet layout); ``data.num_classes``
     overrides the data set's class count (e.g. an ImageNet subset in a list file)."""
     data = cfg["data"]
     num_classes = int(data.get("num_classes") or DATASET_CLASSES[data["dataset"]])
     if data["dataset"] == "imagenet":
-        from .imagenet import build_imagenet
         return (build_imagenet("train", data, cfg["model"]["name"]),
                 build_imagenet("val", data, cfg["model"]["name"]), num_classes)
     common = dict(data_file=data["data_file"], image_size=data["image_size"],
@@ -226,7 +204,6 @@ def build_train_collate(cfg, num_classes: int):
     aug = cfg["data"]["augment"]
     if not (float(aug.get("mixup_alpha") or 0) > 0 or float(aug.get("cutmix_alpha") or 0) > 0):
         return None
-    from .mix import MixupCutmixCollate
     return MixupCutmixCollate(num_classes, mixup_alpha=float(aug.get("mixup_alpha") or 0),
                               cutmix_alpha=float(aug.get("cutmix_alpha") or 0),
                               prob=float(aug.get("mix_prob", 1.0)),
@@ -241,3 +218,135 @@ def default_num_workers() -> int:
     except AttributeError:
         cores = os.cpu_count() or 1
     return max(0, min(8, cores))
+
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def pil_loader(path: str) -> Image.Image:
+    # convert() forces the decode while the file is open and handles CMYK/greyscale JPEGs
+    with open(path, "rb") as f:
+        return Image.open(f).convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------
+# data sets
+# ---------------------------------------------------------------------------------------------
+def scan_image_folder(split_dir: str) -> Tuple[List[Tuple[str, int]], List[str]]:
+    """``(samples, classes)`` of a ``<split_dir>/<class>/<image>`` tree; classes sorted by name,
+    images sorted by path."""
+    if not os.path.isdir(split_dir):
+        raise DataUnavailableError(
+            f"image folder {split_dir!r} does not exist. Expected the ImageNet layout "
+            "<data_dir>/train/<wnid>/*.JPEG and <data_dir>/val/<wnid>/*.JPEG, or pass PaddleClas "
+            "list files (data.train_list / data.val_list, or --list with --root).")
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    if not classes:
+        raise DataUnavailableError(
+            f"{split_dir!r} has no class sub-folders; the validation images must be sorted into "
+            "val/<wnid>/ folders (or use a list file such as PaddleClas's val_list.txt)")
+    samples = []
+    for idx, cls in enumerate(classes):
+        for dirpath, _, files in sorted(os.walk(os.path.join(split_dir, cls), followlinks=True)):
+            for name in sorted(files):
+                if name.lower().endswith(IMG_EXTENSIONS):
+                    samples.append((os.path.join(dirpath, name), idx))
+    return samples, classes
+
+
+def read_image_list(list_file: str, root: Optional[str] = None) -> List[Tuple[str, int]]:
+    """Samples of a PaddleClas list file (``relative/path label`` a line; blank lines and
+    ``#`` comments ignored). ``root`` defaults to the list file's folder."""
+    if not os.path.isfile(list_file):
+        raise DataUnavailableError(f"list file {list_file!r} does not exist")
+    root = os.path.dirname(os.path.abspath(list_file)) if root is None else root
+    samples = []
+    with open(list_file, "r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.rsplit(None, 1)
+            if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]):
+                raise ValueError(f"{list_file}:{lineno}: expected 'relative/path label', got "
+                                 f"{line!r}")
+            samples.append((os.path.join(root, parts[0]), int(parts[1])))
+    if not samples:
+        raise DataUnavailableError(f"list file {list_file!r} names no images")
+    return samples
+
+
+class ImageListDataset(paddle.io.Dataset):
+    """``(path, label)`` samples decoded with PIL and passed through ``transform``."""
+
+    def __init__(self, samples: Sequence[Tuple[str, int]], transform=None,
+                 classes: Optional[List[str]] = None):
+        self.samples = list(samples)
+        self.transform = transform
+        self.classes = classes
+
+    @classmethod
+    def from_folder(cls, split_dir: str, transform=None) -> "ImageListDataset":
+        samples, classes = scan_image_folder(split_dir)
+        return cls(samples, transform, classes)
+
+    @classmethod
+    def from_list(cls, list_file: str, root: Optional[str] = None,
+                  transform=None) -> "ImageListDataset":
+        return cls(read_image_list(list_file, root), transform)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int):
+        path, label = self.samples[idx]
+        img = pil_loader(path)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, np.int64(label)
+
+
+# ---------------------------------------------------------------------------------------------
+# config -> data set
+# ---------------------------------------------------------------------------------------------
+def _split_dataset(data: dict, mode: str, transform) -> ImageListDataset:
+    key = "train_list" if mode == "train" else "val_list"
+    root = data.get("data_dir")
+    if data.get(key):
+        list_file = data[key]
+        if root and not os.path.isabs(list_file) and not os.path.isfile(list_file):
+            list_file = os.path.join(root, list_file)
+        return ImageListDataset.from_list(list_file, root, transform)
+    if not root:
+        raise DataUnavailableError(
+            f"data.dataset=imagenet needs data.data_dir (a folder with train/ and val/ class "
+            f"folders) or data.{key} (a PaddleClas list file, paths relative to data.data_dir)")
+    return ImageListDataset.from_folder(os.path.join(root, "train" if mode == "train" else "val"),
+                                        transform)
+
+
+def build_imagenet(mode: str, data: dict, model_name: Optional[str] = None) -> ImageListDataset:
+    """The ``train`` or ``val`` split described by a config's ``data`` section.
+
+    Evaluation uses ``data.eval_crop_pct``/``data.interpolation`` when set, else the model's
+    ``crop_pct``/``interpolation`` (``ppnets.model_info``); normalisation always uses
+    ``data.mean``/``data.std``.
+    """
+    aug = data.get("augment") or {}
+    size = int(data["image_size"])
+    if mode == "train":
+        transform = train_transform(
+            size, scale=aug.get("scale", (0.08, 1.0)), ratio=aug.get("ratio", (3 / 4, 4 / 3)),
+            hflip=0.5 if aug.get("hflip", True) else 0.0,
+            interpolation=aug.get("train_interpolation") or "bicubic",
+            rand_augment=aug.get("rand_augment"), random_erasing=aug.get("random_erasing", 0.0),
+            mean=data["mean"], std=data["std"], auto_augment=aug.get("auto_augment"))
+    elif mode in ("val", "test"):
+        cfg = model_data_config(model_name) if model_name else {"crop_pct": 0.875,
+                                                                "interpolation": "bilinear"}
+        transform = eval_transform(size, data.get("eval_crop_pct") or cfg["crop_pct"],
+                                   data.get("interpolation") or cfg["interpolation"],
+                                   data["mean"], data["std"])
+    else:
+        raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
+    return _split_dataset(data, "train" if mode == "train" else "val", transform)

@@ -27,6 +27,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+import ppnets
+
 __all__ = ["DistillationNet", "DistillationLoss", "build_teacher"]
 
 DISTILL_TYPES = ("hard", "soft", "none")
@@ -38,7 +40,6 @@ def build_teacher(distill: Mapping, num_classes: int) -> nn.Layer:
     initialised -- only useful for smoke tests, and announced with a warning."""
     import warnings
 
-    import ppnets
 
     teacher = ppnets.create_model(distill["teacher"], num_classes=num_classes,
                                   **dict(distill.get("teacher_kwargs") or {}))

@@ -29,13 +29,19 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import paddle
 import paddle.nn as nn
 
-from .checkpoint import (atomic_write, atomic_write_json, atomic_write_text, is_main_process,
-                         load_checkpoint, portable_optimizer_state, prune_checkpoints,
-                         read_latest, restore_optimizer_state, save_checkpoint)
-from .config import _yaml_load, apply_overrides, dump_config, load_config
+import ppnets
+from ppnets.utils import atomic_write, atomic_write_json, atomic_write_text, is_rank0
+
+from .checkpoint import (load_checkpoint, portable_optimizer_state, prune_checkpoints, read_latest,
+                         restore_optimizer_state, save_checkpoint)
+from .config import DEFAULTS, _yaml_load, apply_overrides, dump_config, load_config
 from .data import (EpochBatchSampler, build_datasets, build_train_collate, default_num_workers,
                    seed_everything)
+from .distill import DistillationLoss, DistillationNet, build_teacher
+from .ema import EmaCallback, ModelEma
+from .augment import SoftTargetCrossEntropy
 from .optim import build_optimizer, build_scheduler
+from .wd_schedule import WeightDecaySchedule
 
 __all__ = ["fit", "build_model", "ResumeMismatchError", "OffsetVisualDL"]
 
@@ -55,7 +61,6 @@ class ResumeMismatchError(RuntimeError):
 
 
 def build_model(cfg: Mapping, num_classes: int = 10):
-    import ppnets
 
     kwargs = dict(cfg["model"].get("kwargs") or {})
     return ppnets.create_model(cfg["model"]["name"], num_classes=num_classes, **kwargs)
@@ -75,7 +80,6 @@ def _flatten(d: Mapping, prefix=()) -> Dict[tuple, Any]:
 
 
 def _config_differences(saved: Mapping, current: Mapping) -> List[str]:
-    from .config import DEFAULTS
 
     a, b = _flatten(saved), _flatten(current)
     defaults = _flatten(DEFAULTS)
@@ -161,7 +165,7 @@ class _Run:
                                       "train_images": 0, "wall_time_s": 0.0}
         self.resumed_from: Optional[int] = None
         self.world_size = paddle.distributed.get_world_size()
-        self.main = is_main_process()
+        self.main = is_rank0()
 
     # ---- setup -------------------------------------------------------------------------
     def prepare_output_dir(self) -> Optional[dict]:
@@ -182,7 +186,7 @@ class _Run:
                         "start over (the old run is moved aside, not deleted).")
             return pointer
         # Explicit restart: keep the previous run, moved aside, never overwritten.
-        if is_main_process():
+        if is_rank0():
             stamp = time.strftime("%Y%m%d-%H%M%S")
             archive, n = os.path.join(self.out, f"previous-{stamp}"), 1
             while os.path.exists(archive):
@@ -244,7 +248,6 @@ class _Run:
         self.optimizer = build_optimizer(cfg["optim"], self.net.parameters(), self.scheduler)
         ls = float(train["label_smoothing"] or 0.0)
         if collate is not None:
-            from .mix import SoftTargetCrossEntropy
             loss = SoftTargetCrossEntropy(label_smoothing=ls)  # smoothing is in the targets
         else:
             loss = nn.CrossEntropyLoss(label_smoothing=ls) if ls > 0 else nn.CrossEntropyLoss()
@@ -257,20 +260,17 @@ class _Run:
         # Optional features, each in its own module: weight-decay annealing, distillation, EMA.
         self.extra_callbacks = []
         if cfg["optim"].get("weight_decay_end") is not None:
-            from .wd_schedule import WeightDecaySchedule
             self.extra_callbacks.append(WeightDecaySchedule(
                 self.optimizer, self.scheduler, float(cfg["optim"]["weight_decay"]),
                 float(cfg["optim"]["weight_decay_end"]), self.epochs * self.steps_per_epoch))
         network = self.net
         dist = cfg.get("distill") or {}
         if dist.get("teacher") and dist.get("type", "hard") != "none":
-            from .distill import DistillationLoss, DistillationNet, build_teacher
             network = DistillationNet(self.net, build_teacher(dist, self.num_classes))
             loss = DistillationLoss(loss, network, dist["type"], float(dist["alpha"]),
                                     float(dist["tau"]))
         self.ema = None
         if train.get("ema_decay"):
-            from .ema import EmaCallback, ModelEma
             self.ema = ModelEma(self.net, float(train["ema_decay"]))
             self.extra_callbacks.append(EmaCallback(self.ema))
         self.model = paddle.Model(network)
@@ -293,7 +293,7 @@ class _Run:
                 print(f"[ppnets.engine] resuming {self.out} after epoch {self.resumed_from}/"
                       f"{self.epochs}")
         self.start_epoch = int(self.state["epoch"])
-        if is_main_process():
+        if is_rank0():
             atomic_write_text(os.path.join(self.ckpt_dir, "config.yaml"), dump_config(cfg))
 
     # ---- per epoch ---------------------------------------------------------------------
@@ -400,7 +400,7 @@ class _Run:
             "history": copy.deepcopy(st["history"]),
             "final_top1_ema": last.get("val_top1_ema"), "final_top5_ema": last.get("val_top5_ema"),
         }
-        if is_main_process():
+        if is_rank0():
             atomic_write_json(os.path.join(self.out, "results.json"), out)
         return out
 

@@ -3,10 +3,10 @@ from .activations import HardSigmoid, HardSwish, ReLU6, create_act, hard_sigmoid
 from .conv_bn import BNLinear, ConvBN, ConvBNAct
 from .drop import DropPath, LayerScale, drop_path
 from .helpers import channel_shuffle, make_divisible, to_2tuple
-from .reparam import (ReparamMixin, assign, bn_scale_shift, default_dtype_like, dtype_name,
-                      fuse_bn, fuse_linear_bn, identity_kernel, new_conv_like, pad_1x1_to_kxk,
-                      reparameterize_model)
 from .rep_block import RepConvBN
+from .reparam import (ReparamMixin, assign, bn_scale_shift, default_dtype_like, dtype_name, fuse_bn,
+                      fuse_linear_bn, identity_kernel, new_conv_like, pad_1x1_to_kxk,
+                      reparameterize_model)
 from .se import SqueezeExcite
 
 __all__ = [

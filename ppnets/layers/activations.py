@@ -7,7 +7,7 @@ slope found in some Paddle code.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Union
 
 import paddle
 import paddle.nn as nn

@@ -53,11 +53,10 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ppnets.layers import ConvBN, DropPath, LayerScale, create_act, to_2tuple
+from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
 from .base import ImageClassifier
-from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
-
 from .efficientformer import init_linear_trunc_normal, known_size
 
 __all__ = ["EfficientFormerV2"]

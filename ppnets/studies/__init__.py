@@ -1,7 +1,7 @@
 """The papers' latency studies (docs/latency_studies.md).
 
 One module per study, each with ``main(argv, record=None)``; ``reproduce/latency_*.py`` are the
-commands. Shared pieces: :mod:`ppnets.studies.runner` (measure through :mod:`ppnets.bench`, merge
+commands. Shared pieces: :mod:`ppnets.studies.study` (measure through :mod:`ppnets.bench`, merge
 device results, write JSON + Markdown + PNG atomically) and :mod:`ppnets.studies.published`
 (the papers' numbers, sourced).
 """

@@ -23,8 +23,13 @@ from typing import Any, Dict, List, Optional, Sequence
 import paddle
 import paddle.nn as nn
 
+import ppnets
+from ppnets.layers import ConvBN, create_act
+from ppnets.models.efficientformer import Flat, Meta3D, Stem
+from ppnets.utils import markdown_table
+
 from . import published
-from .runner import StudyRunner, add_study_args, compare_order, md_table, ratio, speed
+from .study import StudyRunner, add_study_args, compare_order, ratio, speed
 
 STUDY = "latency_efficientformer_observations"
 DIM, TOKENS_HW, MLP_RATIO, N_BLOCKS = 192, 14, 4, 8
@@ -68,7 +73,6 @@ class ConvMlp(nn.Layer):
 
     def __init__(self, dim: int, act: str = "gelu"):
         super().__init__()
-        from ppnets.layers import ConvBN
 
         self.fc1 = ConvBN(dim, dim * MLP_RATIO, 1, act=act)
         self.fc2 = ConvBN(dim * MLP_RATIO, dim, 1)
@@ -82,7 +86,6 @@ class LinearMlp(nn.Layer):
 
     def __init__(self, dim: int, act: str = "gelu", norm: bool = False):
         super().__init__()
-        from ppnets.layers import create_act
 
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
         self.fc1 = nn.Linear(dim, dim * MLP_RATIO)
@@ -106,7 +109,6 @@ class Switching(nn.Layer):
 
 def micro_networks(quick: bool) -> Dict[str, Dict[str, Any]]:
     """{name: dict(obs, net, input)} of the minimal benchmarks."""
-    from ppnets.models.efficientformer import Stem
 
     hw = TOKENS_HW
     img = (3, 224, 224)
@@ -152,8 +154,6 @@ class HeadSegment(nn.Layer):
 
 def model_segments(name: str = "efficientformer_l1") -> List[Dict[str, Any]]:
     """Sub-networks of the deploy-form model with their input shapes and block type."""
-    import ppnets
-    from ppnets.models.efficientformer import Flat, Meta3D
 
     model = ppnets.create_model(name)
     model.eval()
@@ -241,7 +241,7 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             first = [speed(runner.find(names[0], d), "ms") for d in devices]
             body.append([k, "x".join(map(str, nets[k]["input"]))] + ms +
                         [ratio(a, b) for a, b in zip(ms, first)])
-        md += [f"## {claim}", "", md_table(head, body, align="---|---" + "|---:" * (
+        md += [f"## {claim}", "", markdown_table(head, body, align="---|---" + "|---:" * (
             len(head) - 2)), ""]
         entry = {"observation": obs, "claim": claim, "networks": names, "checks": []}
         for d in devices:
@@ -286,9 +286,9 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                    f"of the separately timed parts {total if total is None else round(total, 3)}"
                    " ms (they differ by the per-run predictor overhead each part pays and by the "
                    "fusions a whole-model program can make across part boundaries).", "",
-                   md_table(["segment", "type", "input", "ms", "share of parts (%)"], rows,
+                   markdown_table(["segment", "type", "input", "ms", "share of parts (%)"], rows,
                             align="---|---|---|---:|---:"), "",
-                   md_table(["block type", "ms", "share (%)"],
+                   markdown_table(["block type", "ms", "share (%)"],
                             [(t, v, 100 * v / total) for t, v in by_type.items()]), ""]
 
     def figure(plt):

@@ -19,8 +19,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import paddle.nn as nn
 
+from ppnets.models.fasternet import PartialConv
+from ppnets.utils import markdown_table
+
 from . import published
-from .runner import StudyRunner, add_study_args, bar_groups, md_table, ratio, speed
+from .study import StudyRunner, add_study_args, bar_groups, ratio, speed
 
 STUDY = "latency_fasternet_table1"
 SIZES = ((96, 56), (192, 28), (384, 14), (768, 7))
@@ -35,7 +38,6 @@ DEVICE_COLUMNS = {"cpu": "CPU", "gpu": "GPU", "arm": "ARM"}
 
 def operator_layer(op: str, channels: int) -> nn.Layer:
     """One 3x3 operator that keeps the shape (stride 1, padding 1, no bias)."""
-    from ppnets.models.fasternet import PartialConv
 
     if op == "conv":
         return nn.Conv2D(channels, channels, 3, padding=1, bias_attr=False)
@@ -144,15 +146,15 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
     for op in ops:
         body.append([f"**{OP_NAMES[op]}: average**", "", None]
                     + sum(([None, averages[op][d]] for d in devices), []))
-    md += ["## Operators", "", md_table(head, body, align="---|---" + "|---:" * (len(head) - 2)),
+    md += ["## Operators", "", markdown_table(head, body, align="---|---" + "|---:" * (len(head) - 2)),
            ""]
     md += ["## PConv FLOPS / DWConv FLOPS (averages over feature maps)", "",
-           md_table(["device", "ours", "paper (Sec. 4.1)", "ours / paper"],
+           markdown_table(["device", "ours", "paper (Sec. 4.1)", "ours / paper"],
                     [(r["device"].upper(), r["ours"], r["paper"], r["ours_over_paper"])
                      for r in ratios]), ""]
     md += [f"- {r['text']}" for r in ratios] + [""]
     md += ["## PConv forward forms: slicing vs split_cat", "",
-           md_table(["feature map", "device", "split_cat (ms)", "slicing (ms)",
+           markdown_table(["feature map", "device", "split_cat (ms)", "slicing (ms)",
                      "slicing / split_cat"],
                     [(s["feature_map"], s["device"], s["split_cat_ms"], s["slicing_ms"],
                       s["slicing_over_split_cat"]) for s in slicing],

@@ -23,8 +23,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import paddle.nn as nn
 
+from ppnets.layers import ConvBN
+from ppnets.layers.se import SqueezeExcite
+from ppnets.models.base import flatten_tokens
+from ppnets.utils import markdown_table
+
 from . import published
-from .runner import StudyRunner, add_study_args, bar_groups, compare_order, md_table, ratio, speed
+from .study import StudyRunner, add_study_args, bar_groups, compare_order, ratio, speed
 
 STUDY = "latency_mobileone_blocks"
 WIDTHS = (16, 32, 64, 128, 256)
@@ -44,8 +49,6 @@ class Layer(nn.Layer):
 
     def __init__(self, cin: int, cout: int, stride: int, act: str, se: bool, skip: bool):
         super().__init__()
-        from ppnets.layers import ConvBN
-        from ppnets.layers.se import SqueezeExcite
 
         self.conv = ConvBN(cin, cout, 3, stride=stride, act=act)
         self.se = SqueezeExcite(cout, rd_ratio=0.25, act="relu") if se else nn.Identity()
@@ -71,7 +74,6 @@ class ThirtyLayerCNN(nn.Layer):
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x):
-        from ppnets.models.base import flatten_tokens
 
         return self.fc(flatten_tokens(self.pool(self.features(x))))
 
@@ -148,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                 row += [ms, rel, ratio(rel, row_rec["paper_rel"])]
             body.append(row)
             results[table].append(row_rec)
-        md += [f"## {table.capitalize()} ({prefix})", "", md_table(head, body), ""]
+        md += [f"## {table.capitalize()} ({prefix})", "", markdown_table(head, body), ""]
         if any(r["ir_pass_workaround"] for r in results[table]):
             md += ["\u2020 measured with a Paddle Inference workaround (one fuse pass deleted, "
                    "oneDNN on): see \"Rows measured with a Paddle Inference workaround\" "

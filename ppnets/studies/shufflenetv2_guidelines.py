@@ -31,8 +31,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import paddle
 import paddle.nn as nn
 
+from ppnets.layers import ConvBN
+from ppnets.utils import markdown_table
+
 from . import published
-from .runner import StudyRunner, add_study_args, compare_order, md_table, ratio, speed
+from .study import StudyRunner, add_study_args, compare_order, ratio, speed
 
 STUDY = "latency_shufflenetv2_guidelines"
 BLOCKS = 10
@@ -94,7 +97,6 @@ class Bottleneck(nn.Layer):
 
     def __init__(self, channels: int, relu: bool, shortcut: bool):
         super().__init__()
-        from ppnets.layers import ConvBN
 
         mid = max(channels // 4, 1)
         act = "relu" if relu else None
@@ -232,7 +234,7 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                 body.append(row)
             md += [f"**{device}** ({unit}; paper: {paper_unit} on "
                    f"{'GTX 1080Ti' if target == 'gpu' else 'Snapdragon 810 ARM'})", "",
-                   md_table(head, body), ""]
+                   markdown_table(head, body), ""]
             for setting in s["settings"][target]:
                 paper = {t["item"]: t["paper"] for t in tables if t["guideline"] == g
                          and t["device"] == device and t["setting"] == setting}

@@ -19,8 +19,13 @@ import argparse
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
+import ppnets
+from ppnets.analysis import profile_model
+from ppnets.registry import resolve_model_names
+from ppnets.utils import markdown_table
+
 from . import published
-from .runner import StudyRunner, add_study_args, md_table, ratio, speed
+from .study import StudyRunner, add_study_args, ratio, speed
 
 STUDY = "latency_zoo"
 QUICK_MODELS = ("mobilenetv3_small_050",)
@@ -56,12 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _complexity(name: str) -> Dict[str, Any]:
     """params / MACs / memory of the deploy form (ppnets.analysis)."""
-    from ppnets.analysis import profile_model
 
     try:
         prof = profile_model(name, deploy=True)
     except Exception:  # noqa: BLE001 - a family without a direct deploy build: fuse a copy
-        import ppnets
         model = ppnets.create_model(name)
         model.eval()
         ppnets.reparameterize_model(model)
@@ -95,8 +98,6 @@ def figure_left_out(rows: List[Dict[str, Any]], device: str,
 
 
 def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
-    import ppnets
-    from ppnets.bench import resolve_model_names
 
     args = build_parser().parse_args(argv)
     patterns = args.models or (list(QUICK_MODELS) if args.quick else ["*"])
@@ -192,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             line += [r[f"{d}_ms"], r[f"{d}_ips"], r[f"{d}_gflops"]]
         body.append(line)
     md += ["## Models (fastest first on CPU)", "",
-           md_table(head, body, align="---|---" + "|---:" * (len(head) - 2)), ""]
+           markdown_table(head, body, align="---|---" + "|---:" * (len(head) - 2)), ""]
     md += ["## Headline claims", ""] + [f"- {c['text']}" for c in claims] + [""]
     left_out = figure_left_out(rows, devices[0] if devices else "cpu", runner.failures)
     md += ["## Left out of the figure", ""] + (

@@ -1,4 +1,8 @@
-"""Describe the machine a latency was measured on.
+"""Describe the machine a result was measured on.
+
+Standard library only at import (paddle is imported inside :func:`machine_info`): the Paddle
+Lite runner copies this file onto boards that have no paddle.
+
 
 A latency without its machine is not a result: every benchmark record carries
 :func:`machine_info`, so numbers from different hosts (x86 servers, ARM boards, GPUs) can be told
@@ -67,6 +71,15 @@ def _memory_gib() -> Optional[float]:
     return None
 
 
+def _ppnets_version() -> Optional[str]:
+    # by package metadata: this file must also run alone, copied beside the Lite runner
+    from importlib import metadata
+    try:
+        return metadata.version("ppnets")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def gpu_name(device_id: int = 0) -> Optional[str]:
     """Name of the visible GPU ``device_id``, or None when Paddle has no CUDA or sees no GPU."""
     import paddle
@@ -103,10 +116,6 @@ def machine_info(device: str = "cpu", threads: Optional[int] = None,
         load_avg = [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         load_avg = None
-    try:
-        from ppnets import __version__ as ppnets_version
-    except ImportError:
-        ppnets_version = None
     info: Dict[str, Any] = {
         "cpu_model": cpu_model(),
         "arch": platform.machine(),
@@ -128,6 +137,6 @@ def machine_info(device: str = "cpu", threads: Optional[int] = None,
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
-        "ppnets_version": ppnets_version,
+        "ppnets_version": _ppnets_version(),
     }
     return info

@@ -7,8 +7,8 @@ For a registry name (or an ``nn.Layer`` plus ``input_size``) the model is put in
 reparameterized (``ppnets.reparameterize_model``, as ``ppnets.bench`` does), then written as
 
 * ``paddle``: Paddle Inference model, Paddle 3 PIR (``paddle/inference.json`` + ``.pdiparams``,
-  by ``ppnets.bench.export_model``), plus the legacy ProgramDesc (``legacy/model.pdmodel`` +
-  ``.pdiparams``, :func:`ppnets.deploy.legacy.save_legacy`) that Paddle Lite and PaddleSlim read;
+  by :func:`ppnets.runtime.export_program`), plus the legacy ProgramDesc (``legacy/model.pdmodel``
+  + ``.pdiparams``, :func:`ppnets.runtime.save_legacy`) that Paddle Lite and PaddleSlim read;
 * ``onnx``: ``onnx/model.onnx`` through ``paddle.onnx.export`` (paddle2onnx), run in ONNX Runtime;
 * ``lite``: the op-compatibility report (:mod:`ppnets.deploy.opcheck`), then ``paddle_lite_opt``
   for each target (``lite/model_<target>.nb``); the x86 ``.nb`` is run by the Paddle Lite x86
@@ -20,7 +20,6 @@ verdict. ``export.json`` in ``out_dir`` collects everything.
 """
 from __future__ import annotations
 
-import datetime
 import os
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -28,53 +27,22 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ppnets.bench.harness import (_prepare_model, create_predictor, export_model, run_predictor,
-                                  write_json)
+from ppnets.runtime import (DEFAULT_ATOL, compare_outputs, create_predictor, deploy_form,
+                            export_program, run_predictor, save_legacy)
+from ppnets.utils import atomic_write_json, utc_now
 
-from .legacy import save_legacy
+from .lite import EXECUTABLE_TARGETS, LITE_TARGETS, LiteUnavailableError, convert, run_nb
+from .opcheck import check_program
 
-__all__ = ["export", "FORMATS", "DEFAULT_ATOL", "compare_outputs"]
+__all__ = ["export", "lite_export", "FORMATS", "SCHEMA"]
 
 FORMATS = ("paddle", "onnx", "lite")
-DEFAULT_ATOL = 1e-4
-# Also required: max_abs_diff / max|reference| <= RTOL, so a model whose logits are tiny (e.g.
-# a zero-initialised head) cannot pass on the absolute tolerance alone.
-RTOL = 1e-3
 SCHEMA = "ppnets.deploy/1"
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def compare_outputs(out: np.ndarray, ref: np.ndarray, atol: float) -> Dict[str, Any]:
-    """Verification record of one runtime output against the eager reference.
-
-    Passes when ``max|out - ref| <= atol * max(1, max|ref|)`` (the rule of the parity tests:
-    float32 rounding grows with the logits, so logits of 10-30 get a proportionally wider band
-    while logits below 1 keep the absolute ``atol``) and ``max|out - ref| / max|ref| <= RTOL``.
-    """
-    out = np.asarray(out)
-    if out.shape != ref.shape:
-        return {"status": "failed", "error": f"output shape {list(out.shape)} != eager "
-                f"{list(ref.shape)}", "atol": atol}
-    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-    max_abs = float(diff.max())
-    top1_equal = bool((out.reshape(out.shape[0], -1).argmax(1)
-                       == ref.reshape(ref.shape[0], -1).argmax(1)).all())
-    ref_max = float(np.abs(ref).max())
-    tolerance = atol * max(1.0, ref_max)
-    rel = max_abs / ref_max if ref_max > 0 else (0.0 if max_abs == 0 else float("inf"))
-    passed = max_abs <= tolerance and rel <= RTOL
-    return {"status": "passed" if passed else "failed", "max_abs_diff": max_abs,
-            "mean_abs_diff": float(diff.mean()), "ref_abs_max": ref_max,
-            "max_rel_diff": rel if np.isfinite(rel) else None, "atol": atol,
-            "tolerance": tolerance, "rtol": RTOL, "top1_equal": top1_equal}
-
-
 def _verify_file(folder: str, record: Dict[str, Any]) -> Dict[str, Any]:
-    record = dict(record, timestamp_utc=_now())
-    write_json(record, os.path.join(folder, "verify.json"))
+    record = dict(record, timestamp_utc=utc_now())
+    atomic_write_json(os.path.join(folder, "verify.json"), record, strict=True)
     return record
 
 
@@ -126,7 +94,7 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
     if unknown or not formats:
         raise ValueError(f"unknown export formats {unknown or list(formats)}; choose from "
                          f"{list(FORMATS)}")
-    model, name, size = _prepare_model(model_or_name, input_size)
+    model, name, size = deploy_form(model_or_name, input_size)
     out_dir = os.path.abspath(out_dir or os.path.join("exports", name))
     os.makedirs(out_dir, exist_ok=True)
     x = np.random.default_rng(seed).standard_normal((batch_size, *size)).astype(np.float32)
@@ -143,7 +111,7 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
     if "paddle" in formats:
         folder = os.path.join(out_dir, "paddle")
         os.makedirs(folder, exist_ok=True)
-        mf, pf = export_model(model, size, batch_size, folder)
+        mf, pf = export_program(model, size, batch_size, folder)
         arts["paddle"] = _paddle_inference(mf, pf, folder, "paddle_pir", x, ref, atol)
     legacy = None
     if "paddle" in formats or "lite" in formats:
@@ -156,14 +124,12 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
         arts["onnx"] = _onnx(model, size, batch_size, os.path.join(out_dir, "onnx"), x, ref,
                              atol, opset)
     if "lite" in formats:
-        from .lite import lite_export
-
         arts.update(lite_export(name, legacy[0], legacy[1], os.path.join(out_dir, "lite"),
                                 x, ref, atol, targets=lite_targets, python=lite_python))
-    report["timestamp_utc"] = _now()
+    report["timestamp_utc"] = utc_now()
     report["all_passed"] = all(a.get("status") in ("passed", "not_executable")
                                for a in arts.values())
-    write_json(report, os.path.join(out_dir, "export.json"))
+    atomic_write_json(os.path.join(out_dir, "export.json"), report, strict=True)
     if strict:
         bad = {k: a.get("error") or a.get("max_abs_diff") for k, a in arts.items()
                if a.get("status") not in ("passed", "not_executable")}
@@ -171,3 +137,44 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
             raise RuntimeError(f"{name}: artifacts failed verification: {bad} "
                                f"(see {out_dir}/export.json)")
     return report
+
+
+def lite_export(name: str, model_file: str, params_file: str, out_dir: str, x: np.ndarray,
+                ref: np.ndarray, atol: float, targets: Sequence[str] = LITE_TARGETS,
+                python: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+    """Op check + ``.nb`` per target + x86 run; one verification record per target."""
+    os.makedirs(out_dir, exist_ok=True)
+    records: Dict[str, Dict[str, Any]] = {}
+    for target in targets:
+        if target not in LITE_TARGETS:
+            raise ValueError(f"unknown Paddle Lite target {target!r}; expected {LITE_TARGETS}")
+        rec: Dict[str, Any] = {"format": f"paddle_lite_nb_{target}", "target": target}
+        try:
+            report = check_program(model_file, target=target, python=python)
+            atomic_write_json(os.path.join(out_dir, f"opcheck_{target}.json"), report,
+                              strict=True)
+            rec["unsupported_ops"] = report["unsupported"]
+            conv = convert(model_file, params_file, os.path.join(out_dir, f"model_{target}"),
+                           target, python)
+            rec["paddlelite"] = conv["paddlelite"]
+            if not conv["ok"]:
+                rec.update(status="failed", error="paddle_lite_opt wrote no .nb",
+                           log=conv["log"][-2000:])
+            else:
+                rec["file"] = conv["nb_file"]
+                if target in EXECUTABLE_TARGETS:
+                    out = run_nb(conv["nb_file"], x, python=python)
+                    rec["runtime"] = f"paddle_lite {conv['paddlelite']} x86 (MobileConfig)"
+                    rec.update(compare_outputs(out, ref, atol))
+                else:
+                    rec.update(status="not_executable",
+                               reason=f"a {target} .nb cannot run on this {os.uname().machine} "
+                                      "host; run it on the device (ppnets.deploy.lite_runner)")
+        except LiteUnavailableError as exc:
+            rec.update(status="not_run", reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded beside the artifact
+            rec.update(status="failed", error=f"{type(exc).__name__}: {str(exc)[-1500:]}")
+        rec["timestamp_utc"] = utc_now()
+        atomic_write_json(os.path.join(out_dir, f"verify_{target}.json"), rec, strict=True)
+        records[f"lite_{target}"] = rec
+    return records

@@ -16,16 +16,20 @@ runner).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
 import shlex
 import sys
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from ppnets.bench import benchmark_model, check_settings
+from ppnets.experiments.record import RunRecord
+from ppnets.utils import (atomic_write, atomic_write_json, atomic_write_text, machine_info,
+                          markdown_table, utc_now)
 
 __all__ = ["STUDY_SCHEMA", "add_study_args", "StudyRunner", "compare_order", "load_device_results",
-           "speed", "ratio", "md_table", "fmt", "group_speeds", "bar_groups"]
+           "speed", "ratio", "group_speeds", "bar_groups"]
 
 STUDY_SCHEMA = "ppnets.study/1"
 QUICK_WARMUP, QUICK_REPEATS = 1, 3
@@ -65,25 +69,6 @@ def add_study_args(parser: argparse.ArgumentParser, default_output_dir: str) -> 
 
 # --------------------------------------------------------------------------------------------
 # Small helpers shared by the studies
-
-
-def fmt(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 2,
-             align: Optional[str] = None) -> str:
-    """A Markdown table; floats printed with ``digits`` decimals, None as ``n/a``."""
-    header = list(header)
-    align = align or ("---" + "|---:" * (len(header) - 1))
-    lines = ["| " + " | ".join(header) + " |", "|" + align + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt(v, digits) for v in row) + " |")
-    return "\n".join(lines)
 
 
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -219,7 +204,6 @@ class StudyRunner:
 
     def __init__(self, study: str, args: argparse.Namespace, argv: Optional[Sequence[str]] = None,
                  record: Optional[Dict[str, Any]] = None, script: Optional[str] = None):
-        from ppnets.bench import check_settings
 
         self.study = study
         self.args = args
@@ -245,7 +229,7 @@ class StudyRunner:
             if path:
                 self.external[kind] = {r["model"]: r for r in load_device_results(path)}
                 self.external_files[kind] = os.path.abspath(path)
-        self.started = _utc_now()
+        self.started = utc_now()
         self.load_avg_start = _load_avg()
 
     # -- measuring --------------------------------------------------------------------------
@@ -259,7 +243,6 @@ class StudyRunner:
         weights first (:func:`stabilise_weights`); pass False for parts of a real model. A network that fails to build, export or run is
         recorded in ``failures`` and None is returned, so one bad entry does not lose a study.
         """
-        from ppnets.bench import benchmark_model
 
         if stabilise:
             stabilise_weights(layer, input_size)
@@ -286,7 +269,6 @@ class StudyRunner:
     def measure_model(self, name: str, device: str = "cpu", batch_size: int = 1,
                       input_size: Optional[Sequence[int]] = None) -> Optional[Dict[str, Any]]:
         """Benchmark a registered model by name (the harness builds and fuses it)."""
-        from ppnets.bench import benchmark_model
 
         print(f"[{self.study}] {name} ({device}, batch {batch_size}) ...", file=sys.stderr,
               flush=True)
@@ -340,7 +322,6 @@ class StudyRunner:
     # -- writing ----------------------------------------------------------------------------
 
     def header_markdown(self, title: str, paper: str) -> str:
-        from ppnets.bench import machine_info
 
         m = machine_info(device=self.devices[0], threads=self.args.threads,
                          mkldnn=bool(self.args.mkldnn))
@@ -371,8 +352,6 @@ class StudyRunner:
               figure: Optional[Callable[[Any], None]] = None) -> Dict[str, str]:
         """Write ``<study>.json``, ``<study>.md`` and (unless ``--no-figure``) ``<study>.png``
         atomically into ``--output-dir``; returns the paths. ``figure(plt)`` draws on pyplot."""
-        from ppnets.bench import machine_info, write_json
-        from ppnets.engine.checkpoint import atomic_write, atomic_write_text
 
         out_dir = self.args.output_dir
         os.makedirs(out_dir, exist_ok=True)
@@ -385,7 +364,7 @@ class StudyRunner:
                          "with it Paddle Inference crashes (segfault) while building the "
                          "predictor. oneDNN stayed on; every other pass ran. Their latency is "
                          "that of the unfused program and is not directly comparable with a "
-                         "Paddle version that fuses it.\n\n" + md_table(
+                         "Paddle version that fuses it.\n\n" + markdown_table(
                              ["network", "device", "deleted pass", "trigger op", "Paddle",
                               "crash reproduced on", "why"],
                              [(w["label"], w["device"], w["deleted_pass"], w["trigger_op"],
@@ -393,7 +372,7 @@ class StudyRunner:
                                w["reason"]) for w in workarounds],
                              align="---|---|---|---|---|---|---"))
         if self.failures:
-            markdown += "\n\n## Failures\n\n" + md_table(
+            markdown += "\n\n## Failures\n\n" + markdown_table(
                 ["network", "device", "error"],
                 [(f["label"], f["device"], f["error"]) for f in self.failures], align="---|---|---")
         doc = {
@@ -402,7 +381,7 @@ class StudyRunner:
             "command": self.command,
             "quick": self.quick,
             "started_utc": self.started,
-            "finished_utc": _utc_now(),
+            "finished_utc": utc_now(),
             "load_avg_start": self.load_avg_start,
             "settings": {"devices": self.devices, "threads": self.args.threads,
                          "mkldnn": bool(self.args.mkldnn), "warmup": self.warmup,
@@ -431,7 +410,7 @@ class StudyRunner:
             plt.close("all")
             paths["figure"] = stem + ".png"
             markdown += f"\n\n![{self.study}]({os.path.basename(stem)}.png)\n"
-        write_json(doc, paths["json"])
+        atomic_write_json(paths["json"], doc, strict=True)
         atomic_write_text(paths["markdown"], markdown.rstrip() + "\n")
         for p in paths.values():
             print(f"wrote {p}", file=sys.stderr)
@@ -444,10 +423,6 @@ def _load_avg() -> Optional[List[float]]:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         return None
-
-
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def group_speeds(runner: StudyRunner, labels: Dict[str, str], device: str,
@@ -471,3 +446,12 @@ def bar_groups(ax, groups: List[str], series: Dict[str, List[Optional[float]]], 
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6)
 
+
+def run_latency_study(script_path: str, study_main, argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point shared by the ``reproduce/latency_*.py`` wrappers: attach the run record
+    (machine, command) and hand the arguments to the study's own CLI."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script = os.path.basename(script_path)
+    record = RunRecord(script, argparse.Namespace(smoke="--quick" in argv, device="cpu"),
+                       argv=[f"reproduce/{script}", *argv])
+    return study_main(argv, record=record.data)

@@ -1,13 +1,14 @@
 """On-device latency of a Paddle Lite ``.nb`` in the ``ppnets.bench/1`` JSON schema.
 
 ARM Linux board (Python 3 + ``pip install paddlelite numpy``; paddle and ppnets are not needed
-there -- copy this file, ``_lite_child.py`` and ``ppnets/bench/timing.py`` into one folder)::
+there -- copy this file, ``_lite_child.py``, ``ppnets/bench/timing.py`` and
+``ppnets/utils/machine.py`` into one folder)::
 
-    python3 runner.py --nb model_arm.nb --model fasternet_t0 --input-size 3 224 224 \
+    python3 lite_runner.py --nb model_arm.nb --model fasternet_t0 --input-size 3 224 224 \
         --threads 1 --power-mode LITE_POWER_HIGH --warmup 10 --repeats 50 --json arm.json
 
 On a development host the same module runs the x86 ``.nb`` through the Paddle Lite Python of
-``PPNETS_PADDLELITE_PYTHON`` (``python -m ppnets.deploy.runner ...``). The timing loop and the
+``PPNETS_PADDLELITE_PYTHON`` (``python -m ppnets.deploy.lite_runner ...``). The timing loop and the
 statistics are ppnets.bench's (``timing.py``: per-repeat ``perf_counter``, warm-up untimed,
 median/IQR); the timed region is ``predictor.run()`` + ``numpy()`` of the output. Records have
 ``backend: "paddle_lite"`` and merge with ``python -m ppnets.bench`` results.
@@ -57,7 +58,7 @@ def _load(name: str, candidates: Sequence[str]):
 
 def _machine(threads: int, paddlelite: Optional[str]) -> Dict[str, Any]:
     """The bench ``machine`` block without importing paddle (boards have only paddlelite)."""
-    m = _load("ppnets_bench_machine", [os.path.join(os.path.dirname(HERE), "bench",
+    m = _load("ppnets_utils_machine", [os.path.join(os.path.dirname(HERE), "utils",
                                                     "machine.py"),
                                        os.path.join(HERE, "machine.py")])
     return {"cpu_model": m.cpu_model(), "arch": platform.machine(),
@@ -111,6 +112,7 @@ def benchmark_nb(nb_file: str, model: Optional[str] = None, input_size=(3, 224, 
     else:
         import shutil
 
+        # Host side only: on a board this file runs alone, without the ppnets package.
         from . import lite
 
         with lite._session(python) as folder:

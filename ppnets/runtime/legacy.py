@@ -109,9 +109,8 @@ _SHIMS = {
 def _modules():
     import paddle.nn.functional as F
     import paddle.tensor as T
-    from paddle.tensor import linalg, math, ops
-
     from paddle.nn.functional import activation
+    from paddle.tensor import linalg, math, ops
 
     return [paddle, F, activation, T, linalg, math, ops, paddle.base.framework.Variable]
 
