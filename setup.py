@@ -10,6 +10,7 @@ RUNTIME = [
     "visualdl==2.5.3",
     "pyyaml>=6.0",
     "matplotlib>=3.7",
+    "tqdm>=4.60",
     "safetensors>=0.4",
     # INT8 for Paddle Lite (ppnets.deploy.quant: PTQ and QAT) is part of the core workflow.
     # paddleslim 2.6 imports pkg_resources, which setuptools 81 removed: the cap holds whatever
@@ -40,6 +41,5 @@ setup(
     python_requires=">=3.9",
     install_requires=RUNTIME,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["ppnets-bench=ppnets.bench.__main__:main",
-                                      "ppnets-complexity=ppnets.analysis.__main__:main"]},
+    entry_points={"console_scripts": ["ppnets=ppnets.cli.main:main"]},
 )

@@ -4,9 +4,15 @@
     model = ppnets.create_model("spconv_resnet20_cifar_a2")    # 10 classes: a CIFAR-10 model
     ppnets.list_models("spconv_*"), ppnets.model_info("spconv_resnet20_cifar_a2")
 """
-from .factory import create_model
-from .layers import reparameterize_model
-from .registry import list_models, model_info
-from .version import __version__
+import warnings
+
+# Paddle warns at import that ccache is missing, which only matters when compiling custom C++
+# operators; ppnets compiles none, so the warning is noise for every ppnets user.
+warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+
+from .factory import create_model  # noqa: E402
+from .layers import reparameterize_model  # noqa: E402
+from .registry import list_models, model_info  # noqa: E402
+from .version import __version__  # noqa: E402
 
 __all__ = ["create_model", "list_models", "model_info", "reparameterize_model", "__version__"]

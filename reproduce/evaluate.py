@@ -26,6 +26,7 @@ import sys
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ppnets.cli.evaluate import add_arguments  # noqa: E402
 from ppnets.engine.evaluate import evaluate  # noqa: E402
 from ppnets.experiments import RunRecord, save_json  # noqa: E402
 
@@ -34,30 +35,8 @@ SCHEMA = "ppnets.reproduce.evaluate/1"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="registry name (ppnets.list_models())")
-    p.add_argument("--pretrained", required=True,
-                   help="weights: .pdparams, or a reference .safetensors/.npz/.pth to convert")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data-dir", help="ImageNet root holding val/<wnid>/ folders, or the "
-                                        "folder of the <wnid>/ class folders itself")
-    src.add_argument("--list", help="PaddleClas list file: 'relative/path label' per line")
-    p.add_argument("--root", default=None,
-                   help="folder the --list paths are relative to (default: the list's folder)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=None,
-                   help="DataLoader worker processes (default: min(8, usable cores))")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--input-size", type=int, default=None, help="override the model's size")
-    p.add_argument("--crop-pct", type=float, default=None, help="override the model's crop_pct")
-    p.add_argument("--interpolation", default=None,
-                   help="override the model's resize filter (bilinear, bicubic, ...)")
-    p.add_argument("--json", default=None, help="write the results here (atomically)")
-    p.add_argument("--save-logits", default=None, metavar="NPZ",
-                   help="save per-image logits, labels and paths")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(p)  # the options of `ppnets eval`
     return p.parse_args(argv)
 
 

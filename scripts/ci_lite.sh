@@ -2,10 +2,10 @@
 # CI job for Paddle Lite, in three steps:
 #   1. build the Lite chroot from scratch (scripts/prepare_paddlelite_env.sh: Debian bullseye,
 #      Python 3.9, paddlelite 2.13rc0);
-#   2. run tests/test_paddlelite.py and tests/test_deploy_export.py with Paddle Lite available
+#   2. run tests/deploy/test_paddlelite.py and tests/deploy/test_deploy_export.py with Paddle Lite available
 #      (the .nb conversion, the x86 .nb parity and the Lite runner tests skip without it);
 #   3. the zoo-wide op-compatibility check + x86 .nb parity (ppnets.deploy.zoo_check).
-# INT8 (PaddleSlim PTQ/QAT, tests/test_quant.py) is not part of this job: PaddleSlim is a core
+# INT8 (PaddleSlim PTQ/QAT, tests/deploy/test_quant.py) is not part of this job: PaddleSlim is a core
 # dependency, so the main test run covers it.
 #
 #   VENV=/path/to/venv scripts/ci_lite.sh            # as root (debootstrap, mount, chroot)
@@ -45,7 +45,7 @@ echo "ci_lite: prepare_paddlelite_env.sh took $(( $(date +%s) - start )) s"
 export PPNETS_PADDLELITE_PYTHON="$ROOT/paddlelite-python"
 
 # 2. Tests that need Paddle Lite (they skip without PPNETS_PADDLELITE_PYTHON).
-"$VENV/bin/python" -m pytest -q tests/test_paddlelite.py tests/test_deploy_export.py
+"$VENV/bin/python" -m pytest -q tests/deploy/test_paddlelite.py tests/deploy/test_deploy_export.py
 
 # 3. The whole zoo at model_info test_input_size, 2 workers (see docs/deploy.md).
 start=$(date +%s)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import pickle
+import tarfile
 
 import numpy as np
 import paddle
@@ -166,3 +169,74 @@ def engine_test_models():
             "test_engine_tiny": {"cfg": {"widths": (8, 16)}},
             "test_engine_small": {"cfg": {"widths": (32, 64, 128)}}}) as names:
         yield names
+
+
+CLASSES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
+           b"ship", b"truck"]
+
+
+def _add_pickle(tar: tarfile.TarFile, name: str, obj) -> None:
+    payload = pickle.dumps(obj, protocol=2)
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def make_images(n: int, seed: int):
+    """``n`` random 32x32 RGB images as CIFAR rows (R plane, G plane, B plane) and labels."""
+    rng = np.random.RandomState(seed)
+    rows = rng.randint(0, 256, size=(n, 3072)).astype(np.uint8)
+    labels = [int(v) for v in rng.randint(0, 10, size=n)]
+    return rows, labels
+
+
+def write_cifar_archive(path: str, per_batch: int = 4, n_test: int = 6, seed: int = 0,
+                        rows_labels=None) -> dict:
+    """Write a ``cifar-10-python.tar.gz`` look-alike: ``cifar-10-batches-py/data_batch_1..5``,
+    ``test_batch``, ``batches.meta``, pickled with protocol 2 and bytes keys as in the official
+    file. Returns the rows and labels written, per split. ``rows_labels`` may give
+    ``{"train": (rows, labels), "test": (rows, labels)}`` instead of random images."""
+    if rows_labels is None:
+        train_rows, train_labels = make_images(5 * per_batch, seed)
+        test_rows, test_labels = make_images(n_test, seed + 1)
+    else:
+        train_rows, train_labels = rows_labels["train"]
+        test_rows, test_labels = rows_labels["test"]
+    n = len(train_labels)
+    bounds = np.linspace(0, n, 6).astype(int)
+    with tarfile.open(path, "w:gz") as tar:
+        for i in range(5):
+            lo, hi = bounds[i], bounds[i + 1]
+            _add_pickle(tar, f"cifar-10-batches-py/data_batch_{i + 1}", {
+                b"batch_label": f"training batch {i + 1} of 5".encode(),
+                b"labels": list(train_labels[lo:hi]), b"data": train_rows[lo:hi],
+                b"filenames": [f"img_{j}.png".encode() for j in range(lo, hi)]})
+        _add_pickle(tar, "cifar-10-batches-py/test_batch", {
+            b"batch_label": b"testing batch 1 of 1", b"labels": list(test_labels),
+            b"data": test_rows, b"filenames": [f"t_{j}.png".encode()
+                                               for j in range(len(test_labels))]})
+        _add_pickle(tar, "cifar-10-batches-py/batches.meta", {
+            b"label_names": CLASSES, b"num_cases_per_batch": int(bounds[1]), b"num_vis": 3072})
+    return {"train": (train_rows, list(train_labels)), "test": (test_rows, list(test_labels))}
+
+
+def tiny_config(archive, out, **sections):
+    cfg = {
+        "model": {"name": "test_engine_tiny"},
+        "data": {"data_file": archive, "batch_size": 8, "num_workers": 0},
+        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
+                  "weight_decay": 5e-4},
+        "sched": {"name": "cosine", "warmup_epochs": 0.5},
+        "train": {"epochs": 2, "seed": 7, "verbose": 0, "log_freq": 100},
+        "output_dir": str(out),
+    }
+    for name, values in sections.items():
+        cfg[name] = {**cfg.get(name, {}), **values} if isinstance(values, dict) else values
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# resume, checkpoints
+# ---------------------------------------------------------------------------------------------
+def checkpoint_weights(path):
+    return {k: np.asarray(v) for k, v in paddle.load(path).items()}

@@ -97,7 +97,6 @@ def _record(backend: str, name: str, base: Dict[str, Any], samples_ms: Dict[str,
 
 
 def _deploy_model(name: str):
-
     model = ppnets.create_model(name)
     model.eval()
     ppnets.reparameterize_model(model)

@@ -21,11 +21,13 @@ verdict. ``export.json`` in ``out_dir`` collects everything.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import paddle
 import paddle.nn as nn
+from tqdm import tqdm
 
 from ppnets.runtime import (DEFAULT_ATOL, compare_outputs, create_predictor, deploy_form,
                             export_program, run_predictor, save_legacy)
@@ -82,13 +84,15 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
            out_dir: Optional[str] = None, input_size: Optional[Sequence[int]] = None,
            batch_size: int = 1, lite_targets: Sequence[str] = ("arm", "x86"),
            opset: int = 13, atol: float = DEFAULT_ATOL, seed: int = 0,
-           lite_python: Optional[str] = None, strict: bool = False) -> Dict[str, Any]:
+           lite_python: Optional[str] = None, strict: bool = False,
+           progress: bool = False) -> Dict[str, Any]:
     """Export and verify; returns the report written to ``out_dir/export.json``.
 
     ``formats`` is any of ``paddle``, ``onnx``, ``lite`` (``lite`` implies the legacy program).
     ``lite_python`` overrides ``PPNETS_PADDLELITE_PYTHON`` (see :mod:`ppnets.deploy.lite`).
-    ``strict=True`` raises RuntimeError when an artifact that was run failed its check.
-    A passed-in Layer is copied, never modified.
+    ``strict=True`` raises RuntimeError when an artifact that was run failed its check;
+    ``progress=True`` shows a progress bar on stderr. A passed-in Layer is copied, never
+    modified.
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -108,24 +112,39 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
                               "atol": atol, "paddle_version": paddle.__version__,
                               "artifacts": {}}
     arts = report["artifacts"]
+    # the legacy program comes with Paddle Inference and is what Paddle Lite converts
+    with_legacy = "paddle" in formats or "lite" in formats
+    steps = [f for f in ("paddle", "legacy", "onnx", "lite")
+             if f in formats or (f == "legacy" and with_legacy)]
+    bar = tqdm(total=len(steps), desc=f"exporting {name}", unit="format", disable=not progress,
+               file=sys.stderr)
     if "paddle" in formats:
+        bar.set_postfix_str("paddle")
         folder = os.path.join(out_dir, "paddle")
         os.makedirs(folder, exist_ok=True)
         mf, pf = export_program(model, size, batch_size, folder)
         arts["paddle"] = _paddle_inference(mf, pf, folder, "paddle_pir", x, ref, atol)
+        bar.update()
     legacy = None
-    if "paddle" in formats or "lite" in formats:
+    if "legacy" in steps:
+        bar.set_postfix_str("legacy")
         folder = os.path.join(out_dir, "legacy")
         mf, pf = save_legacy(model, size, batch_size, folder)
         legacy = (mf, pf)
         arts["legacy"] = _paddle_inference(mf, pf, folder, "paddle_legacy_pdmodel", x, ref,
                                            atol)
+        bar.update()
     if "onnx" in formats:
+        bar.set_postfix_str("onnx")
         arts["onnx"] = _onnx(model, size, batch_size, os.path.join(out_dir, "onnx"), x, ref,
                              atol, opset)
+        bar.update()
     if "lite" in formats:
+        bar.set_postfix_str("lite")
         arts.update(lite_export(name, legacy[0], legacy[1], os.path.join(out_dir, "lite"),
                                 x, ref, atol, targets=lite_targets, python=lite_python))
+        bar.update()
+    bar.close()
     report["timestamp_utc"] = utc_now()
     report["all_passed"] = all(a.get("status") in ("passed", "not_executable")
                                for a in arts.values())

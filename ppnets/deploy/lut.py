@@ -104,7 +104,6 @@ class LatencyTable:
             self.meta = saved.get("meta", {})
 
     def measure(self, block: Dict[str, Any]) -> float:
-
         if block["key"] not in self.entries:
             layer = copy.deepcopy(block["layer"])
             if not layer.parameters():
@@ -138,7 +137,6 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
 
 def validate(names: Sequence[str], table: LatencyTable, threads: int = 1, warmup: int = 5,
              repeats: int = 20) -> Dict[str, Any]:
-
     rows = []
     for name in names:
         measured = benchmark_model(name, threads=threads, warmup=warmup, repeats=repeats)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import shlex
 import sys
@@ -32,6 +33,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 import ppnets
 from ppnets.registry import resolve_model_names
@@ -361,7 +363,6 @@ def run_batched(names: Sequence[str], supported: Dict[str, List[str]],
 def _run_workers(names: Sequence[str], jobs: int, args: Sequence[str], progress=None):
     """``jobs`` worker processes (``--worker-jsonl``), models dealt round-robin; rows in the
     order of ``names``."""
-    import json
     import subprocess
 
     shards = [list(names[i::jobs]) for i in range(jobs)]
@@ -406,7 +407,6 @@ def run(models: Sequence[str], targets=("arm", "x86"), atol: float = 1e-4,
         progress=None, size: str = "test", batch_size: int = 6, jobs: int = 1,
         seed: int = 0) -> Dict[str, Any]:
     """The zoo report: one row per model (:func:`run_batched`, or ``jobs`` worker processes)."""
-
 
     names = resolve_model_names(list(models))
     listing = {t: lite.supported_ops(t, python) for t in targets}
@@ -470,7 +470,6 @@ def main(argv=None) -> int:
     p.add_argument("--merged-json", default=None, help="with --from-json: write the merge")
     args = p.parse_args(argv)
     if args.from_json:
-        import json
         rows: Dict[str, Dict[str, Any]] = {}
         sources, runs, partial = [], [], False
         for path in args.from_json:
@@ -498,16 +497,18 @@ def main(argv=None) -> int:
             update_markdown(args.markdown, table, header)
         return 0
 
+    bar = tqdm(total=len(resolve_model_names(args.models)), desc="zoo check", unit="model",
+               file=sys.stderr, disable=None)
+
     def progress(row):
-        print(format_table([row]).splitlines()[-1], file=sys.stderr, flush=True)
+        bar.update()
+        bar.set_postfix_str(f"{row['model']} {'OK' if row_ok(row) else 'FAIL'}")
         if args.json:  # partial results survive an interrupted zoo run
             partial.append(row)
             atomic_write_json(args.json + ".partial", {"partial": True, "rows": partial},
                               strict=True)
 
     if args.worker_jsonl:  # one shard of a --jobs run: rows as JSON lines, nothing else
-        import json
-
         def emit(row):
             with open(args.worker_jsonl, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
@@ -519,6 +520,7 @@ def main(argv=None) -> int:
     report = run(args.models, tuple(args.targets), args.atol, workdir=args.workdir,
                  progress=progress, size=args.size, batch_size=args.batch_size,
                  jobs=args.jobs)
+    bar.close()
     report["command"] = "python -m ppnets.deploy.zoo_check " + shlex.join(argv)
     table = format_table(report["rows"])
     print(table)

@@ -12,12 +12,12 @@ import copy
 import difflib
 import os
 import re
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import yaml
 
 __all__ = ["DEFAULTS", "load_config", "merge_config", "apply_overrides", "validate_config",
-           "dump_config", "ConfigError"]
+           "dump_config", "ConfigError", "config_differences", "RESUME_FREE_KEYS"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -281,3 +281,43 @@ def _plain(obj):
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
+
+
+# Keys that may change between the interrupted run and its resumption: they do not change what
+# is computed, only where data come from and how progress is reported/saved.
+RESUME_FREE_KEYS = {
+    ("data", "num_workers"), ("data", "data_file"), ("data", "eval_batch_size"),
+    ("data", "data_dir"), ("data", "train_list"), ("data", "val_list"),
+    ("train", "log_freq"), ("train", "verbose"), ("train", "eval_freq"), ("train", "save_freq"),
+    ("train", "keep_checkpoints"), ("train", "resume"), ("train", "max_eval_steps"),
+    ("output_dir",), ("device",), ("experiment",),
+}
+
+
+def _flatten(d: Mapping, prefix=()) -> Dict[tuple, Any]:
+    out = {}
+    for k, v in d.items():
+        key = prefix + (k,)
+        if key in RESUME_FREE_KEYS:
+            continue
+        if isinstance(v, Mapping) and key != ("model", "kwargs"):
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(saved: Mapping, current: Mapping) -> List[str]:
+    """``key: old -> new`` for every setting that differs between a run's saved config and the
+    current one, ignoring the keys that may change on resume (:data:`RESUME_FREE_KEYS`) and keys
+    added to the engine after the run started that hold their default."""
+    a, b = _flatten(saved), _flatten(current)
+    defaults = _flatten(DEFAULTS)
+    diffs = []
+    for key in sorted(set(a) | set(b), key=str):
+        if key not in a and key in defaults and b.get(key) == defaults[key]:
+            continue  # a key added to the engine after the run started, at its default
+        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+            diffs.append(f"{'.'.join(key)}: {a.get(key, '<absent>')!r} -> "
+                         f"{b.get(key, '<absent>')!r}")
+    return diffs

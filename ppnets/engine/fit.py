@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 import warnings
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import paddle
 import paddle.nn as nn
@@ -34,7 +34,7 @@ from ppnets.utils import atomic_write, atomic_write_json, atomic_write_text, is_
 
 from .checkpoint import (load_checkpoint, portable_optimizer_state, prune_checkpoints, read_latest,
                          restore_optimizer_state, save_checkpoint)
-from .config import DEFAULTS, _yaml_load, apply_overrides, dump_config, load_config
+from .config import _yaml_load, apply_overrides, config_differences, dump_config, load_config
 from .data import (EpochBatchSampler, build_datasets, build_train_collate, default_num_workers,
                    seed_everything)
 from .distill import DistillationLoss, DistillationNet, build_teacher
@@ -45,52 +45,14 @@ from .wd_schedule import WeightDecaySchedule
 
 __all__ = ["fit", "build_model", "ResumeMismatchError", "OffsetVisualDL"]
 
-# Keys that may change between the interrupted run and its resumption: they do not change what
-# is computed, only where data come from and how progress is reported/saved.
-_RESUME_FREE_KEYS = {
-    ("data", "num_workers"), ("data", "data_file"), ("data", "eval_batch_size"),
-    ("data", "data_dir"), ("data", "train_list"), ("data", "val_list"),
-    ("train", "log_freq"), ("train", "verbose"), ("train", "eval_freq"), ("train", "save_freq"),
-    ("train", "keep_checkpoints"), ("train", "resume"), ("train", "max_eval_steps"),
-    ("output_dir",), ("device",), ("experiment",),
-}
-
 
 class ResumeMismatchError(RuntimeError):
     """The config differs from the one of the checkpointed run in ``output_dir``."""
 
 
 def build_model(cfg: Mapping, num_classes: int = 10):
-
     kwargs = dict(cfg["model"].get("kwargs") or {})
     return ppnets.create_model(cfg["model"]["name"], num_classes=num_classes, **kwargs)
-
-
-def _flatten(d: Mapping, prefix=()) -> Dict[tuple, Any]:
-    out = {}
-    for k, v in d.items():
-        key = prefix + (k,)
-        if key in _RESUME_FREE_KEYS:
-            continue
-        if isinstance(v, Mapping) and key != ("model", "kwargs"):
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
-
-
-def _config_differences(saved: Mapping, current: Mapping) -> List[str]:
-
-    a, b = _flatten(saved), _flatten(current)
-    defaults = _flatten(DEFAULTS)
-    diffs = []
-    for key in sorted(set(a) | set(b), key=str):
-        if key not in a and key in defaults and b.get(key) == defaults[key]:
-            continue  # a key added to the engine after the run started, at its default
-        if a.get(key, "<absent>") != b.get(key, "<absent>"):
-            diffs.append(f"{'.'.join(key)}: {a.get(key, '<absent>')!r} -> "
-                         f"{b.get(key, '<absent>')!r}")
-    return diffs
 
 
 class OffsetVisualDL(paddle.callbacks.VisualDL):
@@ -177,7 +139,7 @@ class _Run:
             if os.path.isfile(saved_path):
                 with open(saved_path, "r", encoding="utf-8") as f:
                     saved = _yaml_load(f)
-                diffs = _config_differences(saved, self.cfg)
+                diffs = config_differences(saved, self.cfg)
                 if diffs:
                     raise ResumeMismatchError(
                         f"{self.out} holds a run (epoch {pointer['epoch']}) trained with a "

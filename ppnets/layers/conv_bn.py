@@ -8,7 +8,7 @@ import paddle.nn as nn
 from .activations import create_act
 from .reparam import assign, bn_scale_shift, default_dtype_like, fuse_bn, new_conv_like
 
-__all__ = ["ConvBN", "ConvBNAct", "BNLinear"]
+__all__ = ["ConvBN", "BNLinear"]
 
 
 class ConvBN(nn.Layer):
@@ -59,9 +59,6 @@ class ConvBN(nn.Layer):
         self.bn = nn.Identity()
         self.deploy = True
 
-
-# Conv-BN with an activation is the same layer; the alias reads better at call sites.
-ConvBNAct = ConvBN
 
 
 class BNLinear(nn.Layer):

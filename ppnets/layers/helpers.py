@@ -34,3 +34,9 @@ def channel_shuffle(x, groups: int):
 
 def to_2tuple(v):
     return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
+
+
+def known_size(dim):
+    """A tensor dimension as a Python int, or None when it is only known at run time (while
+    tracing for export with a dynamic batch, shapes can be -1 or graph values)."""
+    return dim if isinstance(dim, int) and dim > 0 else None

@@ -22,7 +22,7 @@ from .conv_bn import ConvBN
 from .drop import DropPath
 from .reparam import assign, default_dtype_like, fuse_bn, identity_kernel, pad_1x1_to_kxk
 
-__all__ = ["RepConvBN", "init_weights_fan_out"]
+__all__ = ["RepConvBN"]
 
 
 class RepConvBN(nn.Layer):
@@ -125,18 +125,3 @@ class RepConvBN(nn.Layer):
                 f"deploy={self.deploy}")
 
 
-def init_weights_fan_out(model: nn.Layer, linear_std: float = 0.01) -> None:
-    """timm's ByobNet initialisation (the reference for RepVGG and MobileOne): conv weights
-    N(0, 2 / fan_out) with fan_out = k*k*out/groups, Linear N(0, linear_std), biases zero.
-    BatchNorm keeps its default (weight 1, bias 0)."""
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, nn.Conv2D):
-            out_c, _, kh, kw = layer.weight.shape
-            std = float(np.sqrt(2.0 / (kh * kw * out_c / layer._groups)))
-            nn.initializer.Normal(0.0, std)(layer.weight)
-            if layer.bias is not None:
-                nn.initializer.Constant(0.0)(layer.bias)
-        elif isinstance(layer, nn.Linear):
-            nn.initializer.Normal(0.0, linear_std)(layer.weight)
-            if layer.bias is not None:
-                nn.initializer.Constant(0.0)(layer.bias)

@@ -6,7 +6,7 @@ import paddle.nn as nn
 
 from ppnets.layers import ReparamMixin
 
-__all__ = ["ClassifierHead", "ImageClassifier", "flatten_tokens"]
+__all__ = ["ClassifierHead", "DistilledHead", "ImageClassifier", "flatten_tokens"]
 
 
 def flatten_tokens(x):
@@ -33,6 +33,61 @@ class ClassifierHead(nn.Layer):
 
     def reset(self, num_classes: int):
         self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+class DistilledHead:
+    """The DeiT-style pair of classifiers of timm's distilled models (EfficientFormer V1/V2,
+    LeViT, RepViT): ``head`` and, when ``distillation`` is on, ``head_dist`` on the same pooled
+    features. Their logits are averaged in eval mode and, unless ``set_distilled_training(True)``,
+    in train mode too; with it, train mode returns ``(head, head_dist)`` for a distillation loss.
+
+    Mixed into the layer that owns the two heads (the model for EfficientFormer and LeViT, whose
+    checkpoints name them ``head``/``head_dist``; the classifier layer for RepViT), which sets
+    ``distillation`` and implements ``new_head(num_classes)`` (one head: a Linear, a BN-Linear,
+    ...) and ``head_features(x)`` (pooling, normalisation, dropout down to ``[N, C]``).
+    """
+
+    distillation: bool = True
+    distilled_training: bool = False
+
+    def new_head(self, num_classes: int) -> nn.Layer:
+        raise NotImplementedError
+
+    def head_features(self, x):
+        raise NotImplementedError
+
+    def init_heads(self, num_classes: int) -> None:
+        """(Re)build ``head`` and ``head_dist`` for ``num_classes`` (0: features only)."""
+        self.head = self.new_head(num_classes) if num_classes > 0 else nn.Identity()
+        self.head_dist = (self.new_head(num_classes)
+                          if self.distillation and num_classes > 0 else None)
+        if not self.training:  # a head rebuilt on an eval-mode model stays in eval mode
+            self.head.eval()
+            if self.head_dist is not None:
+                self.head_dist.eval()
+
+    def set_distilled_training(self, enable: bool = True):
+        """In train mode, return ``(head, head_dist)`` logits for distillation training."""
+        self.distilled_training = enable
+
+    def classify(self, x):
+        if self.head_dist is None:
+            return self.head(x)
+        logits, logits_dist = self.head(x), self.head_dist(x)
+        if self.distilled_training and self.training:
+            return logits, logits_dist
+        return (logits + logits_dist) / 2
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = self.head_features(x)
+        return x if pre_logits else self.classify(x)
+
+    def get_classifier(self):
+        return self.head
+
+    def reset_classifier(self, num_classes: int):
+        self.num_classes = num_classes
+        self.init_heads(num_classes)
 
 
 class ImageClassifier(ReparamMixin, nn.Layer):

@@ -36,32 +36,15 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppnets.layers import DropPath, LayerScale, create_act, fuse_bn, new_conv_like, to_2tuple
+from ppnets.layers import (DropPath, LayerScale, create_act, fuse_bn, init_trunc_normal, known_size,
+                           new_conv_like, to_2tuple)
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
-from .base import ImageClassifier
+from .base import DistilledHead, ImageClassifier
 
-__all__ = ["EfficientFormer", "init_linear_trunc_normal", "known_size"]
+__all__ = ["EfficientFormer"]
 
-
-def known_size(dim):
-    """A tensor dimension as a Python int, or None when it is only known at run time (while
-    tracing for export with a dynamic batch, shapes can be -1 or graph values)."""
-    return dim if isinstance(dim, int) and dim > 0 else None
-
-
-def init_linear_trunc_normal(model: nn.Layer, std: float = 0.02):
-    """timm's classifier-style init for every Linear: truncated normal weights, zero bias."""
-    for layer in model.sublayers():
-        if isinstance(layer, nn.Linear):
-            nn.initializer.TruncatedNormal(std=std)(layer.weight)
-            if layer.bias is not None:
-                nn.initializer.Constant(0.0)(layer.bias)
-
-
-# ----------------------------------------------------------------------------------------------
-# Blocks
 
 class FoldBN:
     """Mixin for layers holding ``(conv, bn)`` attribute pairs named in ``_conv_bn_pairs``:
@@ -285,7 +268,7 @@ class EfficientFormerStage(nn.Layer):
         return self.blocks(self.downsample(x))
 
 
-class EfficientFormer(AttentionBiasOwner, ImageClassifier):
+class EfficientFormer(AttentionBiasOwner, DistilledHead, ImageClassifier):
     """EfficientFormer V1; ``depths``/``dims`` per stage and ``num_vit`` (Meta3D blocks at the
     end of the last stage) as in the paper's Table 1 and the official configs; ``img_size``
     (int or (h, w)) sizes the attention bias tables (the last stage sees ``ceil(img_size / 32)``
@@ -305,7 +288,6 @@ class EfficientFormer(AttentionBiasOwner, ImageClassifier):
         self.num_classes = num_classes
         self.num_features = dims[-1]
         self.deploy = deploy
-        self.distilled_training = False
         img_size = to_2tuple(img_size)
         # tokens of the last stage: five stride-2 3x3 convs (padding 1) give ceil(size / 32);
         # 7x7 at 224 as timm's
@@ -325,36 +307,17 @@ class EfficientFormer(AttentionBiasOwner, ImageClassifier):
         self.stages = nn.Sequential(*stages)
         self.norm = nn.LayerNorm(dims[-1], epsilon=1e-5)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = self._linear(num_classes)
-        self.head_dist = self._linear(num_classes)
-        init_linear_trunc_normal(self)
+        self.init_heads(num_classes)
+        init_trunc_normal(self)
 
-    def _linear(self, num_classes: int) -> nn.Layer:
-        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def new_head(self, num_classes: int) -> nn.Layer:
+        return nn.Linear(self.num_features, num_classes)
 
-    def set_distilled_training(self, enable: bool = True):
-        """In train mode, return ``(head, head_dist)`` logits for distillation training."""
-        self.distilled_training = enable
+    def head_features(self, x):
+        return self.head_drop(x.mean(axis=1))
 
     def forward_features(self, x):
         return self.norm(self.stages(self.stem(x)))
-
-    def forward_head(self, x, pre_logits: bool = False):
-        x = self.head_drop(x.mean(axis=1))
-        if pre_logits:
-            return x
-        logits, logits_dist = self.head(x), self.head_dist(x)
-        if self.distilled_training and self.training:
-            return logits, logits_dist
-        return (logits + logits_dist) / 2
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes: int):
-        self.num_classes = num_classes
-        self.head = self._linear(num_classes)
-        self.head_dist = self._linear(num_classes)
 
 
 def _from_timm(state: dict) -> dict:

@@ -52,12 +52,12 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppnets.layers import ConvBN, DropPath, LayerScale, create_act, to_2tuple
+from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, init_trunc_normal, known_size,
+                           to_2tuple)
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
-from .base import ImageClassifier
-from .efficientformer import init_linear_trunc_normal, known_size
+from .base import DistilledHead, ImageClassifier
 
 __all__ = ["EfficientFormerV2"]
 
@@ -365,7 +365,7 @@ class EfficientFormerV2Stage(nn.Layer):
         return self.blocks(self.downsample(x))
 
 
-class EfficientFormerV2(AttentionBiasOwner, ImageClassifier):
+class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
     """EfficientFormerV2; ``depths``/``dims``/``mlp_ratios`` per stage (a number or one ratio
     per block) and ``num_vit`` (attention blocks at the end of stages 3 and 4).
     ``talking_heads``, ``attn_stride`` and ``attn_downsample`` switch the paper's Table 1 design
@@ -388,7 +388,6 @@ class EfficientFormerV2(AttentionBiasOwner, ImageClassifier):
         self.num_features = dims[-1]
         self.deploy = deploy
         self.distillation = distillation
-        self.distilled_training = False
         img_size = to_2tuple(img_size)
         self.stem = Stem(in_chans, dims[0], act=act, deploy=deploy)
         total = sum(depths)
@@ -411,39 +410,17 @@ class EfficientFormerV2(AttentionBiasOwner, ImageClassifier):
         self.stages = nn.Sequential(*stages)
         self.norm = nn.BatchNorm2D(dims[-1], momentum=0.9, epsilon=1e-5)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = self._linear(num_classes)
-        self.head_dist = self._linear(num_classes) if distillation else None
-        init_linear_trunc_normal(self)
+        self.init_heads(num_classes)
+        init_trunc_normal(self)
 
-    def _linear(self, num_classes: int) -> nn.Layer:
-        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def new_head(self, num_classes: int) -> nn.Layer:
+        return nn.Linear(self.num_features, num_classes)
 
-    def set_distilled_training(self, enable: bool = True):
-        """In train mode, return ``(head, head_dist)`` logits for distillation training."""
-        self.distilled_training = enable
+    def head_features(self, x):
+        return self.head_drop(x.mean(axis=[2, 3]))
 
     def forward_features(self, x):
         return self.norm(self.stages(self.stem(x)))
-
-    def forward_head(self, x, pre_logits: bool = False):
-        x = self.head_drop(x.mean(axis=[2, 3]))
-        if pre_logits:
-            return x
-        if self.head_dist is None:
-            return self.head(x)
-        logits, logits_dist = self.head(x), self.head_dist(x)
-        if self.distilled_training and self.training:
-            return logits, logits_dist
-        return (logits + logits_dist) / 2
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes: int):
-        self.num_classes = num_classes
-        self.head = self._linear(num_classes)
-        if self.head_dist is not None:
-            self.head_dist = self._linear(num_classes)
 
 
 def _from_timm(state: dict) -> dict:

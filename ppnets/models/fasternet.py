@@ -29,7 +29,7 @@ Deliberate choices / deviations:
   ``'slicing'`` form exports with ``paddle.jit.save`` and runs in Paddle Inference, but its slice
   assignment becomes a ``set_value`` op (plus an ``assign`` for the copy), which Paddle Lite
   lacks (the project's deployment notes; no Lite runtime was available to re-check);
-  ``split_cat`` exports as ``split`` + ``concat`` (tests/test_fasternet.py checks both graphs).
+  ``split_cat`` exports as ``split`` + ``concat`` (tests/models/test_fasternet.py checks both graphs).
   Pass ``pconv_forward='slicing'`` to ``reparameterize()`` for Paddle Inference-only deployment.
 * ``num_features`` is the width of the pre-logits vector (``feature_dim``, 1280), which is what
   ``forward_head(pre_logits=True)`` and a zero-class head return; timm calls that
@@ -57,7 +57,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ppnets.layers import ConvBN, DropPath, LayerScale, create_act, reparameterize_model
+from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, init_trunc_normal,
+                           reparameterize_model)
 from ppnets.registry import register_models
 
 from .base import ImageClassifier, flatten_tokens
@@ -250,17 +251,8 @@ class FasterNet(ImageClassifier):
         self.stages = nn.Sequential(*stages)
         self.head = FasterNetHead(self.stage_dims[-1], feature_dim, num_classes, act=act,
                                   drop_rate=drop_rate)
-        self._init_weights()
-
-    def _init_weights(self):
-        # Official/timm init: truncated normal (std 0.02) for convs and linears, zero biases.
-        init = nn.initializer.TruncatedNormal(std=0.02)
-        zeros = nn.initializer.Constant(0.0)
-        for layer in self.sublayers():
-            if isinstance(layer, (nn.Conv2D, nn.Linear)):
-                init(layer.weight)
-                if layer.bias is not None:
-                    zeros(layer.bias)
+        # official/timm init: truncated normal (std 0.02) for convs and linears, zero biases
+        init_trunc_normal(self, layer_types=(nn.Conv2D, nn.Linear))
 
     def forward_features(self, x):
         return self.stages(self.patch_embed(x))

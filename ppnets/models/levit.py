@@ -43,40 +43,21 @@ renames them.
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Sequence
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppnets.layers import BNLinear, ConvBN, DropPath, create_act, fuse_linear_bn
+from ppnets.layers import (BNLinear, ConvBN, DropPath, create_act, fuse_linear_bn,
+                           torch_default_init)
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
-from .base import ImageClassifier
+from .base import DistilledHead, ImageClassifier
 
 __all__ = ["LeViT", "LinearBN"]
-
-
-def torch_default_init(layer: nn.Layer):
-    """PyTorch's default init for every Linear/Conv2D below ``layer`` (uniform, bound
-    1/sqrt(fan_in)), which timm's LeViT keeps. Paddle's defaults (Xavier / Kaiming normal) are
-    ~1.7x larger per layer and, compounded through LeViT's BN-normalised residual stream, give
-    far larger attention logits than the reference at initialisation."""
-    for sub in layer.sublayers(include_self=True):
-        if isinstance(sub, nn.Linear):
-            fan_in = sub.weight.shape[0]  # Paddle Linear weight is [in, out]
-        elif isinstance(sub, nn.Conv2D):
-            fan_in = int(np.prod(sub.weight.shape[1:]))
-        else:
-            continue
-        bound = 1.0 / math.sqrt(fan_in)
-        nn.initializer.Uniform(-bound, bound)(sub.weight)
-        if sub.bias is not None:
-            nn.initializer.Uniform(-bound, bound)(sub.bias)
 
 
 class LinearBN(nn.Layer):
@@ -285,7 +266,7 @@ class LeViTStage(nn.Layer):
         return self.blocks(self.downsample(x))
 
 
-class LeViT(AttentionBiasOwner, ImageClassifier):
+class LeViT(AttentionBiasOwner, DistilledHead, ImageClassifier):
     """LeViT with the distillation head (timm's ``LevitDistilled``).
 
     ``embed_dims``, ``num_heads`` and ``depths`` are per stage (paper Table 2 / Appendix A);
@@ -308,7 +289,6 @@ class LeViT(AttentionBiasOwner, ImageClassifier):
         self.num_features = embed_dims[-1]
         self.drop_rate = drop_rate
         self.deploy = deploy
-        self.distilled_training = False
         self.img_size = img_size
         self.grid = img_size // 16
         self.stem = Stem16(in_chans, embed_dims[0], act, deploy=deploy)
@@ -323,17 +303,13 @@ class LeViT(AttentionBiasOwner, ImageClassifier):
         self.stages = nn.Sequential(*stages)
         torch_default_init(self.stem)
         torch_default_init(self.stages)
-        self.head = self._head(num_classes)
-        self.head_dist = self._head(num_classes)
+        self.init_heads(num_classes)
 
-    def _head(self, num_classes: int) -> nn.Layer:
-        if num_classes <= 0:
-            return nn.Identity()
+    def new_head(self, num_classes: int) -> nn.Layer:
         return NormLinear(self.num_features, num_classes, drop=self.drop_rate, deploy=self.deploy)
 
-    def set_distilled_training(self, enable: bool = True):
-        """In train mode, return ``(head, head_dist)`` logits for distillation training."""
-        self.distilled_training = enable
+    def head_features(self, x):
+        return x.mean(axis=1)
 
     def forward_features(self, x):
         x = self.stem(x)
@@ -348,25 +324,6 @@ class LeViT(AttentionBiasOwner, ImageClassifier):
         x = paddle.reshape(x, [0, x.shape[1], -1]).transpose([0, 2, 1])
         return self.stages(x)
 
-    def forward_head(self, x, pre_logits: bool = False):
-        x = x.mean(axis=1)
-        if pre_logits:
-            return x
-        logits, logits_dist = self.head(x), self.head_dist(x)
-        if self.distilled_training and self.training:
-            return logits, logits_dist
-        return (logits + logits_dist) / 2
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes: int):
-        self.num_classes = num_classes
-        self.head = self._head(num_classes)
-        self.head_dist = self._head(num_classes)
-        if not self.training:
-            self.head.eval()
-            self.head_dist.eval()
 
 
 _TIMM_RENAMES = (

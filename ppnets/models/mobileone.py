@@ -36,7 +36,7 @@ from typing import Sequence
 import paddle.nn as nn
 
 from ppnets.layers import SqueezeExcite, make_divisible
-from ppnets.layers.rep_block import RepConvBN, init_weights_fan_out
+from ppnets.layers import RepConvBN, init_weights_fan_out
 from ppnets.models.base import ClassifierHead, ImageClassifier
 from ppnets.registry import register_models
 

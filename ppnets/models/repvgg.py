@@ -42,7 +42,7 @@ from typing import Sequence
 
 import paddle.nn as nn
 
-from ppnets.layers.rep_block import RepConvBN, init_weights_fan_out
+from ppnets.layers import RepConvBN, init_weights_fan_out
 from ppnets.models.base import ClassifierHead, ImageClassifier
 from ppnets.registry import register_models
 
@@ -137,7 +137,7 @@ def _variant(name, cfg, published, timm=None, epochs=120, reference=None, counte
         measured = dict(params_m=counted["params_m"], macs_g=counted["macs_g"], by=by,
                         deploy=dict(params_m=counted["params_m_deploy"],
                                     macs_g=counted["macs_g_deploy"], by=by))
-        # None, not absent: every model_info carries the count fields (tests/test_registry.py)
+        # None, not absent: every model_info carries the count fields (tests/models/test_registry.py)
         return dict(cfg=cfg, info=dict(params_m=None, macs_g=None, notes=notes,
                                        measured=measured, reference=reference))
     notes = ("Published train-time MACs come from the mmcv counter, which also counts BN and "

@@ -45,8 +45,8 @@ import paddle.nn as nn
 
 from ppnets.layers import (BNLinear, ConvBN, DropPath, SqueezeExcite, assign, create_act,
                            default_dtype_like, fuse_bn, identity_kernel, make_divisible,
-                           pad_1x1_to_kxk)
-from ppnets.models.base import ImageClassifier, flatten_tokens
+                           pad_1x1_to_kxk, torch_default_init)
+from ppnets.models.base import DistilledHead, ImageClassifier, flatten_tokens
 from ppnets.registry import register_models
 
 __all__ = ["RepViT"]
@@ -199,7 +199,7 @@ class RepViTStage(nn.Layer):
         return self.blocks(self.downsample(x))
 
 
-class RepViTClassifier(nn.Layer):
+class RepViTClassifier(DistilledHead, nn.Layer):
     """Pool -> dropout -> BN-Linear head (+ BN-Linear distillation head).
 
     With distillation, the output is the average of the two heads, in eval and (unless
@@ -212,37 +212,27 @@ class RepViTClassifier(nn.Layer):
                  drop_rate: float = 0.0, deploy: bool = False):
         super().__init__()
         self.in_features = in_features
-        self.distillation = distillation
-        self.distilled_training = False
+        # the deploy form has one head: reparameterize() averages the pair into it
+        self.distillation = distillation and not deploy
         self.deploy = deploy
         self.pool = nn.AdaptiveAvgPool2D(1)
         self.drop = nn.Dropout(drop_rate)
-        self.reset(num_classes)
+        self.init_heads(num_classes)
 
-    def _linear(self, num_classes):
+    def new_head(self, num_classes: int) -> nn.Layer:
         layer = BNLinear(self.in_features, num_classes, deploy=self.deploy)
         nn.initializer.TruncatedNormal(std=0.02)(layer.l.weight)
         nn.initializer.Constant(0.0)(layer.l.bias)
         return layer
 
-    def reset(self, num_classes: int):
-        if num_classes <= 0:
-            self.head, self.head_dist = nn.Identity(), None
-            return
-        self.head = self._linear(num_classes)
-        self.head_dist = (self._linear(num_classes)
-                          if self.distillation and not self.deploy else None)
+    def head_features(self, x):
+        return self.drop(flatten_tokens(self.pool(x)))
 
     def forward(self, x, pre_logits: bool = False):
-        x = self.drop(flatten_tokens(self.pool(x)))
-        if pre_logits:
-            return x
-        if self.head_dist is None:
-            return self.head(x)
-        logits, logits_dist = self.head(x), self.head_dist(x)
-        if self.training and self.distilled_training:
-            return logits, logits_dist
-        return (logits + logits_dist) / 2
+        return self.forward_head(x, pre_logits)
+
+    def reset(self, num_classes: int):
+        self.init_heads(num_classes)
 
     def reparameterize(self):
         if isinstance(self.head, BNLinear):
@@ -253,19 +243,8 @@ class RepViTClassifier(nn.Layer):
             self.head.l.bias.set_value((self.head.l.bias + self.head_dist.l.bias) / 2)
             delattr(self, "head_dist")
             self.head_dist = None
+        self.distillation = False
         self.deploy = True
-
-
-def _init_conv_like_torch(model: nn.Layer) -> None:
-    """Conv weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default, which the
-    reference keeps. Paddle's default N(0, 2/fan_in) doubles the variance at every conv, and the
-    residual + SE stack then amplifies rounding error beyond float32 use."""
-    for layer in model.sublayers():
-        if isinstance(layer, nn.Conv2D):
-            bound = 1.0 / float(np.sqrt(np.prod(layer.weight.shape[1:])))
-            nn.initializer.Uniform(-bound, bound)(layer.weight)
-            if layer.bias is not None:
-                nn.initializer.Uniform(-bound, bound)(layer.bias)
 
 
 class RepViT(ImageClassifier):
@@ -309,7 +288,7 @@ class RepViT(ImageClassifier):
         self.num_features = prev
         self.head = RepViTClassifier(prev, num_classes, distillation, drop_rate, deploy=deploy)
         self.set_distilled_training(distilled_training)
-        _init_conv_like_torch(self)
+        torch_default_init(self, layer_types=(nn.Conv2D,))
 
     def set_distilled_training(self, enable: bool = True):
         self.head.distilled_training = enable

@@ -28,7 +28,7 @@ ShuffleNetV1: "ShuffleNet: An Extremely Efficient Convolutional Neural Network f
 Devices", Zhang et al., CVPR 2018, arXiv:1707.01083. Official code: megvii-model/ShuffleNet-Series
 (``ShuffleNetV1/``). Only ``shufflenet_v1_g3_x1_0`` (g=3, 1x) is registered; neither timm nor
 torchvision implements ShuffleNetV1, so there is no parity reference and its structure is tested
-against the paper's Table 1 by formula (tests/test_shufflenet.py).
+against the paper's Table 1 by formula (tests/models/test_shufflenet.py).
 
 * stem as ShuffleNetV2; stages of 4 / 8 / 4 units with output widths 240/480/960 (g=3, 1x);
 * unit: 1x1 group conv-BN-ReLU -> 3x3 depthwise conv-BN (stride 2 in the first unit of a stage)
@@ -329,7 +329,7 @@ register_models(
                               by="official megvii ShuffleNetV1 code (network.py/blocks.py, "
                                  "group=3, 1.0x) re-typed in a scratch torch script, "
                                  "torch.utils.flop_counter at 224x224 (conv + linear MACs); "
-                                 "tests/test_shufflenet.py re-derives the MACs from Table 1"),
+                                 "tests/models/test_shufflenet.py re-derives the MACs from Table 1"),
                 source=dict(
                     params_m=f"{_V1_OFFICIAL} (1.9M for 1.0x, group=3); the paper lists none",
                     macs_g=f"{_V1_PAPER}, Table 1 (g=3: 137 MFLOPs, multiply-adds); the "

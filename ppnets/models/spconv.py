@@ -24,7 +24,7 @@ Choices and deviations, with the reasons:
 * ``gwc_groups=2`` by default: the paper writes the GWC with a group count but (in the text we
   could check) fixes none per experiment; the official code hard-codes ``groups=2`` whatever
   ``alpha`` is (it also computes ``groups = 1/alpha`` but never uses it), and the paper's
-  parameter counts match groups=2 (checked in ``tests/test_spconv.py``). Configurable.
+  parameter counts match groups=2 (checked in ``tests/models/test_spconv.py``). Configurable.
 * ``extra_bn=True`` by default: the official ResNet blocks put their usual BN after the SPConv
   (``conv1 = SPConv_3x3``, then ``bn1``) although SPConv already ends in BNs; the published
   parameter counts include those BNs. ``extra_bn=False`` drops them.

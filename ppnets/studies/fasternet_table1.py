@@ -67,10 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device_unit(device: str) -> str:
-    return "images/s" if device == "gpu" else "ms"
-
-
 def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
     args = build_parser().parse_args(argv)
     runner = StudyRunner(STUDY, args, argv, record=record)

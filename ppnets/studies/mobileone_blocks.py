@@ -74,7 +74,6 @@ class ThirtyLayerCNN(nn.Layer):
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x):
-
         return self.fc(flatten_tokens(self.pool(self.features(x))))
 
 

@@ -23,6 +23,8 @@ import shlex
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from tqdm import tqdm
+
 from ppnets.bench import benchmark_model, check_settings
 from ppnets.experiments.record import RunRecord
 from ppnets.utils import (atomic_write, atomic_write_json, atomic_write_text, machine_info,
@@ -204,7 +206,6 @@ class StudyRunner:
 
     def __init__(self, study: str, args: argparse.Namespace, argv: Optional[Sequence[str]] = None,
                  record: Optional[Dict[str, Any]] = None, script: Optional[str] = None):
-
         self.study = study
         self.args = args
         self.quick = bool(args.quick)
@@ -231,6 +232,9 @@ class StudyRunner:
                 self.external_files[kind] = os.path.abspath(path)
         self.started = utc_now()
         self.load_avg_start = _load_avg()
+        # one counter of measurements for the whole study (their number depends on the study)
+        self.progress = tqdm(desc=study, unit="measurement", file=sys.stderr,
+                             disable=None)  # None: shown on a terminal, silent in logs
 
     # -- measuring --------------------------------------------------------------------------
 
@@ -247,8 +251,8 @@ class StudyRunner:
         if stabilise:
             stabilise_weights(layer, input_size)
         layer.model_name = label  # the harness names the record (and the export folder) after it
-        print(f"[{self.study}] {label} ({device}, batch {batch_size}, input "
-              f"{list(input_size)}) ...", file=sys.stderr, flush=True)
+        self.progress.set_postfix_str(f"{label} ({device}, batch {batch_size}, input "
+                                      f"{list(input_size)})")
         try:
             rec = benchmark_model(layer, input_size=tuple(input_size), batch_size=batch_size,
                                   device=device, threads=self.args.threads,
@@ -256,9 +260,11 @@ class StudyRunner:
                                   repeats=self.repeats, workdir=self.args.keep_models)
         except Exception as exc:  # noqa: BLE001 - reported in the outputs, the study goes on
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            print(f"[{self.study}] {label} FAILED: {msg}", file=sys.stderr, flush=True)
+            tqdm.write(f"[{self.study}] {label} FAILED: {msg}", file=sys.stderr)
             self.failures.append({"label": label, "device": device, "error": msg})
             return None
+        finally:
+            self.progress.update()
         rec["model"] = label
         rec["study"] = self.study
         rec["study_meta"] = meta
@@ -269,9 +275,7 @@ class StudyRunner:
     def measure_model(self, name: str, device: str = "cpu", batch_size: int = 1,
                       input_size: Optional[Sequence[int]] = None) -> Optional[Dict[str, Any]]:
         """Benchmark a registered model by name (the harness builds and fuses it)."""
-
-        print(f"[{self.study}] {name} ({device}, batch {batch_size}) ...", file=sys.stderr,
-              flush=True)
+        self.progress.set_postfix_str(f"{name} ({device}, batch {batch_size})")
         try:
             rec = benchmark_model(name, input_size=input_size, batch_size=batch_size,
                                   device=device, threads=self.args.threads,
@@ -279,9 +283,11 @@ class StudyRunner:
                                   repeats=self.repeats, workdir=self.args.keep_models)
         except Exception as exc:  # noqa: BLE001
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            print(f"[{self.study}] {name} FAILED: {msg}", file=sys.stderr, flush=True)
+            tqdm.write(f"[{self.study}] {name} FAILED: {msg}", file=sys.stderr)
             self.failures.append({"label": name, "device": device, "error": msg})
             return None
+        finally:
+            self.progress.update()
         rec["study"] = self.study
         self._note_workarounds(rec)
         self.measurements.append(rec)
@@ -289,10 +295,10 @@ class StudyRunner:
 
     def _note_workarounds(self, rec: Dict[str, Any]) -> None:
         for w in rec.get("ir_pass_workarounds") or []:
-            print(f"[{self.study}] {rec['model']}: WORKAROUND: deleted IR pass "
-                  f"{w['deleted_pass']} (trigger op {w['trigger_op']}, Paddle "
-                  f"{w['paddle_version']}); see the outputs' workaround section",
-                  file=sys.stderr, flush=True)
+            tqdm.write(f"[{self.study}] {rec['model']}: WORKAROUND: deleted IR pass "
+                       f"{w['deleted_pass']} (trigger op {w['trigger_op']}, Paddle "
+                       f"{w['paddle_version']}); see the outputs' workaround section",
+                       file=sys.stderr)
 
     def workaround_rows(self) -> List[Dict[str, Any]]:
         """One row per (measurement, workaround) for the measurements that needed a Paddle
@@ -322,7 +328,6 @@ class StudyRunner:
     # -- writing ----------------------------------------------------------------------------
 
     def header_markdown(self, title: str, paper: str) -> str:
-
         m = machine_info(device=self.devices[0], threads=self.args.threads,
                          mkldnn=bool(self.args.mkldnn))
         lines = [f"# {title}", "", f"Paper: {paper}", "",
@@ -352,7 +357,7 @@ class StudyRunner:
               figure: Optional[Callable[[Any], None]] = None) -> Dict[str, str]:
         """Write ``<study>.json``, ``<study>.md`` and (unless ``--no-figure``) ``<study>.png``
         atomically into ``--output-dir``; returns the paths. ``figure(plt)`` draws on pyplot."""
-
+        self.progress.close()
         out_dir = self.args.output_dir
         os.makedirs(out_dir, exist_ok=True)
         stem = os.path.join(out_dir, self.study)

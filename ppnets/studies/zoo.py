@@ -98,7 +98,6 @@ def figure_left_out(rows: List[Dict[str, Any]], device: str,
 
 
 def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
-
     args = build_parser().parse_args(argv)
     patterns = args.models or (list(QUICK_MODELS) if args.quick else ["*"])
     try:

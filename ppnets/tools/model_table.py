@@ -22,7 +22,6 @@ def _fmt(v, digits=2):
 
 
 def render() -> str:
-
     rows = ["| model | family | paper | params (M) | MACs (G) | deploy params (M) | "
             "deploy MACs (G) | top-1 | input | parity reference |",
             "|---|---|---|---:|---:|---:|---:|---:|---|---|"]

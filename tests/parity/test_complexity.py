@@ -3,7 +3,7 @@
 The torch subprocess of the parity tests (``torch_reference.py``) counts every reference model at
 its ``model_info`` input size, in the train form and after timm's ``reparameterize_model``; our
 ``ppnets.analysis.profile_model`` must give the same numbers, so a published figure that differs
-from ours (``tests/test_models.py``) is explained by the reference rather than by our own count.
+from ours (``tests/models/test_models.py``) is explained by the reference rather than by our own count.
 Where model_info records such a reference count (``measured``), it must be the count measured
 here.
 """

@@ -23,7 +23,7 @@ from tests.conftest import assert_parity, float64_model, model_param, parity_bou
 # references are generated once, in one subprocess, rather than once per worker.
 pytestmark = pytest.mark.xdist_group("parity")
 
-# Large variants are `slow` (run by CI's second call, `-m slow`), as in tests/test_models.py.
+# Large variants are `slow` (run by CI's second call, `-m slow`), as in tests/models/test_models.py.
 PARITY_MODELS = [model_param(n, xdist_group=False) for n in ppnets.list_models()
                  if ppnets.model_info(n).get("reference")]
 

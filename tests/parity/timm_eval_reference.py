@@ -1,4 +1,4 @@
-"""Torch side of the ImageNet evaluation parity test (tests/test_evaluate.py). Runs in its own
+"""Torch side of the ImageNet evaluation parity test (tests/engine/test_evaluate.py). Runs in its own
 process: it must never share one with paddle.
 
     python tests/parity/timm_eval_reference.py --model mobilenetv3_small_100 --list val_list.txt \\

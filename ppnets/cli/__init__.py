@@ -1,0 +1,1 @@
+"""The ``ppnets`` command (:mod:`ppnets.cli.main`), one module per subcommand."""

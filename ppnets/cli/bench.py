@@ -1,0 +1,98 @@
+"""``ppnets bench``: latency of models in their deploy form under Paddle Inference.
+
+    ppnets bench --models resnet18 'spconv_*' --threads 1 --json out.json
+    python -m ppnets.bench ...            # the same command
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from ppnets.bench.harness import benchmark_models, check_settings, format_table
+from ppnets.registry import resolve_model_names
+from ppnets.utils import atomic_write_json
+
+from .common import run_command
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+HELP = "latency of models (deploy form) under Paddle Inference"
+DESCRIPTION = ("Latency of ppnets models (deploy form) under Paddle Inference: median and IQR "
+               "over individually timed repeats after untimed warm-up runs.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", "--model", nargs="+", required=True, metavar="NAME",
+                        help="registry names or fnmatch patterns, e.g. resnet18 'spconv_*'")
+    parser.add_argument("--batch-size", type=_positive, default=1)
+    parser.add_argument("--input-size", type=_positive, nargs=3, metavar=("C", "H", "W"),
+                        default=None, help="default: each model's registered input size")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--threads", type=_positive, default=1,
+                        help="CPU math-library threads (default 1)")
+    parser.add_argument("--no-mkldnn", dest="mkldnn", action="store_false",
+                        help="disable oneDNN (MKLDNN) kernels on CPU")
+    parser.add_argument("--warmup", type=_positive, default=10,
+                        help="untimed runs before timing (>= 1; default 10)")
+    parser.add_argument("--repeats", type=_positive, default=50,
+                        help="individually timed runs (default 50)")
+    parser.add_argument("--dygraph", action="store_true",
+                        help="also time eager (dygraph) execution for comparison")
+    parser.add_argument("--workdir", default=None,
+                        help="keep the exported models here (default: a temporary folder)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="write the results here (atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        check_settings(input_size=args.input_size, batch_size=args.batch_size,
+                       device=args.device, threads=args.threads, warmup=args.warmup,
+                       repeats=args.repeats)
+        names = resolve_model_names(args.models)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        # KeyError's str() is the repr of its message; print the message itself.
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}",
+              file=sys.stderr)
+        return 2
+
+    def progress(result):
+        lat = result["latency_ms"]
+        print(f"{result['model']}: median {lat['median']:.3f} ms (IQR {lat['iqr']:.3f} ms, "
+              f"{lat['repeats']} repeats)", file=sys.stderr, flush=True)
+
+    report = benchmark_models(
+        names, command=args.command, progress=progress,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        batch_size=args.batch_size, device=args.device, threads=args.threads,
+        mkldnn=args.mkldnn, warmup=args.warmup, repeats=args.repeats,
+        dygraph=args.dygraph, workdir=args.workdir)
+
+    machine = report["machine"]
+    print(f"{machine['cpu_model']} | {args.device}"
+          + (f" ({machine['gpu']})" if args.device == "gpu" else
+             f", threads {args.threads}, oneDNN {'on' if args.mkldnn else 'off'}")
+          + f" | batch {args.batch_size} | Paddle {machine['paddle_version']} | "
+          f"{args.warmup} warm-up, {args.repeats} repeats\n")
+    print(format_table(report["results"]))
+    if args.dygraph:
+        print("\n| model | dygraph median (ms) | dygraph IQR (ms) |\n|---|---:|---:|")
+        for r in report["results"]:
+            d = r["dygraph_latency_ms"]
+            print(f"| {r['model']} | {d['median']:.3f} | {d['iqr']:.3f} |")
+    if args.json:
+        atomic_write_json(args.json, report, strict=True)
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_command(__name__, argv, prog="python -m ppnets.bench")

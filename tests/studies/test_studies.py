@@ -1,0 +1,282 @@
+"""The latency studies (docs/latency_studies.md): each runs end to end with ``--quick`` and writes
+well-formed JSON / Markdown / PNG; the shared pieces (published data, order comparison, device
+merge, peer comparison) behave. No timing is asserted anywhere."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ppnets
+from ppnets.studies import published
+from ppnets.studies.study import STUDY_SCHEMA, compare_order, load_device_results, speed
+from tests.conftest import REPO
+
+BENCH_KEYS = {"schema", "backend", "model", "input_size", "batch_size", "device", "threads",
+              "latency_ms", "throughput_ips", "macs", "params", "flops_per_s",
+              "max_abs_diff_vs_dygraph", "machine"}
+
+
+def _check_outputs(out_dir, study, min_measurements=1):
+    with open(os.path.join(out_dir, f"{study}.json"), encoding="utf-8") as f:
+        doc = json.load(f)  # strict JSON: NaN/Infinity would already fail in write_json
+    assert doc["schema"] == STUDY_SCHEMA and doc["study"] == study
+    assert doc["quick"] is True and doc["settings"]["repeats"] == 3
+    assert doc["machine"]["cpu_model"] and doc["command"].startswith("python ")
+    assert doc["failures"] == [], doc["failures"]
+    assert len(doc["measurements"]) >= min_measurements
+    for rec in doc["measurements"]:
+        assert BENCH_KEYS <= set(rec), sorted(BENCH_KEYS - set(rec))
+        assert rec["schema"].startswith("ppnets.bench/") and rec["backend"] == "paddle_inference"
+        assert rec["latency_ms"]["repeats"] == 3 and len(rec["latency_ms"]["samples"]) == 3
+        # the exported program computes what the network computes
+        assert rec["max_abs_diff_vs_dygraph"] < 1e-3, (rec["model"],
+                                                       rec["max_abs_diff_vs_dygraph"])
+    with open(os.path.join(out_dir, f"{study}.md"), encoding="utf-8") as f:
+        md = f.read()
+    assert "QUICK RUN" in md and doc["machine"]["cpu_model"] in md
+    with open(os.path.join(out_dir, f"{study}.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not [n for n in os.listdir(out_dir) if n.startswith(".tmp")]  # atomic writes
+    return doc, md
+
+
+# ------------------------------------------------------------------------ shared pieces
+
+
+def test_published_entries_are_sourced():
+    assert published.PUBLISHED
+    for e in published.PUBLISHED:
+        assert e["paper"] in published.PAPERS and e["arxiv"] == published.PAPERS[e["paper"]]["arxiv"]
+        assert e["table"] and e["item"] and e["device"] and e["unit"]
+        assert isinstance(e["value"], (int, float)) and math.isfinite(e["value"])
+        assert isinstance(e["verified"], bool)
+    # the FasterNet summary ratios quoted in the issue
+    assert [published.value("fasternet", "Sec. 4.1", "pconv_over_dwconv_flops", device=d)
+            for d in ("GPU", "CPU", "ARM")] == [10.5, 6.2, 22.8]
+    with pytest.raises(ValueError):
+        published.value("shufflenetv2", "Table 1", "1:1")  # ambiguous: many settings
+
+
+def test_compare_order_reports_agreement_and_differences():
+    same = compare_order({"a": 3, "b": 2, "c": 1}, {"a": 30, "b": 20, "c": 10}, True, "x")
+    assert same["agrees"] and same["discordant_pairs"] == [] and "same order" in same["text"]
+    diff = compare_order({"a": 3, "b": 2, "c": 1}, {"a": 10, "b": 20, "c": 30}, True, "x")
+    assert not diff["agrees"] and len(diff["discordant_pairs"]) == 3
+    assert "ORDER DIFFERS" in diff["text"] and diff["our_order"] == ["c", "b", "a"]
+    lat = compare_order({"a": 1.0, "b": 2.0}, {"a": 5.0, "b": 4.0}, False, "latency")
+    assert not lat["agrees"]  # lower latency is faster: the paper has a first, we have b
+    partial = compare_order({"a": 1.0, "b": 2.0}, {"a": 5.0, "b": None}, False, "y")
+    assert partial["agrees"] is False and "fewer than two" in partial["text"]
+
+
+def test_speed_units():
+    rec = {"latency_ms": {"median": 4.0}, "batch_size": 8, "macs": 10 ** 9}
+    assert speed(rec, "ms") == 4.0
+    assert speed(rec, "batches/s") == 250.0 and speed(rec, "images/s") == 2000.0
+    assert speed(rec, "GMAC/s") == 2000.0 and speed(rec, "GFLOPS") == 4000.0
+    assert speed(None, "ms") is None
+    with pytest.raises(ValueError):
+        speed(rec, "fps")
+
+
+def test_load_device_results_rejects_other_schemas(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"results": [{"model": "m", "latency_ms": {"median": 1.0}}]}))
+    assert load_device_results(str(good))[0]["model"] == "m"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"results": [{"model": "m", "latency_ms": {}, "schema": "x/1"}]}))
+    with pytest.raises(ValueError, match="ppnets.bench"):
+        load_device_results(str(bad))
+    with pytest.raises(ValueError, match="no record list"):
+        (tmp_path / "none.json").write_text("{}")
+        load_device_results(str(tmp_path / "none.json"))
+
+
+# --------------------------------------------------------------------------- the studies
+
+
+def test_fasternet_table1_quick(tmp_path):
+    from ppnets.studies import fasternet_table1
+
+    assert fasternet_table1.main(["--quick", "--output-dir", str(tmp_path)]) == 0
+    doc, md = _check_outputs(str(tmp_path), "latency_fasternet_table1", 4)
+    ratios = {r["device"]: r for r in doc["pconv_over_dwconv"]}
+    assert ratios["cpu"]["paper"] == 6.2 and ratios["cpu"]["ours"] > 0
+    assert ratios["arm"]["ours"] is None  # nothing measured or merged for ARM
+    labels = {r["model"] for r in doc["measurements"]}
+    assert {"pconv_768x7x7", "pconv_slicing_768x7x7", "dwconv_768x7x7"} <= labels
+    # MACs: PConv r=1/4 is 1/16 of a dense conv, GConv with 16 groups too
+    macs = {r["model"]: r["macs"] for r in doc["measurements"]}
+    assert macs["pconv_768x7x7"] == macs["gconv_768x7x7"] == 10 * 49 * 768 * 768 * 9 // 16
+    assert "slicing / split_cat" in md
+
+
+def test_shufflenetv2_guidelines_quick_with_arm_merge(tmp_path):
+    from ppnets.studies import shufflenetv2_guidelines as sv2
+
+    # A device result in the bench schema for one of the quick cells, as an ARM runner would
+    # write it (a made-up latency: only the merge is checked, not a timing).
+    label = sv2.label("G1", "1:1", "arm", "x1")
+    arm = tmp_path / "arm.json"
+    arm.write_text(json.dumps({"schema": "ppnets.bench/1", "results": [
+        {"schema": "ppnets.bench/1", "backend": "paddle_lite", "model": label, "device": "arm",
+         "batch_size": 1, "macs": 1, "latency_ms": {"median": 20.0}}]}))
+    out = tmp_path / "out"
+    assert sv2.main(["--quick", "--output-dir", str(out), "--arm-results", str(arm)]) == 0
+    doc, md = _check_outputs(str(out), "latency_shufflenetv2_guidelines", 8)
+    merged = [c for c in doc["cells"] if c["device"] == "arm" and c["item"] == "1:1"]
+    assert merged and merged[0]["ours"] == 50.0 and merged[0]["paper"] == 76.2
+    assert doc["merged_files"]["arm"] == str(arm)
+    assert {o["what"].split()[0] for o in doc["orderings"]} == {"G1", "G2", "G3", "G4"}
+    for o in doc["orderings"]:
+        assert isinstance(o["agrees"], bool) and o["text"] in md
+
+
+def test_g3_series_blocks_keep_the_macs():
+    from ppnets.studies.shufflenetv2_guidelines import series_width
+
+    for c in (64, 128, 256):
+        for k in (2, 4):
+            a = series_width(c, k)
+            macs = 2 * c * a + (k - 2) * a * a
+            assert abs(macs - c * c) / (c * c) < 0.05, (c, k, a)
+
+
+def test_mobileone_blocks_quick_via_reproduce_script(tmp_path):
+    """In its own process: the leaky_relu network crashes Paddle Inference 3.3.1 unless the
+    harness deletes the conv+activation fuse pass, and a crash must fail this test, not pytest.
+    """
+    proc = subprocess.run([sys.executable, "reproduce/latency_mobileone_blocks.py", "--quick",
+                           "--output-dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc, md = _check_outputs(str(tmp_path), "latency_mobileone_blocks", 4)
+    acts = {r["item"]: r for r in doc["results"]["activations"]}
+    assert acts["relu"]["cpu_rel"] == 1.0 and acts["dynamic_relu_a"]["cpu_ms"] is None
+    assert acts["leaky_relu"]["cpu_ms"] > 0 and acts["leaky_relu"]["ir_pass_workaround"]
+    assert not acts["relu"]["ir_pass_workaround"]
+    assert "Not built" in md
+    # the row that needed the workaround is named, with the pass, the reason and Paddle's version
+    assert [(w["label"], w["deleted_pass"]) for w in doc["ir_pass_workarounds"]] == [
+        ("act_leaky_relu", "conv_activation_onednn_fuse_pass")]
+    assert doc["ir_pass_workarounds"][0]["paddle_version"] == doc["machine"]["paddle_version"]
+    assert "Rows measured with a Paddle Inference workaround" in md
+    assert "leaky_relu \u2020" in md and "conv_activation_onednn_fuse_pass" in md
+    assert doc["load_avg_start"] is None or len(doc["load_avg_start"]) == 3
+    # the paper's cells are looked up under their (unverified) table labels
+    assert acts["relu"]["paper_ms"] == published.value(
+        "mobileone", published.MOBILEONE_TABLES["activations"], "relu")
+
+
+def test_efficientformer_observations_quick(tmp_path):
+    from ppnets.studies import efficientformer_observations as ef
+
+    assert ef.main(["--quick", "--output-dir", str(tmp_path)]) == 0
+    doc, md = _check_outputs(str(tmp_path), "latency_efficientformer_observations", 5)
+    assert [o["observation"] for o in doc["observations"]] == ["obs1", "obs2"]
+    types = {b["type"] for b in doc["breakdown"]}
+    assert types == {"stem", "Meta3D", "head"}
+    assert abs(sum(b["share_pct"] for b in doc["breakdown"]) - 100.0) < 1e-6
+
+
+def test_efficientformer_segments_cover_the_model():
+    """Every block of efficientformer_l1 is in exactly one timed segment."""
+    from ppnets.studies.efficientformer_observations import model_segments
+
+    segments, model = model_segments("efficientformer_l1")
+    n_blocks = sum(len(list(s.blocks)) for s in model.stages)
+    covered = sum(len(list(s["layer"])) for s in segments
+                  if s["type"] in ("Meta4D", "Meta3D"))
+    assert covered == n_blocks
+    assert [s["input"] for s in segments][:2] == [(3, 224, 224), (48, 56, 56)]
+
+
+def test_zoo_quick_via_reproduce_script(tmp_path):
+    """The command as users run it (reproduce/ wrapper, run record), in its own process."""
+    proc = subprocess.run([sys.executable, "reproduce/latency_zoo.py", "--quick",
+                           "--output-dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc, md = _check_outputs(str(tmp_path), "latency_zoo", 1)
+    assert doc["run_record"]["script"] == "latency_zoo.py" and doc["run_record"]["smoke"]
+    row = doc["models"][0]
+    assert row["model"] == "mobilenetv3_small_050" and row["macs_g"] > 0
+    assert row["memory_mb"] > 0 and row["top1"] is not None
+    swin = [c for c in doc["claims"] if "Swin-B" in c["claim"]][0]
+    assert "not registered" in swin["text"]
+
+
+def test_zoo_cifar_models_have_10_classes_and_figure_omissions_are_listed(tmp_path):
+    """CIFAR-10 models are counted with their 10-class head (ResNet-20: 0.27 M, not 0.34 M with
+    a 1000-class one), and every model missing from a figure panel is named with the reason."""
+    from ppnets.studies import zoo
+
+    assert zoo.main(["--quick", "--models", "resnet20_cifar", "spconv_resnet18",
+                     "--output-dir", str(tmp_path)]) == 0
+    doc, md = _check_outputs(str(tmp_path), "latency_zoo", 2)
+    rows = {r["model"]: r for r in doc["models"]}
+    assert abs(rows["resnet20_cifar"]["params_m"] - 0.27) / 0.27 < 0.01
+    assert ppnets.model_info("spconv_resnet18").get("top1") is None
+    section = md.split("## Left out of the figure")[1]
+    assert "spconv_resnet18: no published top-1" in section
+    assert "resnet20_cifar:" not in section
+
+
+def test_zoo_unknown_model_is_an_error(tmp_path, capsys):
+    from ppnets.studies import zoo
+
+    assert zoo.main(["--quick", "--models", "no_such_net", "--output-dir", str(tmp_path)]) == 2
+    assert "no_such_net" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
+# ------------------------------------------------------------------------------- peers
+
+
+def test_peers_one_run(tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from ppnets.bench import peers
+
+    out = tmp_path / "peers.json"
+    md = tmp_path / "peers.md"
+    rc = peers.main(["--models", "mobilenetv3_small_050", "--warmup", "1", "--repeats", "2",
+                     "--sgemm-n", "128", "--json", str(out), "--markdown", str(md)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert len(report["load_avg_end"]) == 3 and report["ir_pass_workarounds"] == []
+    page = md.read_text()
+    assert "at the start" in page and "| mobilenetv3_small_050 | onnxruntime |" in page
+    backends = {r["backend"] for r in report["results"]}
+    assert "paddle_inference" in backends and "onnxruntime" in backends
+    assert report["peak_sgemm"]["single_thread"]["flops_per_s"] > 0
+    for r in report["results"]:
+        assert r["model"] == "mobilenetv3_small_050" and r["threads"] == 1
+        assert r["utilisation_of_sgemm_peak"] > 0
+    onnx = [r for r in report["results"] if r["backend"] == "onnxruntime"][0]
+    assert onnx["max_abs_diff_vs_dygraph"] < 1e-3  # the export computes the same function
+    errors = {e["backend"] for e in report["errors"]}
+    try:
+        import importlib.util
+        has_torch = importlib.util.find_spec("torch") and importlib.util.find_spec("timm")
+    except ValueError:
+        has_torch = False
+    if has_torch:
+        assert "torch_eager" in backends, report["errors"]
+    else:
+        assert "torch_eager" in errors
+
+
+def test_gpu_request_without_cuda_is_a_clear_error(tmp_path, capsys):
+    import paddle
+
+    if paddle.device.is_compiled_with_cuda():
+        pytest.skip("this Paddle build has CUDA: the error path does not apply")
+    from ppnets.studies import fasternet_table1
+
+    with pytest.raises(SystemExit) as exc:
+        fasternet_table1.main(["--quick", "--device", "gpu", "--output-dir", str(tmp_path)])
+    assert exc.value.code == 2 and "CUDA" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)  # nothing measured, nothing written
