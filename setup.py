@@ -11,6 +11,8 @@ RUNTIME = [
     "pyyaml>=6.0",
     "matplotlib>=3.7",
     "tqdm>=4.60",
+    # pretrained=True: hub downloads honour HF_ENDPOINT / HF_HUB_OFFLINE
+    "huggingface_hub>=0.20",
     "safetensors>=0.4",
     # INT8 for Paddle Lite (ppnets.deploy.quant: PTQ and QAT) is part of the core workflow.
     # paddleslim 2.6 imports pkg_resources, which setuptools 81 removed: the cap holds whatever

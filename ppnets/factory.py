@@ -4,35 +4,61 @@ Importing this module imports :mod:`ppnets.models`, whose family modules fill th
 """
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import Optional, Union
 
 from ppnets import models  # noqa: F401  (registers every family)
-from ppnets.convert import load_pretrained
+from ppnets.convert import CHECKPOINT_SUFFIXES, load_pretrained
 from ppnets.registry import DATASET_CLASSES, get_entry
+from ppnets.weights.pretrained import converted_weights, load_weights, resolve_weight
 
 __all__ = ["create_model"]
 
 
-def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optional[str] = None,
-                 deploy: bool = False, **overrides):
+def _is_path(pretrained: str) -> bool:
+    return (os.path.exists(pretrained) or os.sep in pretrained
+            or pretrained.lower().endswith(CHECKPOINT_SUFFIXES))
+
+
+def create_model(name: str, num_classes: Optional[int] = None,
+                 pretrained: Union[None, bool, str] = None, deploy: bool = False, **overrides):
     """Build a registered model.
 
     ``num_classes`` defaults to the classes of the data set the variant is defined on
     (``model_info(name)["dataset"]``: 1000 for ImageNet-1k, 10 for the CIFAR-10 models).
-    ``pretrained`` is a path to a checkpoint: ppnets ``.pdparams`` or a reference checkpoint
-    (``.safetensors``, ``.npz``, ``.pth``) that :mod:`ppnets.convert` maps to our layout.
-    ``deploy=True`` builds the reparameterized (inference) structure directly, so a state dict
-    saved after ``reparameterize()`` loads into it. ``overrides`` replace the variant's keyword
-    configuration (e.g. ``drop_path_rate=0.1``, ``in_chans=1``).
+
+    ``pretrained``:
+
+    * ``True`` or a weight tag (``"in1k"``, ``"dist_in1k"``, ...; ``ppnets weights list NAME``):
+      the published weights of the reference (``ppnets.weights.sources``), downloaded once
+      (Hugging Face hub through ``HF_ENDPOINT``, or the release URL), converted and cached under
+      ``PPNETS_HOME``; later calls need no network. With another ``num_classes`` everything but
+      the classifier loads (a log line says so). With ``deploy=True`` the weights are loaded
+      into the train form, which is then reparameterized (the returned model is in eval mode).
+    * a path: a ppnets ``.pdparams`` or a reference checkpoint (``.safetensors``, ``.npz``,
+      ``.pth``) that :mod:`ppnets.convert` maps to our layout; ``deploy=True`` then builds the
+      fused structure first, so a state dict saved after ``reparameterize()`` loads into it.
+
+    ``overrides`` replace the variant's keyword configuration (``drop_path_rate=0.1``,
+    ``in_chans=1``, ...).
     """
     entry = get_entry(name)
     kwargs = dict(entry.cfg)
     kwargs.update(overrides)
     kwargs["num_classes"] = (DATASET_CLASSES[entry.info["dataset"]] if num_classes is None
                              else num_classes)
-    kwargs["deploy"] = deploy
+    published = pretrained is True or (isinstance(pretrained, str) and not _is_path(pretrained))
+    kwargs["deploy"] = deploy and not published
     model = entry.builder(**kwargs)
     model.model_name = entry.name
-    if pretrained:
+    if published:
+        src = resolve_weight(entry.name, pretrained)
+        cached = converted_weights(src)
+        load_weights(model, cached["weights_path"], src.num_classes, f"{src.model}.{src.tag}")
+        model.pretrained_cfg = src
+        if deploy:
+            model.eval()
+            model.reparameterize()
+    elif pretrained:
         load_pretrained(model, pretrained, name=entry.name)
     return model

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import http.server
 import io
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
+import threading
 
 import numpy as np
 import paddle
@@ -15,6 +20,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 CIFAR_PARTIAL = os.path.join(SHARED_DATA, "cifar-10-python-partial.tar.gz")
 IMAGENET_SAMPLE = os.path.join(SHARED_DATA, "imagenet-val-sample")
+
+
+# The interpreter that runs the reference implementations (torch, torchvision, timm), always in
+# a subprocess: torch and paddle never share a process. Without PYTHONPATH, so the subprocess
+# cannot pick up paddle from the test process's path.
+TORCH_PYTHON = os.environ.get("PPNETS_TORCH_PYTHON", sys.executable)
+TORCH_PYTHON_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def torch_python() -> str:
+    """``TORCH_PYTHON``, or skip (saying how to install the references) when it lacks them."""
+    probe = subprocess.run([TORCH_PYTHON, "-c", "import torch, torchvision, timm, safetensors"],
+                           capture_output=True, text=True, env=TORCH_PYTHON_ENV)
+    if probe.returncode != 0:
+        pytest.skip(f"needs torch, torchvision, timm and safetensors in {TORCH_PYTHON} "
+                    f"(pip install -e '.[parity]'): {probe.stderr.strip().splitlines()[-1:]}")
+    return TORCH_PYTHON
 
 
 def randomize_bn(model: paddle.nn.Layer, seed: int = 0) -> None:
@@ -240,3 +262,75 @@ def tiny_config(archive, out, **sections):
 # ---------------------------------------------------------------------------------------------
 def checkpoint_weights(path):
     return {k: np.asarray(v) for k, v in paddle.load(path).items()}
+
+
+class FileServer:
+    """A loopback (127.0.0.1) HTTP server answering HEAD and GET (with ``Range``) for the files
+    put in ``files`` (URL path -> bytes), with the headers the Hugging Face hub sends
+    (``ETag`` = the SHA-256 of the file, ``X-Repo-Commit``, ``Content-Length``,
+    ``Accept-Ranges``), so ``huggingface_hub`` and plain-URL downloads run for real against it.
+    ``cut_after`` (bytes) makes GET responses stop early, as a dropped connection does;
+    ``requests`` logs (method, path, range header)."""
+
+    def __init__(self):
+        self.files: dict = {}
+        self.requests: list = []
+        self.cut_after = None
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _head(self):
+                server.requests.append((self.command, self.path, self.headers.get("Range")))
+                body = server.files.get(self.path.split("?")[0])
+                if body is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None, 0
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0] or 0)
+                self.send_response(206 if start else 200)
+                self.send_header("ETag", '"' + hashlib.sha256(body).hexdigest() + '"')
+                self.send_header("X-Repo-Commit", hashlib.sha1(body).hexdigest())
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(body) - start))
+                if start:
+                    self.send_header("Content-Range",
+                                     f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.end_headers()
+                return body, start
+
+            def do_HEAD(self):  # noqa: N802 (http.server's naming)
+                self._head()
+
+            def do_GET(self):  # noqa: N802
+                body, start = self._head()
+                if body is None:
+                    return
+                payload = body[start:]
+                if server.cut_after is not None:
+                    payload = payload[:server.cut_after]
+                self.wfile.write(payload)
+                if server.cut_after is not None:
+                    self.close_connection = True
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server():
+    server = FileServer()
+    yield server
+    server.close()

@@ -8,6 +8,7 @@
     ppnets bench --models resnet18 'spconv_*' --threads 1 --json bench.json
     ppnets complexity --models 'repvgg_*' --deploy
     ppnets convert --model fasternet_t0 --src fasternet_t0.safetensors --out t0.pdparams
+    ppnets weights fetch --all                   # published weights into the cache (offline use)
 
 ``ppnets <command> --help`` lists a command's options. One vocabulary throughout:
 ``--model``/``--models``, ``--output-dir``, ``--device``, ``--threads``, ``-c`` (config),
@@ -20,14 +21,14 @@ import shlex
 import sys
 from typing import Optional, Sequence
 
-from . import bench, complexity, convert, evaluate, export, models, train
+from . import bench, complexity, convert, evaluate, export, models, train, weights
 from .common import configure_parser
 
 __all__ = ["main", "COMMANDS"]
 
 # command name -> module (see ppnets.cli.common for what a command module defines)
 COMMANDS = {"train": train, "eval": evaluate, "export": export, "bench": bench,
-            "complexity": complexity, "convert": convert, "models": models}
+            "complexity": complexity, "convert": convert, "models": models, "weights": weights}
 
 
 def build_parser() -> argparse.ArgumentParser:

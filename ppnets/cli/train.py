@@ -6,16 +6,23 @@
 The config holds the recipe (``configs/``, every key in docs/training.md); ``-o key=value``
 overrides any key; the options below set the environment. Re-running the same command resumes
 from the last checkpoint in ``--output-dir`` (``--no-resume`` starts over, moving the old run
-to ``previous-<time>/``). Writes checkpoints, VisualDL logs and ``results.json``.
+to ``previous-<time>/``). Writes checkpoints, VisualDL logs and ``results.json``; with
+``export.formats`` set (the fine-tuning recipes of ``configs/finetune/``), the best checkpoint
+is then exported and verified into ``<output-dir>/export``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional, Sequence
 
+import paddle
+
+from ppnets.deploy import export
 from ppnets.engine import ConfigError, DataUnavailableError, ResumeMismatchError, fit, load_config
+from ppnets.factory import create_model
 
 from .common import run_command
 
@@ -68,8 +75,29 @@ def run(args: argparse.Namespace) -> int:
         return 2
     summary = {k: result.get(k) for k in ("model", "epochs_run", "epochs_planned", "final_top1",
                                           "final_top5", "best_top1", "best_epoch", "output_dir")}
+    status = 0
+    if cfg["export"]["formats"] and result["complete"]:
+        report = export_best(cfg, result["num_classes"])
+        summary["export"] = {"output_dir": report["output_dir"],
+                             "all_passed": report["all_passed"]}
+        status = 0 if report["all_passed"] else 1
     print(json.dumps(summary, indent=2))
-    return 0
+    return status
+
+
+def export_best(cfg: dict, num_classes: int) -> dict:
+    """Export the best checkpoint of a finished run (``export.formats``) into
+    ``<output_dir>/export``, at the training input size, verified against eager."""
+    net = create_model(cfg["model"]["name"], num_classes=num_classes,
+                       **(cfg["model"].get("kwargs") or {}))
+    ckpt = os.path.join(cfg["output_dir"], "checkpoints", "best.pdparams")
+    net.set_state_dict(paddle.load(ckpt))
+    size = int(cfg["data"]["image_size"])
+    report = export(net, formats=tuple(cfg["export"]["formats"]),
+                    out_dir=os.path.join(cfg["output_dir"], "export"), input_size=(3, size, size),
+                    lite_targets=tuple(cfg["export"]["lite_targets"]), progress=True)
+    report["output_dir"] = os.path.join(cfg["output_dir"], "export")
+    return report
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

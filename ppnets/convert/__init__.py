@@ -24,9 +24,11 @@ import numpy as np
 from ppnets.registry import get_entry
 
 __all__ = ["read_checkpoint", "convert_state_dict", "load_pretrained", "ConversionReport",
-           "save_state_dict", "CorruptCheckpointError"]
+           "save_state_dict", "CorruptCheckpointError", "CHECKPOINT_SUFFIXES"]
 
 _TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin", ".ckpt")
+# every file name ending read_checkpoint knows
+CHECKPOINT_SUFFIXES = (".pdparams", ".safetensors", ".npz") + _TORCH_SUFFIXES
 
 
 @dataclass

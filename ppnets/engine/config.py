@@ -47,21 +47,26 @@ DEFAULTS: Dict[str, Any] = {
     "model": {
         "name": None,            # registry name, e.g. resnet20_cifar
         "kwargs": {},            # extra keyword arguments of ppnets.create_model (free-form)
+        "pretrained": None,      # True | weight tag (e.g. in1k) | checkpoint path; None: scratch
+        "freeze": None,          # "backbone" (all but the classifier) | list of name prefixes
     },
     "data": {
-        "dataset": "cifar10",    # cifar10 | imagenet
+        "dataset": "cifar10",    # cifar10 | imagenet | folder (your own images)
         "data_file": None,       # local cifar-10-python.tar.gz; None: download (online only)
         "data_dir": None,        # imagenet: folder with train/<wnid>/, val/<wnid>/ (or list roots)
+        "train_dir": None,       # folder: class sub-folders of training images
+        "val_dir": None,         # folder: class sub-folders of validation images
+        "val_fraction": 0.1,     # folder without val_dir/val_list: share held out of training
         "train_list": None,      # imagenet: PaddleClas list file (relative/path label)
         "val_list": None,        # imagenet: PaddleClas list file for evaluation
-        "num_classes": None,     # None: the data set's (10 cifar10, 1000 imagenet)
+        "num_classes": None,     # None: the data set's (10 cifar10, 1000 imagenet, folder's)
         "eval_crop_pct": None,   # imagenet eval: None = the model's crop_pct (model_info)
         "interpolation": None,   # imagenet eval resize: None = the model's (model_info)
         "image_size": 32,        # network input side; != 32 resizes after augmentation
         "batch_size": 128,
         "eval_batch_size": None,  # None: same as batch_size
         "num_workers": None,     # DataLoader workers; None: min(8, usable cores)
-        "mean": [0.4914, 0.4822, 0.4465],
+        "mean": [0.4914, 0.4822, 0.4465],  # None: the model's (model_info), for pretrained nets
         "std": [0.2470, 0.2435, 0.2616],
         "augment": {
             "random_crop_padding": 4,   # 0 disables the random crop
@@ -91,6 +96,7 @@ DEFAULTS: Dict[str, Any] = {
         "clip_grad_norm": None,  # clip the global gradient norm to this; None: no clipping
         "lr_scale_batch": None,  # lr *= global batch / lr_scale_batch (e.g. 256); None: as is
         "weight_decay_end": None,  # cosine-anneal weight_decay to this (wd_schedule.py)
+        "layer_decay": None,     # layer-wise lr decay (fine-tuning): lr *= decay ** depth-from-top
     },
     "sched": {
         "name": "cosine",        # cosine | linear | step | multistep | constant
@@ -123,6 +129,10 @@ DEFAULTS: Dict[str, Any] = {
         "type": "hard",          # hard | soft | none
         "alpha": 0.5,            # weight of the distillation term
         "tau": 1.0,              # soft distillation temperature
+    },
+    "export": {                  # after training, export the best checkpoint (ppnets train)
+        "formats": [],           # any of paddle, onnx, lite; []: no export
+        "lite_targets": ["arm"],
     },
     "device": "cpu",             # cpu | gpu
     "output_dir": "outputs/run",
@@ -223,7 +233,7 @@ def _check_keys(cfg: Mapping, ref: Mapping, prefix: tuple, source: str) -> None:
 
 
 _CHOICES = {
-    ("data", "dataset"): ("cifar10", "imagenet"),
+    ("data", "dataset"): ("cifar10", "imagenet", "folder"),
     ("optim", "name"): ("sgd", "adam", "adamw", "rmsprop_tf"),
     ("sched", "name"): ("cosine", "linear", "step", "multistep", "constant"),
     ("device",): ("cpu", "gpu"),

@@ -25,12 +25,13 @@ import paddle
 from PIL import Image
 
 from .augment import MixupCutmixCollate
-from .transforms import (CIFAR10_MEAN, CIFAR10_STD, cifar10_transforms, eval_transform,
-                         model_data_config, train_transform)
+from .transforms import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD,
+                         cifar10_transforms, eval_transform, model_data_config, train_transform)
 
 __all__ = ["CIFAR10_FILENAME", "DataUnavailableError", "build_cifar10", "resolve_cifar10_file",
            "EpochBatchSampler", "count_cifar10_images", "seed_everything", "build_datasets",
-           "build_train_collate", "default_num_workers", "DATASET_CLASSES"]
+           "build_train_collate", "default_num_workers", "DATASET_CLASSES", "build_folder",
+           "image_transform", "ImageListDataset", "build_imagenet"]
 
 CIFAR10_FILENAME = "cifar-10-python.tar.gz"
 
@@ -186,12 +187,17 @@ def build_datasets(cfg) -> tuple:
     CIFAR-10 (this module) or an image folder / list (ImageNet layout); ``data.num_classes``
     overrides the data set's class count (e.g. an ImageNet subset in a list file)."""
     data = cfg["data"]
+    if data["dataset"] == "folder":
+        return build_folder(data, cfg["model"]["name"], seed=int(cfg["train"]["seed"]))
+    if data["dataset"] not in DATASET_CLASSES:
+        raise DataUnavailableError(f"unknown data.dataset {data['dataset']!r}; expected "
+                                   f"{', '.join(DATASET_CLASSES)} or folder")
     num_classes = int(data.get("num_classes") or DATASET_CLASSES[data["dataset"]])
     if data["dataset"] == "imagenet":
         return (build_imagenet("train", data, cfg["model"]["name"]),
                 build_imagenet("val", data, cfg["model"]["name"]), num_classes)
     common = dict(data_file=data["data_file"], image_size=data["image_size"],
-                  mean=data["mean"], std=data["std"])
+                  mean=data["mean"] or CIFAR10_MEAN, std=data["std"] or CIFAR10_STD)
     aug = data["augment"]
     train_set = build_cifar10("train", random_crop_padding=aug["random_crop_padding"],
                               hflip=aug["hflip"], **common)
@@ -325,28 +331,89 @@ def _split_dataset(data: dict, mode: str, transform) -> ImageListDataset:
                                         transform)
 
 
-def build_imagenet(mode: str, data: dict, model_name: Optional[str] = None) -> ImageListDataset:
-    """The ``train`` or ``val`` split described by a config's ``data`` section.
+def image_transform(mode: str, data: dict, model_name: Optional[str] = None):
+    """The training or evaluation transform of an image-file data set (ImageNet or a folder of
+    your own images) described by a config's ``data`` section.
 
     Evaluation uses ``data.eval_crop_pct``/``data.interpolation`` when set, else the model's
-    ``crop_pct``/``interpolation`` (``ppnets.model_info``); normalisation always uses
-    ``data.mean``/``data.std``.
-    """
+    ``crop_pct``/``interpolation``; ``data.mean``/``data.std`` of None mean the model's
+    (``ppnets.model_info``, what pretrained weights expect)."""
     aug = data.get("augment") or {}
     size = int(data["image_size"])
+    model = model_data_config(model_name) if model_name else {
+        "crop_pct": 0.875, "interpolation": "bilinear", "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD}
+    mean = data.get("mean") or model["mean"]
+    std = data.get("std") or model["std"]
     if mode == "train":
-        transform = train_transform(
+        return train_transform(
             size, scale=aug.get("scale", (0.08, 1.0)), ratio=aug.get("ratio", (3 / 4, 4 / 3)),
             hflip=0.5 if aug.get("hflip", True) else 0.0,
             interpolation=aug.get("train_interpolation") or "bicubic",
             rand_augment=aug.get("rand_augment"), random_erasing=aug.get("random_erasing", 0.0),
-            mean=data["mean"], std=data["std"], auto_augment=aug.get("auto_augment"))
-    elif mode in ("val", "test"):
-        cfg = model_data_config(model_name) if model_name else {"crop_pct": 0.875,
-                                                                "interpolation": "bilinear"}
-        transform = eval_transform(size, data.get("eval_crop_pct") or cfg["crop_pct"],
-                                   data.get("interpolation") or cfg["interpolation"],
-                                   data["mean"], data["std"])
+            mean=mean, std=std, auto_augment=aug.get("auto_augment"))
+    if mode in ("val", "test"):
+        return eval_transform(size, data.get("eval_crop_pct") or model["crop_pct"],
+                              data.get("interpolation") or model["interpolation"], mean, std)
+    raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
+
+
+def build_imagenet(mode: str, data: dict, model_name: Optional[str] = None) -> ImageListDataset:
+    """The ``train`` or ``val`` split of ImageNet described by a config's ``data`` section
+    (transforms: :func:`image_transform`)."""
+    return _split_dataset(data, "train" if mode == "train" else "val",
+                          image_transform(mode, data, model_name))
+
+
+def _hold_out(samples: Sequence[Tuple[str, int]], fraction: float, seed: int):
+    """(train, val) samples: ``fraction`` of every class, picked by a seeded shuffle."""
+    rng = random.Random(seed)
+    by_class: dict = {}
+    for sample in samples:
+        by_class.setdefault(sample[1], []).append(sample)
+    train, val = [], []
+    for label in sorted(by_class):
+        group = list(by_class[label])
+        rng.shuffle(group)
+        n_val = int(round(len(group) * fraction)) if len(group) > 1 else 0
+        val += group[:n_val]
+        train += group[n_val:]
+    return sorted(train), sorted(val)
+
+
+def build_folder(data: dict, model_name: Optional[str] = None, seed: int = 0) -> tuple:
+    """``(train_set, val_set, num_classes)`` of your own images: ``data.train_dir`` (one
+    sub-folder per class) or ``data.train_list`` (PaddleClas list, paths relative to
+    ``data.data_dir``), validated on ``data.val_dir``/``data.val_list`` or, without either, on
+    ``data.val_fraction`` of each class held out of the training images. The number of classes
+    is the data's (``data.num_classes`` overrides)."""
+    train_tf, val_tf = image_transform("train", data, model_name), \
+        image_transform("val", data, model_name)
+    if data.get("train_dir"):
+        train = ImageListDataset.from_folder(data["train_dir"], train_tf)
+    elif data.get("train_list"):
+        train = _split_dataset(data, "train", train_tf)
     else:
-        raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
-    return _split_dataset(data, "train" if mode == "train" else "val", transform)
+        raise DataUnavailableError(
+            "data.dataset=folder needs data.train_dir (a folder with one sub-folder of images per "
+            "class) or data.train_list (a PaddleClas list file: 'relative/path label' per line, "
+            "paths relative to data.data_dir)")
+    if not train.samples:
+        raise DataUnavailableError(f"no images found for training in "
+                                   f"{data.get('train_dir') or data.get('train_list')}")
+    classes = train.classes
+    if data.get("val_dir"):
+        val = ImageListDataset.from_folder(data["val_dir"], val_tf)
+        if classes is not None and val.classes != classes:
+            raise DataUnavailableError(
+                f"data.val_dir has classes {val.classes} but data.train_dir has {classes}: the "
+                "two folders need the same class sub-folders")
+    elif data.get("val_list"):
+        val = _split_dataset(data, "val", val_tf)
+    else:
+        kept, held = _hold_out(train.samples, float(data.get("val_fraction") or 0.1), seed)
+        train = ImageListDataset(kept, train_tf, classes)
+        val = ImageListDataset(held, val_tf, classes)
+    num_classes = int(data.get("num_classes") or
+                      (len(classes) if classes else 1 + max(label for _, label in train.samples)))
+    return train, val, num_classes

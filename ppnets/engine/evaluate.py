@@ -8,9 +8,10 @@ preprocessing and the forward pass) after the first batch.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import paddle
@@ -18,9 +19,10 @@ from tqdm import tqdm
 
 from ppnets.factory import create_model
 from ppnets.utils import atomic_write, file_sha256
+from ppnets.weights.pretrained import resolve_weight
 
 from .data import ImageListDataset, default_num_workers
-from .transforms import model_data_config, model_eval_transform
+from .transforms import eval_transform, model_data_config
 
 __all__ = ["evaluate", "eval_dataset", "topk_correct"]
 
@@ -53,7 +55,7 @@ def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (top == labels.reshape(-1, 1)).any(axis=1)
 
 
-def evaluate(model: str, pretrained: str, data_dir: Optional[str] = None,
+def evaluate(model: str, pretrained: Union[bool, str], data_dir: Optional[str] = None,
              list_file: Optional[str] = None, root: Optional[str] = None,
              batch_size: int = 64, num_workers: Optional[int] = None, device: str = "cpu",
              limit: Optional[int] = None, num_classes: int = 1000,
@@ -61,19 +63,30 @@ def evaluate(model: str, pretrained: str, data_dir: Optional[str] = None,
              interpolation: Optional[str] = None, save_logits: Optional[str] = None,
              progress: bool = False) -> Dict[str, Any]:
     """Top-1/top-5 of registry model ``model`` with the weights ``pretrained`` (anything
-    ``create_model(pretrained=...)`` reads) on an evaluation split (:func:`eval_dataset`),
-    preprocessed with the model's eval transform (overridable). ``save_logits``: an ``.npz`` of
-    per-image logits, labels and paths. Raises ValueError with what to do on bad input."""
+    ``create_model(pretrained=...)`` reads: a checkpoint path, or True / a tag for the
+    published weights) on an evaluation split (:func:`eval_dataset`), preprocessed with the
+    model's eval transform -- for published weights the one they were evaluated with (their
+    input size, crop, interpolation, mean and std) -- unless overridden. ``save_logits``: an
+    ``.npz`` of per-image logits, labels and paths. Raises ValueError with what to do on bad
+    input."""
     if device == "gpu" and not paddle.device.is_compiled_with_cuda():
         raise ValueError("device 'gpu' but this paddlepaddle build has no CUDA support")
     paddle.set_device(device)
-    if not os.path.isfile(pretrained):
-        raise ValueError(f"pretrained weights {pretrained!r} do not exist")
     pre = model_data_config(model)
+    weight = None
+    if pretrained is True or (isinstance(pretrained, str) and not os.path.isfile(pretrained)
+                              and os.sep not in pretrained):
+        weight = resolve_weight(model, pretrained)
+        pre.update(input_size=int(weight.input_size[-1]), crop_pct=float(weight.crop_pct),
+                   interpolation=weight.interpolation,
+                   mean=tuple(getattr(weight, "mean", None) or pre["mean"]),
+                   std=tuple(getattr(weight, "std", None) or pre["std"]))
+    elif not os.path.isfile(pretrained):
+        raise ValueError(f"pretrained weights {pretrained!r} do not exist")
     pre.update({k: v for k, v in (("input_size", input_size), ("crop_pct", crop_pct),
                                   ("interpolation", interpolation)) if v})
-    transform = model_eval_transform(model, pre["input_size"], pre["crop_pct"],
-                                     pre["interpolation"])
+    transform = eval_transform(pre["input_size"], pre["crop_pct"], pre["interpolation"],
+                               pre["mean"], pre["std"])
     ds, source = eval_dataset(transform, data_dir, list_file, root, limit)
     if len(ds) == 0:
         raise ValueError(f"no images to evaluate in {source}")
@@ -104,8 +117,11 @@ def evaluate(model: str, pretrained: str, data_dir: Optional[str] = None,
     top5 = topk_correct(logits, labels, min(5, logits.shape[1]))
     steady = t_end - t_after_first
     result = {
-        "model": model, "pretrained": os.path.abspath(pretrained),
-        "pretrained_sha256": file_sha256(pretrained),
+        "model": model,
+        **({"pretrained": os.path.abspath(pretrained),
+            "pretrained_sha256": file_sha256(pretrained)} if weight is None else
+           {"pretrained": f"published:{weight.model}.{weight.tag}",
+            "weight": dataclasses.asdict(weight)}),
         "num_images": int(len(labels)), "top1": float(top1.mean()), "top5": float(top5.mean()),
         "top1_correct": int(top1.sum()), "top5_correct": int(top5.sum()),
         "images_per_s": (n_after_first / steady) if n_after_first and steady > 0 else None,

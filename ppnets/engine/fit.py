@@ -40,6 +40,7 @@ from .data import (EpochBatchSampler, build_datasets, build_train_collate, defau
 from .distill import DistillationLoss, DistillationNet, build_teacher
 from .ema import EmaCallback, ModelEma
 from .augment import SoftTargetCrossEntropy
+from .finetune import apply_layer_decay, freeze, trainable_parameters
 from .optim import build_optimizer, build_scheduler
 from .wd_schedule import WeightDecaySchedule
 
@@ -51,8 +52,16 @@ class ResumeMismatchError(RuntimeError):
 
 
 def build_model(cfg: Mapping, num_classes: int = 10):
+    """The config's model: ``model.kwargs``, pretrained weights (``model.pretrained``; a new
+    classifier when the data's classes differ), frozen parts (``model.freeze``) and layer-wise
+    learning rates (``optim.layer_decay``)."""
     kwargs = dict(cfg["model"].get("kwargs") or {})
-    return ppnets.create_model(cfg["model"]["name"], num_classes=num_classes, **kwargs)
+    net = ppnets.create_model(cfg["model"]["name"], num_classes=num_classes,
+                              pretrained=cfg["model"].get("pretrained"), **kwargs)
+    freeze(net, cfg["model"].get("freeze"))
+    if cfg["optim"].get("layer_decay"):
+        apply_layer_decay(net, float(cfg["optim"]["layer_decay"]))
+    return net
 
 
 class OffsetVisualDL(paddle.callbacks.VisualDL):
@@ -207,7 +216,8 @@ class _Run:
             self.base_lr *= data["batch_size"] * self.world_size / float(scale_batch)
         self.scheduler = build_scheduler(cfg["sched"], self.base_lr, self.epochs,
                                          self.steps_per_epoch)
-        self.optimizer = build_optimizer(cfg["optim"], self.net.parameters(), self.scheduler)
+        self.optimizer = build_optimizer(cfg["optim"], trainable_parameters(self.net),
+                                         self.scheduler)
         ls = float(train["label_smoothing"] or 0.0)
         if collate is not None:
             loss = SoftTargetCrossEntropy(label_smoothing=ls)  # smoothing is in the targets

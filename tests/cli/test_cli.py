@@ -12,7 +12,7 @@ import pytest
 from ppnets.cli.main import COMMANDS, build_parser
 from tests.conftest import REPO, TinyCNN, temporary_models, write_cifar_archive
 
-VERBS = ["train", "eval", "export", "bench", "complexity", "convert", "models"]
+VERBS = ["train", "eval", "export", "bench", "complexity", "convert", "models", "weights"]
 
 
 def _ppnets(*args, timeout=600):
@@ -24,7 +24,8 @@ MINIMAL_ARGS = {"train": ["-c", "x.yaml"],
                 "eval": ["--model", "m", "--pretrained", "w", "--data-dir", "d"],
                 "export": ["--model", "m"], "bench": ["--models", "m"],
                 "complexity": ["--models", "m"],
-                "convert": ["--model", "m", "--src", "s", "--out", "o"], "models": []}
+                "convert": ["--model", "m", "--src", "s", "--out", "o"], "models": [],
+                "weights": ["list"]}
 
 
 def test_every_verb_is_registered():

@@ -1,0 +1,228 @@
+"""``create_model(name, pretrained=True)``: published weights fetched from a hub (a mirror on
+127.0.0.1 here) or a plain URL, converted once, cached, and loaded -- with the network gone,
+with damaged or interrupted downloads, with another class count and in deploy form.
+
+The files served are reference state dicts written by the parity subprocess (timm and
+torchvision models with random weights), so the whole real path runs: resolve -> download ->
+convert -> cache -> load.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+import ppnets
+from ppnets.weights import fetch, pretrained
+from ppnets.weights.fetch import WeightsIntegrityError, WeightsUnavailableError
+from ppnets.weights.sources import default_weight
+from tests.conftest import REPO, TORCH_PYTHON_ENV, torch_python
+
+SPECS = [  # ppnets name, reference library and name (random weights, see torch_reference.py)
+    {"key": "fasternet_t0", "lib": "timm", "name": "fasternet_t0"},
+    {"key": "repvgg_a0", "lib": "timm", "name": "repvgg_a0"},
+]
+
+
+@pytest.fixture(scope="module")
+def reference_files(tmp_path_factory):
+    """{key: safetensors path} of reference models, written by the torch subprocess."""
+    python = torch_python()
+    out = tmp_path_factory.mktemp("weights_ref")
+    specs = [dict(s, input_size=[3, 64, 64], batch=1, seed=0, kwargs={}) for s in SPECS]
+    (out / "specs.json").write_text(json.dumps(specs))
+    subprocess.run([python, os.path.join(REPO, "tests", "parity", "torch_reference.py"),
+                    "--specs", str(out / "specs.json"), "--out", str(out)], check=True,
+                   env=TORCH_PYTHON_ENV)
+    return {s["key"]: str(out / f"{s['key']}.safetensors") for s in SPECS}
+
+
+@pytest.fixture
+def hub(file_server, reference_files, tmp_path, monkeypatch):
+    """The reference files served where the weight table says the hub has them; HF_ENDPOINT
+    points at the server and PPNETS_HOME at an empty folder."""
+    for name, path in reference_files.items():
+        src = default_weight(name)
+        with open(path, "rb") as f:
+            file_server.files[f"/{src.hf_hub_id}/resolve/{src.revision}/{src.filename}"] = \
+                f.read()
+    monkeypatch.setenv("HF_ENDPOINT", file_server.url)
+    monkeypatch.setenv("PPNETS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("PPNETS_OFFLINE", raising=False)
+    return file_server
+
+
+def _state(model):
+    return {k: v.numpy() for k, v in model.state_dict().items()}
+
+
+def _gets(server):
+    return [r for r in server.requests if r[0] == "GET"]
+
+
+def test_pretrained_true_equals_the_same_file_by_path(hub, reference_files):
+    ours = ppnets.create_model("fasternet_t0", pretrained=True)
+    explicit = ppnets.create_model("fasternet_t0", pretrained=reference_files["fasternet_t0"])
+    a, b = _state(ours), _state(explicit)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert ours.pretrained_cfg.tag == default_weight("fasternet_t0").tag
+    entry = pretrained.cached_entry(default_weight("fasternet_t0"))
+    assert entry is not None and entry["layout"] == "timm"
+
+
+def test_warm_cache_needs_no_network_and_cold_offline_says_what_to_do(hub, reference_files,
+                                                                     monkeypatch, tmp_path):
+    ppnets.create_model("fasternet_t0", pretrained=True)
+    count = len(hub.requests)
+    hub.close()  # the network is gone
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")   # nothing listens there
+    warm = ppnets.create_model("fasternet_t0", pretrained=True)
+    assert len(hub.requests) == count
+    explicit = ppnets.create_model("fasternet_t0", pretrained=reference_files["fasternet_t0"])
+    for k, v in _state(explicit).items():
+        np.testing.assert_array_equal(_state(warm)[k], v)
+
+    monkeypatch.setenv("PPNETS_HOME", str(tmp_path / "cold"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    src = default_weight("fasternet_t0")
+    with pytest.raises(WeightsUnavailableError) as err:
+        ppnets.create_model("fasternet_t0", pretrained=True)
+    manual = fetch.manual_path(f"{src.model}.{src.tag}", src.filename)
+    message = str(err.value)
+    assert f"/{src.hf_hub_id}/resolve/{src.revision}/{src.filename}" in message
+    assert manual in message and "offline" in message
+    os.makedirs(os.path.dirname(manual))   # do what the message says
+    with open(reference_files["fasternet_t0"], "rb") as f, open(manual, "wb") as g:
+        g.write(f.read())
+    assert ppnets.create_model("fasternet_t0", pretrained=True) is not None
+
+
+def test_corrupt_or_interrupted_download_leaves_no_entry_that_loads(hub, reference_files):
+    src = default_weight("fasternet_t0")
+    path = f"/{src.hf_hub_id}/resolve/{src.revision}/{src.filename}"
+    good = hub.files[path]
+    hub.files[path] = b"\x00" * 64 + good[64:]           # damaged in transit
+    with pytest.raises(RuntimeError, match="could not be converted"):
+        ppnets.create_model("fasternet_t0", pretrained=True)
+    assert pretrained.cached_entry(src) is None
+    hub.files[path] = good
+    hub.cut_after = len(good) // 2                        # the connection drops half-way
+    with pytest.raises(Exception):
+        ppnets.create_model("fasternet_t0", pretrained=True)
+    assert pretrained.cached_entry(src) is None
+    hub.cut_after = None
+    model = ppnets.create_model("fasternet_t0", pretrained=True)
+    explicit = ppnets.create_model("fasternet_t0", pretrained=reference_files["fasternet_t0"])
+    for k, v in _state(explicit).items():
+        np.testing.assert_array_equal(_state(model)[k], v)
+
+
+def test_a_changed_source_is_fetched_again(hub, monkeypatch):
+    src = default_weight("fasternet_t0")
+    ppnets.create_model("fasternet_t0", pretrained=True)
+    first = len(_gets(hub))
+    moved = src.__class__(**{**src.__dict__, "revision": "v2"})
+    hub.files[f"/{src.hf_hub_id}/resolve/v2/{src.filename}"] = \
+        hub.files[f"/{src.hf_hub_id}/resolve/{src.revision}/{src.filename}"]
+    monkeypatch.setattr(pretrained, "default_weight", lambda name: moved)
+    ppnets.create_model("fasternet_t0", pretrained=True)
+    asked = [r for r in hub.requests if "/resolve/v2/" in r[1]]
+    assert asked, "the new revision was not asked for"
+    assert pretrained.cache_dir(moved) != pretrained.cache_dir(src)
+    assert pretrained.cached_entry(moved)["source"]["revision"] == "v2"
+    assert len(_gets(hub)) == first   # the same bytes (same ETag): the hub cache serves them
+
+
+def test_another_class_count_keeps_a_new_classifier_and_says_so(hub, reference_files, caplog):
+    full = _state(ppnets.create_model("fasternet_t0", pretrained=reference_files["fasternet_t0"]))
+    with caplog.at_level(logging.WARNING, logger="ppnets"):
+        model = ppnets.create_model("fasternet_t0", num_classes=7, pretrained=True)
+    assert "everything but the classifier" in caplog.text and "head.fc" in caplog.text
+    ours = _state(model)
+    assert ours["head.fc.weight"].shape == (1280, 7)
+    for k, v in full.items():
+        if not k.startswith("head.fc."):
+            np.testing.assert_array_equal(ours[k], v, err_msg=k)
+
+
+def test_deploy_true_loads_then_reparameterizes(hub):
+    x = paddle.to_tensor(np.random.RandomState(0).randn(2, 3, 64, 64).astype("float32"))
+    train = ppnets.create_model("repvgg_a0", pretrained=True)
+    train.eval()
+    fused = ppnets.create_model("repvgg_a0", pretrained=True, deploy=True)
+    assert not fused.training and fused.deploy
+    assert not any("conv_scale" in k for k in fused.state_dict())
+    with paddle.no_grad():
+        a, b = train(x).numpy(), fused(x).numpy()
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * max(1.0, float(np.abs(a).max())))
+
+
+def test_plain_url_with_hash_check_resume_and_mirror(file_server, reference_files, tmp_path,
+                                                    monkeypatch):
+    data = open(reference_files["fasternet_t0"], "rb").read()
+    file_server.files["/models/fasternet_t0-test.safetensors"] = data
+    src = default_weight("fasternet_t0").__class__(
+        model="fasternet_t0", tag="test_url", kind="url",
+        url="https://download.example.org/models/fasternet_t0-test.safetensors",
+        sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(pretrained, "find_weight", lambda name, tag: src)
+    monkeypatch.setenv("PPNETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PPNETS_DOWNLOAD_MIRROR", file_server.url)   # the URL's path, mirrored
+    file_server.cut_after = len(data) // 3
+    with pytest.raises(WeightsUnavailableError):
+        ppnets.create_model("fasternet_t0", pretrained="test_url")
+    file_server.cut_after = None
+    model = ppnets.create_model("fasternet_t0", pretrained="test_url")   # resumes
+    ranges = [r[2] for r in file_server.requests if r[0] == "GET"]
+    assert ranges[0] is None and ranges[-1] == f"bytes={len(data) // 3}-"
+    explicit = ppnets.create_model("fasternet_t0", pretrained=reference_files["fasternet_t0"])
+    for k, v in _state(explicit).items():
+        np.testing.assert_array_equal(_state(model)[k], v)
+
+    bad = src.__class__(**{**src.__dict__, "tag": "bad", "sha256": "0" * 64})
+    monkeypatch.setattr(pretrained, "find_weight", lambda name, tag: bad)
+    with pytest.raises(WeightsIntegrityError, match="does not have the published SHA-256"):
+        ppnets.create_model("fasternet_t0", pretrained="bad")
+    assert pretrained.cached_entry(bad) is None
+    assert not [f for f in os.listdir(tmp_path / "home" / "downloads" / "fasternet_t0.bad")
+                if f.endswith(".safetensors")]
+
+
+def test_unknown_tag_lists_the_tags(hub):
+    with pytest.raises(KeyError, match="in1k"):
+        ppnets.create_model("fasternet_t0", pretrained="no_such_tag")
+
+
+def test_paddle_hub_local_entry_points(hub, reference_files):
+    names = paddle.hub.list(REPO, source="local")
+    assert set(ppnets.list_models()) <= set(names)
+    assert "fasternet_t0" in paddle.hub.help(REPO, "fasternet_t0", source="local")
+    model = paddle.hub.load(REPO, "fasternet_t0", source="local", pretrained=True)
+    explicit = ppnets.create_model("fasternet_t0", pretrained=reference_files["fasternet_t0"])
+    for k, v in _state(explicit).items():
+        np.testing.assert_array_equal(_state(model)[k], v)
+
+
+def test_weights_command_lists_fetches_and_verifies(hub):
+    from ppnets.cli.main import main
+
+    assert main(["weights", "fetch", "fasternet_t0"]) == 0
+    assert pretrained.cached_entry(default_weight("fasternet_t0")) is not None
+    assert main(["weights", "verify"]) == 0
+    entry = pretrained.cached_entry(default_weight("fasternet_t0"))
+    with open(entry["weights_path"], "ab") as f:
+        f.write(b"damage")
+    assert main(["weights", "verify"]) == 1
+    assert main(["weights", "fetch", "fasternet_t0"]) == 0     # rebuilt
+    assert main(["weights", "verify"]) == 0
+    assert main(["weights", "list", "fasternet_t0"]) == 0
