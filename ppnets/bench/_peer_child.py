@@ -2,11 +2,17 @@
 
 Run as a script (``python _peer_child.py TASK REQUEST.json RESULT.json``), so that its folder,
 not the ppnets package, is on ``sys.path``: it imports the framework-free ``timing`` module
-beside it (the harness's own timing loop and statistics) and never imports paddle.
+beside it (the harness's own timing loop and statistics) and never imports paddle. Every module
+in this folder is importable by its bare name here, so none may share a standard-library name
+(``profile.py`` once broke torch's ``import cProfile``).
 
 Tasks:
-* ``torch``: a reference model (timm or torchvision, random weights) in PyTorch eager mode,
-  ``torch.set_num_threads(threads)``, timed on the given input under ``torch.inference_mode()``;
+* ``torch``: a reference model (timm or torchvision, seeded random weights, written to
+  ``weights_out`` so the parent loads the same weights into ppnets) in its deploy form --
+  timm's ``reparameterize_model`` (RepVGG, MobileOne, RepViT, FastViT-style blocks fused),
+  then Conv-BN folding by ``torch.fx.experimental.optimization.fuse`` where the model traces --
+  in PyTorch eager mode, ``torch.set_num_threads(threads)``, timed on the given input under
+  ``torch.inference_mode()``; its output is saved for the parent to compare;
 * ``sgemm``: float32 ``numpy.matmul`` of two n x n matrices (peak-compute reference); the
   thread count is fixed by the parent through the BLAS/OpenMP environment variables.
 """
@@ -22,6 +28,7 @@ def run_torch(req):
     import torch
 
     torch.set_num_threads(int(req["threads"]))
+    torch.manual_seed(int(req.get("seed", 0)))
     ref = req["reference"]
     if ref.get("lib", "timm") == "timm":
         import timm
@@ -35,7 +42,24 @@ def run_torch(req):
         raise ValueError(f"unknown reference library {ref['lib']!r} (expected timm or "
                          "torchvision)")
     model.eval()
+    from safetensors.torch import save_file
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+              req["weights_out"])
+    deploy = []
+    if ref.get("lib", "timm") == "timm":
+        from timm.utils.model import reparameterize_model
+        model = reparameterize_model(model)
+        deploy.append("timm.utils.model.reparameterize_model")
+    try:
+        from torch.fx.experimental.optimization import fuse
+        model = fuse(model)
+        deploy.append("torch.fx.experimental.optimization.fuse (Conv-BN folded)")
+    except Exception as exc:  # noqa: BLE001 - untraceable models run with their BNs
+        deploy.append(f"no Conv-BN folding (torch.fx could not trace: {type(exc).__name__})")
     x = torch.from_numpy(np.load(req["input"]))
+    with torch.inference_mode():
+        out = model(x)
+    np.save(req["output"], (out[0] if isinstance(out, (tuple, list)) else out).numpy())
 
     def step():
         with torch.inference_mode():
@@ -46,7 +70,7 @@ def run_torch(req):
     params = sum(p.numel() for p in model.parameters())
     return {"latency_ms": latency_stats(samples), "params": int(params),
             "framework": f"torch {torch.__version__}", "library": f"{ref.get('lib', 'timm')} "
-            f"{lib_version}", "torch_threads": torch.get_num_threads()}
+            f"{lib_version}", "torch_threads": torch.get_num_threads(), "deploy_form": deploy}
 
 
 def run_sgemm(req):

@@ -243,6 +243,7 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                     f"{[r.shape for r in reference]}")
             max_abs_diff = max(float(np.abs(o.astype(np.float64) - r).max())
                                for o, r in zip(outputs, reference))
+            output_scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
             samples = time_predictor(predictor, x, warmup, repeats)
             mkldnn_enabled = bool(config.mkldnn_enabled())
             del predictor
@@ -269,6 +270,8 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
         "params": params,
         "flops_per_s": 2.0 * macs * batch_size / median_s,
         "max_abs_diff_vs_dygraph": max_abs_diff,
+        # relative to max(1, max|eager output|): comparable across models' logit scales
+        "max_rel_diff_vs_dygraph": max_abs_diff / output_scale,
         "ir_pass_workarounds": applied,
         "machine": machine_info(device=device, threads=threads, mkldnn=bool(mkldnn)),
         "timestamp_utc": utc_now(),

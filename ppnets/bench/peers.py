@@ -8,11 +8,18 @@ For each model, on this machine, with the same thread count, batch and input:
 * ``onnxruntime``: the same deploy-form model exported with ``paddle.onnx.export`` (paddle2onnx;
   the path that works with Paddle 3.3's PIR programs), run by ``onnxruntime.InferenceSession``
   (``intra_op_num_threads=threads``, ``inter_op_num_threads=1``, all graph optimisations); its
-  output is compared with the eager model's (``max_abs_diff_vs_dygraph``);
+  output is compared with the eager model's;
 * ``torch_eager``: the reference implementation named by ``model_info(name)['reference']`` (timm
-  or torchvision), random weights, ``torch.set_num_threads(threads)``, eager mode under
-  ``inference_mode``, in a subprocess (torch and paddle never share a process). Same
-  architecture, different weights: its outputs are not compared.
+  or torchvision) in its deploy form (timm's ``reparameterize_model``, then Conv-BN folding by
+  ``torch.fx`` where the model traces; the record says which applied),
+  ``torch.set_num_threads(threads)``, eager mode under ``inference_mode``, in a subprocess (torch
+  and paddle never share a process).
+
+All three compute the same function: the reference's seeded random weights are written by the
+torch subprocess and loaded into ppnets (``create_model(pretrained=...)``), whose deploy form
+Paddle Inference runs and ONNX Runtime runs as exported; every backend's output is compared with
+ppnets' eager output on the same input (``max_rel_diff_vs_dygraph``: max |diff| / max(1,
+max |ours|)).
 
 Every backend is timed by the same loop (:mod:`ppnets.bench.timing`, loaded by path in the torch
 subprocess) and reported in the bench schema (``backend`` says which), with the latency ratio to
@@ -33,16 +40,18 @@ import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+import paddle
 
-import ppnets
-from ppnets.registry import resolve_model_names
+from ppnets.factory import create_model
+from ppnets.registry import model_info, resolve_model_names
+from ppnets.runtime import deploy_form
 from ppnets.utils import atomic_write_json, atomic_write_text, machine_info
 
 from .harness import SCHEMA, benchmark_model, check_settings
 from .timing import latency_stats, time_calls
 
-__all__ = ["measure_sgemm_peak", "onnxruntime_record", "torch_record", "compare_peers",
-           "format_peers", "peers_markdown", "main"]
+__all__ = ["measure_sgemm_peak", "onnxruntime_record", "torch_reference", "compare_peers",
+           "summarize", "ORT_TARGET", "format_peers", "peers_markdown", "main"]
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_child.py")
 PEERS = ("paddle_inference", "onnxruntime", "torch_eager")
@@ -96,27 +105,22 @@ def _record(backend: str, name: str, base: Dict[str, Any], samples_ms: Dict[str,
     return rec
 
 
-def _deploy_model(name: str):
-    model = ppnets.create_model(name)
-    model.eval()
-    ppnets.reparameterize_model(model)
-    return model
+def _max_diff(out: np.ndarray, ref: np.ndarray) -> float:
+    """max |out - ref| / max(1, max |ref|): random-weight logits range from 1e-9 to 1e9 across
+    the zoo, so the difference is read relative to their scale."""
+    ref = ref.astype(np.float64)
+    return float(np.abs(out.astype(np.float64) - ref).max() / max(1.0, np.abs(ref).max()))
 
 
-def onnxruntime_record(name: str, base: Dict[str, Any], warmup: int, repeats: int,
-                       seed: int = 0, opset: int = 13) -> Dict[str, Any]:
-    """Export the deploy form with ``paddle.onnx.export`` and time it in ONNX Runtime."""
-    import onnxruntime as ort
-    import paddle
+def onnxruntime_record(model, x: np.ndarray, ref: np.ndarray, base: Dict[str, Any],
+                       warmup: int, repeats: int, opset: int = 13) -> Dict[str, Any]:
+    """Export ``model`` (deploy form) with ``paddle.onnx.export`` and time it in ONNX
+    Runtime; its output is compared with ``ref`` (our eager output on ``x``)."""
+    import onnxruntime as ort  # optional dependency (the onnx extra)
 
-    model = _deploy_model(name)
     size, batch, threads = base["input_size"], base["batch_size"], base["threads"]
-    x = np.random.default_rng(seed).standard_normal((batch, *size)).astype(np.float32)
-    with paddle.no_grad():
-        ref = model(paddle.to_tensor(x))
-    ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
     with tempfile.TemporaryDirectory(prefix="ppnets-onnx-") as tmp:
-        prefix = os.path.join(tmp, name)
+        prefix = os.path.join(tmp, "model")
         spec = paddle.static.InputSpec([batch, *size], dtype="float32", name="x")
         paddle.onnx.export(model, prefix, input_spec=[spec], opset_version=opset)
         opts = ort.SessionOptions()
@@ -129,32 +133,39 @@ def onnxruntime_record(name: str, base: Dict[str, Any], warmup: int, repeats: in
     feed = {sess.get_inputs()[0].name: x}
     out = sess.run(None, feed)[0]  # untimed: parity check
     samples = time_calls(lambda: sess.run(None, feed), warmup, repeats)
-    return _record("onnxruntime", name, base, latency_stats(samples),
-                   max_abs_diff_vs_dygraph=float(np.abs(out.astype(np.float64) - ref).max()),
+    return _record("onnxruntime", base["model"], base, latency_stats(samples),
+                   max_rel_diff_vs_dygraph=_max_diff(out, ref),
                    runtime=f"onnxruntime {ort.__version__}", export="paddle.onnx.export "
-                   f"(paddle2onnx), opset {opset}",
+                   f"(paddle2onnx) of the same deploy-form program, opset {opset}",
                    timed_region="InferenceSession.run() (outputs returned as numpy)")
 
 
-def torch_record(name: str, base: Dict[str, Any], warmup: int, repeats: int,
-                 seed: int = 0) -> Dict[str, Any]:
-    """Time the reference implementation (timm/torchvision) in PyTorch eager, in a subprocess."""
-
-    reference = ppnets.model_info(name).get("reference")
+def torch_reference(name: str, x: np.ndarray, threads: int, warmup: int, repeats: int,
+                    folder: str, seed: int = 0) -> Dict[str, Any]:
+    """The reference implementation (timm/torchvision) in PyTorch eager, deploy form, in a
+    subprocess: its seeded weights (``weights``, for ppnets to load), output and timing."""
+    reference = model_info(name).get("reference")
     if not reference or "name" not in reference:
         raise ValueError(f"{name}: model_info has no 'reference' (lib, name) to build in PyTorch")
-    size, batch = base["input_size"], base["batch_size"]
-    x = np.random.default_rng(seed).standard_normal((batch, *size)).astype(np.float32)
+    weights, output = os.path.join(folder, "reference.safetensors"), \
+        os.path.join(folder, "reference_out.npy")
     res = _run_child("torch", {"reference": {k: v for k, v in reference.items()
                                              if k in ("lib", "name")},
-                               "threads": base["threads"], "warmup": warmup,
-                               "repeats": repeats, "input_array": x}, base["threads"])
-    return _record("torch_eager", name, base, res["latency_ms"],
-                   reference=f"{reference.get('lib', 'timm')}:{reference['name']}",
-                   runtime=f"{res['framework']}, {res['library']}",
-                   reference_params=res["params"], max_abs_diff_vs_dygraph=None,
-                   timed_region="model(x) + .numpy() under torch.inference_mode() "
-                                "(random weights; outputs not compared)")
+                               "threads": threads, "warmup": warmup, "repeats": repeats,
+                               "seed": seed, "weights_out": weights, "output": output,
+                               "input_array": x}, threads)
+    res.update(weights=weights, output=np.load(output),
+               reference=f"{reference.get('lib', 'timm')}:{reference['name']}")
+    return res
+
+
+def _torch_record(res: Dict[str, Any], base: Dict[str, Any], ref: np.ndarray):
+    return _record("torch_eager", base["model"], base, res["latency_ms"],
+                   reference=res["reference"], runtime=f"{res['framework']}, {res['library']}",
+                   reference_params=res["params"], deploy_form=res["deploy_form"],
+                   max_rel_diff_vs_dygraph=_max_diff(res["output"], ref),
+                   timed_region="model(x) + .numpy() under torch.inference_mode() (the same "
+                                "weights as ours; output compared)")
 
 
 def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
@@ -174,18 +185,38 @@ def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
     table: List[Dict[str, Any]] = []
     errors: List[Dict[str, str]] = []
     for name in names:
-        base = benchmark_model(name, batch_size=batch_size, threads=threads, mkldnn=mkldnn,
-                               warmup=warmup, repeats=repeats)
-        recs = {"paddle_inference": base}
-        for peer, fn in (("onnxruntime", onnxruntime_record), ("torch_eager", torch_record)):
-            if peer not in peers:
-                continue
-            try:
-                recs[peer] = fn(name, base, warmup, repeats)
-            except Exception as exc:  # noqa: BLE001 - one missing peer must not lose the others
-                errors.append({"model": name, "backend": peer,
-                               "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
-                print(f"{name} / {peer} FAILED: {exc}", file=sys.stderr)
+        size = tuple(model_info(name)["input_size"])
+        x = np.random.default_rng(0).standard_normal((batch_size, *size)).astype(np.float32)
+        with tempfile.TemporaryDirectory(prefix="ppnets-peers-") as tmp:
+            torch_res = None
+            if "torch_eager" in peers:
+                try:
+                    torch_res = torch_reference(name, x, threads, warmup, repeats, tmp)
+                except Exception as exc:  # noqa: BLE001 - the other peers still run
+                    errors.append({"model": name, "backend": "torch_eager",
+                                   "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
+            # ours with the reference's weights: every backend computes the same function
+            model, _, _ = deploy_form(create_model(
+                name, pretrained=torch_res["weights"] if torch_res else None))
+            with paddle.no_grad():
+                ref = model(paddle.to_tensor(x))
+            ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
+            base = benchmark_model(model, batch_size=batch_size, threads=threads,
+                                   mkldnn=mkldnn, warmup=warmup, repeats=repeats)
+            base["model"] = name
+            recs = {"paddle_inference": base}
+            if "onnxruntime" in peers:
+                try:
+                    recs["onnxruntime"] = onnxruntime_record(model, x, ref, base, warmup,
+                                                             repeats)
+                except Exception as exc:  # noqa: BLE001
+                    errors.append({"model": name, "backend": "onnxruntime",
+                                   "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
+            if torch_res is not None:
+                recs["torch_eager"] = _torch_record(torch_res, base, ref)
+        for e in errors:
+            if e["model"] == name:
+                print(f"{name} / {e['backend']} FAILED: {e['error']}", file=sys.stderr)
         for backend, rec in recs.items():
             rec["utilisation_of_sgemm_peak"] = rec["flops_per_s"] / peak_at["flops_per_s"]
             results.append(rec)
@@ -196,14 +227,41 @@ def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
                           / base["latency_ms"]["median"],
                           "gflops": rec["flops_per_s"] / 1e9,
                           "utilisation": rec["utilisation_of_sgemm_peak"],
-                          "max_abs_diff_vs_dygraph": rec.get("max_abs_diff_vs_dygraph")})
+                          "max_rel_diff_vs_dygraph": rec["max_rel_diff_vs_dygraph"]})
     load_end = machine_info(device="cpu", threads=threads, mkldnn=mkldnn).get("load_avg")
+    summary = summarize(table)
     workarounds = [{"model": r["model"], **w} for r in results
                    for w in r.get("ir_pass_workarounds") or []]
     return {"schema": SCHEMA, "kind": "peers", "machine": machine, "load_avg_end": load_end,
             "threads": threads, "batch_size": batch_size, "peak_sgemm": peak,
-            "results": results, "table": table, "errors": errors,
+            "results": results, "table": table, "summary": summary, "errors": errors,
             "ir_pass_workarounds": workarounds}
+
+
+# The project's speed target (issue 14): Paddle Inference on the ppnets graph within this factor
+# of ONNX Runtime on the same graph, and no slower than PyTorch eager in deploy form.
+ORT_TARGET = 1.10
+
+
+def summarize(table: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One row per model: each backend's median and Paddle Inference's ratio to the others,
+    with whether the target (:data:`ORT_TARGET` x ONNX Runtime, <= PyTorch eager) is met."""
+    by_model: Dict[str, Dict[str, float]] = {}
+    for r in table:
+        by_model.setdefault(r["model"], {})[r["backend"]] = r["median_ms"]
+    rows = []
+    for name, ms in by_model.items():
+        pi, ort, pt = (ms.get(b) for b in PEERS)
+        row = {"model": name, "paddle_inference_ms": pi, "onnxruntime_ms": ort,
+               "torch_eager_ms": pt,
+               "pi_over_ort": pi / ort if pi and ort else None,
+               "pi_over_torch": pi / pt if pi and pt else None}
+        row["within_ort_target"] = (None if row["pi_over_ort"] is None
+                                    else row["pi_over_ort"] <= ORT_TARGET)
+        row["not_slower_than_torch"] = (None if row["pi_over_torch"] is None
+                                        else row["pi_over_torch"] <= 1.0)
+        rows.append(row)
+    return rows
 
 
 def format_peers(report: Dict[str, Any]) -> str:
@@ -214,14 +272,32 @@ def format_peers(report: Dict[str, Any]) -> str:
                 f"{peak['all_threads']['threads']} threads" if "all_threads" in peak else ""),
              "",
              "| model | backend | median (ms) | IQR (ms) | x Paddle Inference | GFLOPS | "
-             "% of SGEMM peak | max abs diff |",
+             "% of SGEMM peak | output vs ours (max rel. diff) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["table"]:
-        diff = r["max_abs_diff_vs_dygraph"]
+        diff = r["max_rel_diff_vs_dygraph"]
         lines.append(f"| {r['model']} | {r['backend']} | {r['median_ms']:.3f} | "
                      f"{r['iqr_ms']:.3f} | {r['ratio_to_paddle_inference']:.2f} | "
                      f"{r['gflops']:.1f} | {100 * r['utilisation']:.1f} | "
                      f"{'n/a' if diff is None else f'{diff:.2e}'} |")
+    if report.get("summary"):
+        def cell(v, fmt):
+            return "n/a" if v is None else format(v, fmt)
+
+        def mark(ok):
+            return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+        lines += ["", f"Target: Paddle Inference within {ORT_TARGET:.2f}x of ONNX Runtime on the "
+                  "same graph and no slower than PyTorch eager (deploy form).", "",
+                  "| model | Paddle Inference (ms) | ONNX Runtime (ms) | PI / ORT | "
+                  f"<= {ORT_TARGET:.2f} | PyTorch eager (ms) | PI / PyTorch | <= 1 |",
+                  "|---|---:|---:|---:|---|---:|---:|---|"]
+        for r in report["summary"]:
+            lines.append(
+                f"| {r['model']} | {cell(r['paddle_inference_ms'], '.2f')} | "
+                f"{cell(r['onnxruntime_ms'], '.2f')} | {cell(r['pi_over_ort'], '.2f')} | "
+                f"{mark(r['within_ort_target'])} | {cell(r['torch_eager_ms'], '.2f')} | "
+                f"{cell(r['pi_over_torch'], '.2f')} | {mark(r['not_slower_than_torch'])} |")
     for e in report["errors"]:
         lines.append(f"\n{e['model']} / {e['backend']}: FAILED: {e['error']}")
     for w in report.get("ir_pass_workarounds") or []:

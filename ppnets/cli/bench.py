@@ -10,8 +10,10 @@ import sys
 from typing import Optional, Sequence
 
 from ppnets.bench.harness import benchmark_models, check_settings, format_table
+from ppnets.bench.op_profile import format_profile, profile_model
 from ppnets.registry import resolve_model_names
-from ppnets.utils import atomic_write_json
+from ppnets.runtime import deploy_form
+from ppnets.utils import atomic_write_json, atomic_write_text
 
 from .common import run_command
 
@@ -47,8 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time eager (dygraph) execution for comparison")
     parser.add_argument("--workdir", default=None,
                         help="keep the exported models here (default: a temporary folder)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where the time goes per op type, in Paddle Inference "
+                             "(its profiler) and in ONNX Runtime on the same program (CPU)")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="write the results here (atomically)")
+    parser.add_argument("--markdown", default=None, metavar="PATH",
+                        help="also write the printed tables (and profiles) here, with the "
+                             "command line (atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,23 +84,38 @@ def run(args: argparse.Namespace) -> int:
         dygraph=args.dygraph, workdir=args.workdir)
 
     machine = report["machine"]
-    print(f"{machine['cpu_model']} | {args.device}"
-          + (f" ({machine['gpu']})" if args.device == "gpu" else
-             f", threads {args.threads}, oneDNN {'on' if args.mkldnn else 'off'}")
-          + f" | batch {args.batch_size} | Paddle {machine['paddle_version']} | "
-          f"{args.warmup} warm-up, {args.repeats} repeats\n")
-    print(format_table(report["results"]))
+    text = [f"{machine['cpu_model']} | {args.device}"
+            + (f" ({machine['gpu']})" if args.device == "gpu" else
+               f", threads {args.threads}, oneDNN {'on' if args.mkldnn else 'off'}")
+            + f" | batch {args.batch_size} | Paddle {machine['paddle_version']} | "
+            f"{args.warmup} warm-up, {args.repeats} repeats\n", format_table(report["results"])]
     if args.dygraph:
-        print("\n| model | dygraph median (ms) | dygraph IQR (ms) |\n|---|---:|---:|")
+        text.append("\n| model | dygraph median (ms) | dygraph IQR (ms) |\n|---|---:|---:|")
         for r in report["results"]:
             d = r["dygraph_latency_ms"]
-            print(f"| {r['model']} | {d['median']:.3f} | {d['iqr']:.3f} |")
+            text.append(f"| {r['model']} | {d['median']:.3f} | {d['iqr']:.3f} |")
+    print("\n".join(text), flush=True)
+    if args.profile:
+        if args.device != "cpu":
+            print("error: --profile profiles the CPU runtimes (Paddle Inference and ONNX "
+                  "Runtime); drop --device gpu", file=sys.stderr)
+            return 2
+        for r in report["results"]:
+            model, name, size = deploy_form(r["model"], args.input_size)
+            r["profile"] = profile_model(model, size, threads=args.threads,
+                                         runs=args.repeats, warmup=args.warmup)
+            text.append("\n" + format_profile(name, r["profile"]))
+            print(text[-1], flush=True)
+    if args.markdown:
+        load = machine.get("load_avg")
+        atomic_write_text(args.markdown, "\n".join(
+            [f"Command: `{report['command']}`", "",
+             f"Load average at the start: {load}", ""] + text) + "\n")
+        print(f"\nwrote {args.markdown}", file=sys.stderr)
     if args.json:
         atomic_write_json(args.json, report, strict=True)
         print(f"\nwrote {args.json}", file=sys.stderr)
     return 0
-
-
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_command(__name__, argv, prog="python -m ppnets.bench")

@@ -14,8 +14,8 @@ import paddle
 import paddle.nn as nn
 
 __all__ = ["fuse_bn", "bn_scale_shift", "fuse_linear_bn", "pad_1x1_to_kxk", "identity_kernel",
-           "reparameterize_model", "ReparamMixin", "new_conv_like", "assign", "dtype_name",
-           "default_dtype_like"]
+           "reparameterize_model", "reparameterize_children", "ReparamMixin", "new_conv_like",
+           "assign", "dtype_name", "default_dtype_like", "scale_outputs", "fold_layer_scale"]
 
 
 def _np(t) -> np.ndarray:
@@ -112,6 +112,51 @@ def new_conv_like(conv: nn.Conv2D, weight: np.ndarray, bias: Optional[np.ndarray
     return fused
 
 
+def scale_outputs(layer: nn.Layer, scale) -> nn.Layer:
+    """A Conv2D or Linear like ``layer`` whose output channel c is multiplied by ``scale[c]``."""
+    scale = _np(scale).astype(np.float64)
+    w = _np(layer.weight).astype(np.float64)
+    b = None if layer.bias is None else _np(layer.bias).astype(np.float64) * scale
+    if isinstance(layer, nn.Conv2D):
+        return new_conv_like(layer, w * scale.reshape([-1, 1, 1, 1]), b)
+    if isinstance(layer, nn.Linear):
+        with default_dtype_like(layer.weight):
+            scaled = nn.Linear(w.shape[0], w.shape[1], bias_attr=None if b is not None else False)
+        assign(scaled.weight, w * scale[None, :])  # Paddle's Linear weight is [in, out]
+        if b is not None:
+            assign(scaled.bias, b)
+        return scaled
+    raise TypeError("can fold a per-channel scale into a Conv2D or Linear, got "
+                    f"{type(layer).__name__}")
+
+
+def fold_layer_scale(owner: nn.Layer, scale_name: str, target_path: str) -> None:
+    """Fold the LayerScale ``owner.<scale_name>`` (``y * gamma``) into the Conv2D/Linear at
+    ``owner.<target_path>`` (dotted) that produces ``y``, and replace the scale by Identity.
+
+    Valid only when nothing non-linear sits between the two (the caller's structure says so) and
+    the target is already fused (BN folded). A no-op once folded.
+    """
+    scale = getattr(owner, scale_name)
+    if isinstance(scale, nn.Identity):
+        return
+    *parents, attr = target_path.split(".")
+    parent = owner
+    for name in parents:
+        parent = getattr(parent, name)
+    setattr(parent, attr, scale_outputs(getattr(parent, attr), scale.gamma))
+    setattr(owner, scale_name, nn.Identity())
+
+
+def reparameterize_children(layer: nn.Layer) -> None:
+    """Fuse ``layer``'s subtree: call the outermost reparameterizable descendants."""
+    for child in layer.children():
+        if callable(getattr(child, "reparameterize", None)):
+            child.reparameterize()
+        else:
+            reparameterize_children(child)
+
+
 def reparameterize_model(model: nn.Layer) -> nn.Layer:
     """Fuse every reparameterizable layer of ``model`` in place and return it.
 
@@ -122,17 +167,9 @@ def reparameterize_model(model: nn.Layer) -> nn.Layer:
         raise RuntimeError(
             "reparameterize_model() needs a model in eval mode: BatchNorm is folded using its "
             "running statistics, which only eval mode uses. Call model.eval() first.")
-
-    def walk(layer: nn.Layer):
-        for child in layer.children():
-            if callable(getattr(child, "reparameterize", None)):
-                child.reparameterize()
-            else:
-                walk(child)
-
     params = model.parameters()
     with default_dtype_like(params[0]) if params else contextlib.nullcontext():
-        walk(model)
+        reparameterize_children(model)
     if hasattr(model, "deploy"):
         model.deploy = True
     return model

@@ -22,8 +22,11 @@ stage for the model's ``img_size`` (default 224: 7x7, as timm, which fixes the i
 tokens). An input giving another grid raises an error naming the size to use.
 
 Deviations: ``reparameterize()`` folds every conv-BN pair (stem, downsampling, Meta4D MLPs) into
-the conv; nothing else changes. ``forward`` returns the average of the two heads in train mode
-too, unless ``set_distilled_training(True)`` (then ``(head, head_dist)`` in train mode), as timm.
+the conv, and every layer scale that follows a linear layer into it (Meta4D ``ls2`` into
+``mlp.fc2``; Meta3D ``ls1`` into ``token_mixer.proj`` and ``ls2`` into ``mlp.fc2``): the same
+function with fewer ops (Paddle Inference runs each per-channel multiply as its own kernel).
+Meta4D ``ls1`` scales ``pool(x) - x`` and stays. ``forward`` returns the average of the two
+heads in train mode too, unless ``set_distilled_training(True)`` (then ``(head, head_dist)`` in train mode), as timm.
 ``get_classifier()`` returns the main head only (``head_dist`` is its twin). The checkpoint's
 persistent ``attention_bias_idxs`` buffers are dropped by the timm key map.
 """
@@ -36,8 +39,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppnets.layers import (DropPath, LayerScale, create_act, fuse_bn, init_trunc_normal, known_size,
-                           new_conv_like, to_2tuple)
+from ppnets.layers import (DropPath, LayerScale, create_act, fold_layer_scale, fuse_bn,
+                           init_trunc_normal, known_size, new_conv_like, reparameterize_children,
+                           to_2tuple)
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
@@ -141,12 +145,17 @@ class Meta4D(nn.Layer):
         self.ls1 = LayerScale(dim, layer_scale_init, data_format="NCHW")
         self.drop_path1 = DropPath(drop_path)
         self.mlp = ConvMlpBN(dim, int(dim * mlp_ratio), act=act, drop=proj_drop, deploy=deploy)
-        self.ls2 = LayerScale(dim, layer_scale_init, data_format="NCHW")
+        self.ls2 = (nn.Identity() if deploy
+                    else LayerScale(dim, layer_scale_init, data_format="NCHW"))
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x):
         x = x + self.drop_path1(self.ls1(self.token_mixer(x)))
         return x + self.drop_path2(self.ls2(self.mlp(x)))
+
+    def reparameterize(self):
+        reparameterize_children(self)
+        fold_layer_scale(self, "ls2", "mlp.fc2")
 
 
 class Flat(nn.Layer):
@@ -221,20 +230,24 @@ class Mlp(nn.Layer):
 class Meta3D(nn.Layer):
     def __init__(self, dim: int, mlp_ratio: float = 4.0, act: str = "gelu",
                  proj_drop: float = 0.0, drop_path: float = 0.0, layer_scale_init: float = 1e-5,
-                 resolution=7):
+                 resolution=7, deploy: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, epsilon=1e-5)
         self.token_mixer = Attention(dim, resolution=resolution)
-        self.ls1 = LayerScale(dim, layer_scale_init, data_format="NLC")
+        self.ls1 = nn.Identity() if deploy else LayerScale(dim, layer_scale_init, data_format="NLC")
         self.drop_path1 = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, epsilon=1e-5)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act=act, drop=proj_drop)
-        self.ls2 = LayerScale(dim, layer_scale_init, data_format="NLC")
+        self.ls2 = nn.Identity() if deploy else LayerScale(dim, layer_scale_init, data_format="NLC")
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x):
         x = x + self.drop_path1(self.ls1(self.token_mixer(self.norm1(x))))
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+    def reparameterize(self):
+        fold_layer_scale(self, "ls1", "token_mixer.proj")
+        fold_layer_scale(self, "ls2", "mlp.fc2")
 
 
 class EfficientFormerStage(nn.Layer):
@@ -258,7 +271,7 @@ class EfficientFormerStage(nn.Layer):
                 blocks.append(Flat(to_2tuple(resolution), img_size))
             if i >= first_vit:
                 blocks.append(Meta3D(out_chs, drop_path=drop_path_rates[i],
-                                     resolution=resolution, **block_kwargs))
+                                     resolution=resolution, deploy=deploy, **block_kwargs))
             else:
                 blocks.append(Meta4D(out_chs, pool_size=pool_size, drop_path=drop_path_rates[i],
                                      deploy=deploy, **block_kwargs))

@@ -33,7 +33,9 @@ the full grid: the "attention at higher resolution" step before "stride attentio
 other stages (no local-global-query attention added to it).
 
 Deviations: ``reparameterize()`` folds every conv-BN (stem, downsampling, q/k/v/local/projection,
-FFN) into its conv; the final BN, which follows no conv, stays. timm's entry points set
+FFN) into its conv, then each block's layer scales into the 1x1 conv before them (``ls1`` into
+``token_mixer.proj``, ``ls2`` into ``mlp.fc2``): the same function with one kernel fewer per
+scale in Paddle Inference. The final BN, which follows no conv, stays. timm's entry points set
 ``drop_path_rate`` 0.02 (S2) and 0.1 (L), the paper's training recipe; here it defaults to 0 like
 every ppnets model (pass ``drop_path_rate=...`` to ``create_model`` to train with it).
 ``get_classifier()`` returns the main head only. Three numerically equivalent rewrites keep the
@@ -52,8 +54,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, init_trunc_normal, known_size,
-                           to_2tuple)
+from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, fold_layer_scale,
+                           init_trunc_normal, known_size, reparameterize_children, to_2tuple)
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import register_models
 
@@ -67,6 +69,11 @@ def _conv_bn(in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, g
     """timm's ConvNorm/ConvNormAct: conv with its own bias, BN (eps 1e-5), optional activation."""
     return ConvBN(in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2,
                   groups=groups, act=act, bias=True, deploy=deploy)
+
+
+def _layer_scale(dim: int, init_value: float, deploy: bool) -> nn.Layer:
+    """Layer scale on a residual branch; folded into the branch's last conv in the deploy form."""
+    return nn.Identity() if deploy else LayerScale(dim, init_value, data_format="NCHW")
 
 
 def _split_heads(x, num_heads: int, num_tokens: int):
@@ -312,18 +319,24 @@ class EfficientFormerV2Block(nn.Layer):
             self.token_mixer = Attention2d(dim, resolution=resolution, act=act, stride=stride,
                                            img_size=img_size, talking_heads=talking_heads,
                                            deploy=deploy)
-            self.ls1 = LayerScale(dim, layer_scale_init, data_format="NCHW")
+            self.ls1 = _layer_scale(dim, layer_scale_init, deploy)
             self.drop_path1 = DropPath(drop_path)
         else:
             self.token_mixer = None
         self.mlp = UnifiedFFN(dim, int(dim * mlp_ratio), act=act, drop=proj_drop, deploy=deploy)
-        self.ls2 = LayerScale(dim, layer_scale_init, data_format="NCHW")
+        self.ls2 = _layer_scale(dim, layer_scale_init, deploy)
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x):
         if self.token_mixer is not None:
             x = x + self.drop_path1(self.ls1(self.token_mixer(x)))
         return x + self.drop_path2(self.ls2(self.mlp(x)))
+
+    def reparameterize(self):
+        reparameterize_children(self)
+        if self.token_mixer is not None:
+            fold_layer_scale(self, "ls1", "token_mixer.proj.conv")
+        fold_layer_scale(self, "ls2", "mlp.fc2.conv")
 
 
 class Stem(nn.Layer):

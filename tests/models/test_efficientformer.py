@@ -12,10 +12,11 @@ import pytest
 
 import ppnets
 from ppnets.convert import convert_state_dict
+from ppnets.layers import LayerScale
 from ppnets.layers.attention_bias import AttentionBiasCache, relative_bias_index
 from ppnets.models.efficientformer import Flat, Meta3D, Meta4D
 from ppnets.registry import get_entry
-from tests.conftest import randomize_bn, state_dict_signature
+from tests.conftest import float64_model, randomize_bn, state_dict_signature
 
 BIAS_MODELS = ["efficientformer_l1", "efficientformerv2_s0"]
 
@@ -291,3 +292,33 @@ def test_img_size_64_cache_reparameterize_and_deploy():
     assert not missing and not unexpected
     deployed.eval()
     np.testing.assert_allclose(_run(deployed, x), _run(model, x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", BIAS_MODELS)
+def test_reparameterize_folds_layer_scales_exactly(name):
+    """Layer scales after a linear layer fold into it (V1: Meta4D ls2, Meta3D ls1/ls2; V2: all):
+    with random gammas and BN statistics the fused model computes the same function (float64)."""
+    paddle.seed(0)
+    model = float64_model(lambda: ppnets.create_model(name, num_classes=5))
+    rng = np.random.RandomState(0)
+    for layer in model.sublayers():
+        if isinstance(layer, LayerScale):  # trained gammas are O(0.1-1), far from the 1e-5 init
+            layer.gamma.set_value(rng.uniform(0.1, 0.5, layer.gamma.shape))
+        for param in (layer.parameters() if isinstance(layer, paddle.nn.BatchNorm2D) else []):
+            param.set_value(rng.uniform(0.5, 1.5, param.shape))
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            layer._mean.set_value(rng.uniform(-0.2, 0.2, layer._mean.shape))
+            layer._variance.set_value(rng.uniform(0.5, 1.5, layer._variance.shape))
+    model.eval()
+    x = paddle.to_tensor(np.random.RandomState(1).standard_normal((1, 3, 224, 224)))
+    before = model(x).numpy()
+    model.reparameterize()
+    kept = [n for n, l in model.named_sublayers() if isinstance(l, LayerScale)]
+    expected = [n for n in kept if n.endswith(".ls1") and isinstance(
+        model.stages[int(n.split(".")[1])].blocks[int(n.split(".")[3])], Meta4D)]
+    assert kept == expected  # only V1's Meta4D ls1 (it scales pool(x) - x, not a linear output)
+    after = model(x).numpy()
+    assert after.dtype == np.float64
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-10 * max(1.0, np.abs(before).max()))
+    model.reparameterize()  # idempotent
+    np.testing.assert_array_equal(model(x).numpy(), after)
