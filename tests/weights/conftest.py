@@ -11,12 +11,14 @@ import functools
 import hashlib
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 from typing import Tuple
 
 import pytest
 
+from ppnets.weights import NO_WEIGHTS, SOURCES
 from tests.parity.conftest import TORCH_PYTHON, _reference_versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,4 +62,45 @@ def torch_checkpoints(request) -> str:
     if not os.path.exists(os.path.join(path, "done")):
         _run("torch_checkpoints.py", path)
         open(os.path.join(path, "done"), "w").close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_cfgs(request) -> dict:
+    """timm's and torchvision's metadata for every model of the weight table
+    (reference_sources.py cfgs)."""
+    spec = {"mode": "cfgs",
+            "timm": sorted(m for m, ws in SOURCES.items() if ws[0].library == "timm"),
+            "torchvision": sorted(m for m, ws in SOURCES.items()
+                                  if ws[0].library == "torchvision"),
+            "absent": sorted(NO_WEIGHTS)}
+    path = _cached_dir(request, "reference_sources.py", spec)
+    out = os.path.join(path, "cfgs.json")
+    if not os.path.exists(out):
+        with open(os.path.join(path, "spec.json"), "w") as f:
+            json.dump(spec, f)
+        _run("reference_sources.py", "cfgs", os.path.join(path, "spec.json"), out + ".tmp")
+        os.replace(out + ".tmp", out)
+    with open(out) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def layout_files(request) -> pathlib.Path:
+    """Directory with the reference state dict layout (``<name>.<tag>.safetensors``, ``.same``
+    or ``.error``) of every weight a selected test of test_sources.py loads; the files are
+    sparse, so the cache keeps every layout made so far (reference_sources.py layouts)."""
+    path = pathlib.Path(_cached_dir(request, "reference_sources.py", {"mode": "layouts"}))
+    weights = [item.callspec.params["weight"] for item in request.session.items
+               if hasattr(item, "callspec") and "weight" in item.callspec.params
+               and item.module.__name__ == "tests.weights.test_sources"]
+    todo = [dict(key=f"{w.model}.{w.tag}", library=w.library, arch=w.model, tag=w.tag)
+            for w in weights
+            if not any((path / f"{w.model}.{w.tag}{ext}").exists()
+                       for ext in (".safetensors", ".same", ".error"))]
+    if todo:
+        spec = path / f"spec-{os.getpid()}.json"
+        spec.write_text(json.dumps(todo))
+        _run("reference_sources.py", "layouts", str(spec), str(path))
+        spec.unlink()
     return path
