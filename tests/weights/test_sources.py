@@ -21,6 +21,10 @@ from ppnets.weights import (NO_WEIGHTS, SOURCES, WeightNotFoundError, WeightSour
                             default_weight, find_weight, weights_for)
 from tests.conftest import model_param
 
+# One xdist worker runs every test of tests/weights (--dist loadgroup), so the torch-side files
+# are written once, by one subprocess, not raced for by several workers.
+pytestmark = pytest.mark.xdist_group("weights")
+
 ALL_WEIGHTS = [w for ws in SOURCES.values() for w in ws]
 TIMM_WEIGHTS = [pytest.param(w, id=f"{w.model}.{w.tag}") for w in ALL_WEIGHTS
                 if w.library == "timm"]

@@ -21,6 +21,10 @@ import ppnets
 from ppnets.convert import (CorruptCheckpointError, UnsafePickleError, UnsupportedCheckpointError,
                             read_checkpoint, torch_pickle)
 
+# One xdist worker runs every test of tests/weights (--dist loadgroup), so the torch-side files
+# are written once, by one subprocess, not raced for by several workers.
+pytestmark = pytest.mark.xdist_group("weights")
+
 # case -> file torch_checkpoints.py writes (the suffixes read_checkpoint routes to this reader)
 CASES = {"dtypes": "dtypes.pth", "views": "views.pth", "params": "params.pt",
          "nested": "nested.pth.tar", "state_dict_module": "state_dict_module.ckpt",
