@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -20,10 +19,10 @@ from typing import List, Optional, Sequence
 from tqdm import tqdm
 
 from ppnets.registry import list_models, resolve_model_names
-from ppnets.utils import markdown_table
+from ppnets.utils import atomic_write_json, markdown_table
 from ppnets.weights.fetch import WeightsIntegrityError, WeightsUnavailableError, ppnets_home
 from ppnets.weights.pretrained import cache_dir, cached_entry, converted_weights, resolve_weight
-from ppnets.weights.sources import weights_for
+from ppnets.weights.sources import NO_WEIGHTS, WeightNotFoundError, weights_for
 
 from .common import run_command
 
@@ -65,12 +64,12 @@ def run(args: argparse.Namespace) -> int:
                              rows, digits=[0, 0, 0, 0, 2, 0], align="---|---|---|---|---:|---"))
         missing = [n for n in names if not weights_for(n)]
         if missing:
-            print(f"\nno published weights: {', '.join(missing)} "
-                  "(ppnets weights list NAME --json shows why)")
+            print("\nno published weights:")
+            for n in missing:
+                print(f"- {n}: {NO_WEIGHTS.get(n, 'none listed')}")
         print(f"\ncache: {ppnets_home()}")
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(records, f, indent=2)
+            atomic_write_json(args.json, records)
         return 0
     if args.action == "fetch":
         if not args.models and not args.all:
@@ -83,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 entry = converted_weights(resolve_weight(name, args.tag or True))
                 tqdm.write(f"{name}: {entry['weights_path']}", file=sys.stderr)
-            except (KeyError, WeightsUnavailableError, WeightsIntegrityError, RuntimeError) as exc:
+            except (WeightNotFoundError, WeightsUnavailableError, WeightsIntegrityError,
+                    RuntimeError) as exc:
                 failed.append(name)
                 tqdm.write(f"{name}: FAILED: {exc}", file=sys.stderr)
         print(f"{len(todo) - len(failed)}/{len(todo)} cached under {ppnets_home()}")

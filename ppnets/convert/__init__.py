@@ -4,8 +4,9 @@ A checkpoint is read into a flat ``{key: numpy array}`` dict, mapped to our para
 checked against the model before anything is set, so a wrong file fails loudly instead of
 loading half the weights:
 
-1. read ``.pdparams`` (native), ``.safetensors``, ``.npz`` or ``.pth``/``.pth.tar``/``.bin`` (the
-   last only when torch is importable), unwrapping ``state_dict``/``model`` containers and
+1. read ``.pdparams`` (native), ``.safetensors``, ``.npz`` or ``.pth``/``.pth.tar``/``.pt``/
+   ``.bin``/``.ckpt`` (PyTorch pickles, read without torch and without running the pickle by
+   :mod:`ppnets.convert.torch_pickle`), unwrapping ``state_dict``/``model`` containers and
    ``module.`` prefixes;
 2. for reference (PyTorch-layout) files: drop ``num_batches_tracked``, rename BN
    ``running_mean/running_var`` to ``_mean/_variance``, apply the family's key map (the layout
@@ -21,10 +22,14 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ppnets.convert import torch_pickle
+from ppnets.convert.errors import (CorruptCheckpointError, UnsafePickleError,
+                                   UnsupportedCheckpointError, corrupt_error)
 from ppnets.registry import get_entry
 
 __all__ = ["read_checkpoint", "convert_state_dict", "load_pretrained", "ConversionReport",
-           "save_state_dict", "CorruptCheckpointError", "CHECKPOINT_SUFFIXES"]
+           "save_state_dict", "CorruptCheckpointError", "UnsafePickleError",
+           "UnsupportedCheckpointError", "CHECKPOINT_SUFFIXES"]
 
 _TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin", ".ckpt")
 # every file name ending read_checkpoint knows
@@ -62,32 +67,6 @@ def _short(keys: List[str], n: int = 8) -> str:
     return ", ".join(keys[:n]) + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
 
 
-def _unwrap(obj) -> dict:
-    for key in ("state_dict", "model", "model_state", "module"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            return _unwrap(obj[key])
-    return obj
-
-
-class CorruptCheckpointError(ValueError):
-    """A checkpoint file exists but cannot be read as the format its name says."""
-
-
-_FORMATS = {".pdparams": "a Paddle state dict (paddle.save)",
-            ".safetensors": "a safetensors file",
-            ".npz": "a numpy .npz archive",
-            "torch": "a PyTorch pickle (torch.save)"}
-
-
-def _corrupt(path: str, fmt: str, exc: BaseException) -> CorruptCheckpointError:
-    size = os.path.getsize(path)
-    return CorruptCheckpointError(
-        f"cannot read checkpoint {path!r} ({size} bytes) as {_FORMATS[fmt]}: "
-        f"{type(exc).__name__}: {str(exc)[:200]}. The file is truncated or corrupt (an "
-        "interrupted download or copy) or not of that format: download it again (compare its "
-        "size and hash with the source's) or rename it to the format it really has.")
-
-
 def _read_paddle(path: str) -> Dict[str, np.ndarray]:
     import paddle
     state = paddle.load(path)
@@ -105,7 +84,9 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], str]:
     """Read a checkpoint into ``({key: ndarray}, kind)``, kind ``'paddle'`` or ``'torch'``.
 
     A truncated or corrupt file raises :class:`CorruptCheckpointError` naming the file, the
-    format its name promises and what to do."""
+    format its name promises and what to do; a PyTorch pickle that asks for anything but tensors
+    and containers raises :class:`UnsafePickleError` naming what it asked for, having run none
+    of it."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     lower = path.lower()
@@ -113,38 +94,24 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], str]:
         try:
             return _read_paddle(path), "paddle"
         except Exception as exc:  # noqa: BLE001 - paddle.load raises many types on bad input
-            raise _corrupt(path, ".pdparams", exc) from exc
+            raise corrupt_error(path, ".pdparams", exc) from exc
     if lower.endswith(".safetensors"):
         from safetensors.numpy import load_file
         try:
             state = load_file(path)
         except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ...
-            raise _corrupt(path, ".safetensors", exc) from exc
+            raise corrupt_error(path, ".safetensors", exc) from exc
     elif lower.endswith(".npz"):
         try:
             state = _read_npz(path)
         except Exception as exc:  # noqa: BLE001 - BadZipFile, ValueError, EOFError, ...
-            raise _corrupt(path, ".npz", exc) from exc
+            raise corrupt_error(path, ".npz", exc) from exc
     elif lower.endswith(_TORCH_SUFFIXES):
-        try:
-            import torch  # noqa: F401  (only for reading; never mixed with paddle compute)
-        except ImportError as exc:
-            raise ImportError(
-                f"{path!r} is a PyTorch pickle and torch is not importable here. Convert it where "
-                "torch is installed: `python -c \"import torch; from safetensors.torch import "
-                "save_file; save_file(torch.load('in.pth', map_location='cpu'), 'out."
-                "safetensors')\"`, then pass the .safetensors file.") from exc
-        import torch
-        try:
-            obj = _unwrap(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...
-            raise _corrupt(path, "torch", exc) from exc
-        state = {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "numpy")}
+        return torch_pickle.read_state_dict(path), "torch"
     else:
         raise ValueError(f"unsupported checkpoint type {path!r}: expected .pdparams, "
-                         ".safetensors, .npz, or (with torch installed) .pth/.pth.tar")
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
-    return state, "torch"
+                         f".safetensors, .npz or a PyTorch pickle ({', '.join(_TORCH_SUFFIXES)})")
+    return torch_pickle.strip_module_prefix(state), "torch"
 
 
 def _torch_to_paddle_names(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:

@@ -141,19 +141,32 @@ def classifier_keys(model: paddle.nn.Layer) -> List[str]:
     return [k for k, t in model.state_dict().items() if id(t) in ids]
 
 
+def _classifier_key_names(model: paddle.nn.Layer, source_classes: int) -> List[str]:
+    """The classifier's state-dict keys; for a headless model (``num_classes=0``) the keys its
+    classifier would have, found by building one for ``source_classes`` and removing it again."""
+    if getattr(model, "num_classes", 0) or not source_classes:
+        return classifier_keys(model)
+    model.reset_classifier(source_classes)
+    try:
+        return classifier_keys(model)
+    finally:
+        model.reset_classifier(0)
+
+
 def load_weights(model: paddle.nn.Layer, weights_path: str, source_classes: int,
                  what: str) -> Tuple[List[str], List[str]]:
-    """Load a converted state dict into ``model``; with another class count the classifier is
-    left as initialised. Returns (loaded keys, skipped classifier keys)."""
+    """Load a converted state dict into ``model``; with another class count (a headless
+    backbone, ``num_classes=0``, included on either side) the classifier is left as initialised.
+    Returns (loaded keys, classifier keys not taken from the file)."""
     state = paddle.load(weights_path)
     target = model.state_dict()
     skipped: List[str] = []
     if getattr(model, "num_classes", source_classes) != source_classes:
-        heads = set(classifier_keys(model))
-        skipped = sorted(k for k in state if k in heads and
-                         tuple(state[k].shape) != tuple(target[k].shape))
-        for k in skipped:
-            state.pop(k)
+        heads = set(_classifier_key_names(model, source_classes))
+        for k in [k for k in state if k in heads]:
+            if k not in target or tuple(state[k].shape) != tuple(target[k].shape):
+                state.pop(k)
+        skipped = sorted(heads - set(state))
         if skipped:
             log.warning("%s: loaded everything but the classifier (%s), which was published "
                         "for %d classes; this model has %d and keeps its initial classifier",

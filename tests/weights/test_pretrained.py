@@ -8,6 +8,7 @@ convert -> cache -> load.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import pytest
 import ppnets
 from ppnets.weights import fetch, pretrained
 from ppnets.weights.fetch import WeightsIntegrityError, WeightsUnavailableError
-from ppnets.weights.sources import default_weight
+from ppnets.weights.sources import WeightNotFoundError, default_weight
 from tests.conftest import REPO, TORCH_PYTHON_ENV, torch_python
 
 SPECS = [  # ppnets name, reference library and name (random weights, see torch_reference.py)
@@ -171,8 +172,9 @@ def test_plain_url_with_hash_check_resume_and_mirror(file_server, reference_file
                                                     monkeypatch):
     data = open(reference_files["fasternet_t0"], "rb").read()
     file_server.files["/models/fasternet_t0-test.safetensors"] = data
-    src = default_weight("fasternet_t0").__class__(
-        model="fasternet_t0", tag="test_url", kind="url",
+    src = dataclasses.replace(
+        default_weight("fasternet_t0"), tag="test_url", kind="url", hf_hub_id=None,
+        filename=None, revision=None,
         url="https://download.example.org/models/fasternet_t0-test.safetensors",
         sha256=hashlib.sha256(data).hexdigest())
     monkeypatch.setattr(pretrained, "find_weight", lambda name, tag: src)
@@ -189,7 +191,7 @@ def test_plain_url_with_hash_check_resume_and_mirror(file_server, reference_file
     for k, v in _state(explicit).items():
         np.testing.assert_array_equal(_state(model)[k], v)
 
-    bad = src.__class__(**{**src.__dict__, "tag": "bad", "sha256": "0" * 64})
+    bad = dataclasses.replace(src, tag="bad", sha256="0" * 64)
     monkeypatch.setattr(pretrained, "find_weight", lambda name, tag: bad)
     with pytest.raises(WeightsIntegrityError, match="does not have the published SHA-256"):
         ppnets.create_model("fasternet_t0", pretrained="bad")
@@ -199,7 +201,7 @@ def test_plain_url_with_hash_check_resume_and_mirror(file_server, reference_file
 
 
 def test_unknown_tag_lists_the_tags(hub):
-    with pytest.raises(KeyError, match="in1k"):
+    with pytest.raises(WeightNotFoundError, match="no weight tagged 'no_such_tag'.*Its tags: in1k"):
         ppnets.create_model("fasternet_t0", pretrained="no_such_tag")
 
 
@@ -226,3 +228,21 @@ def test_weights_command_lists_fetches_and_verifies(hub):
     assert main(["weights", "fetch", "fasternet_t0"]) == 0     # rebuilt
     assert main(["weights", "verify"]) == 0
     assert main(["weights", "list", "fasternet_t0"]) == 0
+
+
+@pytest.mark.parametrize("saved_classes, model_classes", [(0, 10), (1000, 0)])
+def test_headless_weights_and_headless_models_load_the_backbone(tmp_path, saved_classes,
+                                                                 model_classes):
+    """Published backbones without classifier (timm's ``bamboo`` ResNet-50) and users building
+    ``num_classes=0`` both load everything but the classifier."""
+    paddle.seed(0)
+    source = ppnets.create_model("mobilenetv2_050", num_classes=saved_classes)
+    path = str(tmp_path / "w.pdparams")
+    paddle.save(source.state_dict(), path)
+    model = ppnets.create_model("mobilenetv2_050", num_classes=model_classes)
+    loaded, skipped = pretrained.load_weights(model, path, saved_classes, "test weights")
+    head = set(pretrained._classifier_key_names(model, saved_classes))
+    assert head and set(skipped) == head and model.num_classes == model_classes
+    for key, value in source.state_dict().items():
+        if key not in head:
+            np.testing.assert_array_equal(model.state_dict()[key].numpy(), value.numpy())
