@@ -6,15 +6,18 @@ Needs only paddlepaddle, paddle2onnx, onnxruntime and numpy (no ppnets):
     python scripts/paddle_inference_op_overhead.py [--block conv] [--channels 64] [--size 28]
 
 A network of N identical blocks (N = 8 and 32) is saved with paddle.jit.save and exported to
-ONNX; both runtimes time it (``--threads`` 1, batch 1, median of 200 runs after 50 warm-up
-runs). The slope between the two depths is the time one more block costs. The oneDNN primitive
+ONNX; both runtimes time it (``--threads`` 1, batch 1, median of ``--repeats`` 200 runs after
+``--warmup`` 50 runs). The slope between the two depths is the time one more block costs. The oneDNN primitive
 time of one block (the sum of every primitive executed, read from ONEDNN_VERBOSE in a child
 process) shows how much of Paddle Inference's cost is the computation itself. Blocks:
 
 * ``conv``: 1x1 convolution + ReLU (most of a mobile network's ops);
 * ``shuffle``: ShuffleNetV2's data movement: split into halves, concat(x1, relu(x2)), channel
   shuffle (reshape-transpose-reshape, which Paddle fuses to ``shuffle_channel``);
-* ``pool``: PoolFormer's token mixer, 3x3 average pooling (padding excluded) minus the input.
+* ``pool``: PoolFormer's token mixer, 3x3 average pooling (padding excluded) minus the input;
+* ``softmax``: attention's softmax over the last axis (``--channels 16 --size 196`` is
+  MobileViT-XXS's first attention map: 4 patch positions x 4 heads, 196 x 196 tokens);
+* ``silu``: SiLU written as x * sigmoid(x) (two oneDNN ops; ONNX Runtime fuses them).
 
 On the development machine of ppnets (2-core AMD EPYC, Paddle 3.3.1) a Paddle Inference block
 costs several times the oneDNN primitives it runs: the difference is per-op framework work
@@ -52,15 +55,23 @@ def build(n, channels, block):
         def forward(self, x):
             return self.pool(x) - x
 
+    class Softmax(nn.Layer):
+        def forward(self, x):
+            return F.softmax(x, axis=-1)
+
+    class SiLU(nn.Layer):
+        def forward(self, x):
+            return x * F.sigmoid(x)
+
     def one():
         if block == "conv":
             return nn.Sequential(nn.Conv2D(channels, channels, 1), nn.ReLU())
-        return Shuffle() if block == "shuffle" else PoolMixer()
+        return {"shuffle": Shuffle, "pool": PoolMixer, "softmax": Softmax, "silu": SiLU}[block]()
 
     return nn.Sequential(*[one() for _ in range(n)])
 
 
-def median_ms(fn, warmup=50, repeats=200):
+def median_ms(fn, warmup, repeats):
     for _ in range(warmup):
         fn()
     samples = []
@@ -71,7 +82,8 @@ def median_ms(fn, warmup=50, repeats=200):
     return 1e3 * float(np.median(samples))
 
 
-def measure(n, channels, size, threads, block, folder, verbose=False):
+def measure(n, channels, size, threads, block, folder, warmup=50, repeats=200,
+            verbose=False):
     import onnxruntime as ort
     import paddle
     from paddle import inference
@@ -101,13 +113,13 @@ def measure(n, channels, size, threads, block, folder, verbose=False):
         print("=== MEASURED RUN", flush=True)
         predictor.run()
         return None
-    paddle_ms = median_ms(lambda: (predictor.run(), out.copy_to_cpu()))
+    paddle_ms = median_ms(lambda: (predictor.run(), out.copy_to_cpu()), warmup, repeats)
     paddle.onnx.export(net, prefix, input_spec=[spec], opset_version=13)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     sess = ort.InferenceSession(prefix + ".onnx", opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x}
-    ort_ms = median_ms(lambda: sess.run(None, feed))
+    ort_ms = median_ms(lambda: sess.run(None, feed), warmup, repeats)
     return paddle_ms, ort_ms
 
 
@@ -125,10 +137,13 @@ def primitive_ms(n, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--block", choices=("conv", "shuffle", "pool"), default="conv")
+    p.add_argument("--block", choices=("conv", "shuffle", "pool", "softmax", "silu"),
+                   default="conv")
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=50, help="untimed runs before timing (50)")
+    p.add_argument("--repeats", type=int, default=200, help="timed runs; the median is shown")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -137,7 +152,7 @@ def main():
                     verbose=True)
             return 0
         (p8, o8), (p32, o32) = (measure(n, args.channels, args.size, args.threads, args.block,
-                                        folder) for n in (8, 32))
+                                        folder, args.warmup, args.repeats) for n in (8, 32))
     prim, count, kinds = primitive_ms(32, args)
     print(f"block {args.block!r}, {args.channels} channels, {args.size}x{args.size}, batch 1, "
           f"{args.threads} thread(s)")

@@ -81,12 +81,17 @@ def paddle_profile(model_file: str, params_file: str, x: np.ndarray, runs: int =
     config.enable_profile()
     with tempfile.TemporaryDirectory(prefix="ppnets-prof-") as tmp:
         report = os.path.join(tmp, "report.txt")
-        with _capture_fd1(report):
-            predictor = inference.create_predictor(config)
-            stage_input(predictor, x)
-            for _ in range(runs):
-                predictor.run()
-            del predictor  # the report is printed now
+        cwd = os.getcwd()
+        os.chdir(tmp)  # the profiler also writes a binary profile.log into the working folder
+        try:
+            with _capture_fd1(report):
+                predictor = inference.create_predictor(config)
+                stage_input(predictor, x)
+                for _ in range(runs):
+                    predictor.run()
+                del predictor  # the report is printed now
+        finally:
+            os.chdir(cwd)
         with open(report, encoding="utf-8", errors="replace") as f:
             events = parse_paddle_report(f.read())
     return {"runtime": f"paddle_inference {paddle.__version__}", "runs": runs,

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 
 from ppnets.bench.op_profile import format_profile, parse_paddle_report, profile_model
 from ppnets.runtime import deploy_form
+from tests.conftest import REPO
 
 REPORT = """
 -------------------------       Event Summary       -------------------------
@@ -31,10 +35,12 @@ def test_paddle_report_parsing_keeps_the_merged_table_without_nested_rows():
         parse_paddle_report("nothing here")
 
 
-def test_profile_of_a_real_model_in_both_runtimes():
+def test_profile_of_a_real_model_in_both_runtimes(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(tmp_path)
     model, name, size = deploy_form("mobilenetv3_small_050", (3, 64, 64))
     prof = profile_model(model, size, runs=3, warmup=1)
+    assert not list(tmp_path.iterdir()), "the profilers left files in the working folder"
     pi, ort = prof["paddle_inference"], prof["onnxruntime"]
     assert any("conv2d" in op for op in pi["ops_ms_per_run"]), pi
     assert any("Conv" in op for op in ort["ops_ms_per_run"]), ort
@@ -74,3 +80,18 @@ def test_no_bench_module_shadows_the_standard_library():
     folder = os.path.dirname(ppnets.bench.__file__)
     modules = {os.path.splitext(f)[0] for f in os.listdir(folder) if f.endswith(".py")}
     assert not modules & set(stdlib)
+
+
+@pytest.mark.parametrize("block", ["shuffle", "softmax"])
+def test_stand_alone_op_overhead_script_reports_every_number(block):
+    """The reproduction script for Paddle maintainers runs without ppnets and prints the block
+    cost in both runtimes and its oneDNN primitive time (numbers parsed, not judged)."""
+    out = subprocess.run([sys.executable, "scripts/paddle_inference_op_overhead.py", "--block",
+                          block, "--channels", "8", "--size", "8", "--warmup", "2",
+                          "--repeats", "5"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cost = re.search(r"Paddle Inference (-?[\d.]+) us, ONNX Runtime (-?[\d.]+) us; its oneDNN "
+                     r"primitives run ([\d.]+) us \((\d+) primitive executions", out.stdout)
+    assert cost, out.stdout
+    assert int(cost.group(4)) >= 32    # at least one primitive per block of the 32-block chain

@@ -34,6 +34,11 @@ TV_WEIGHTS = [pytest.param(w, id=f"{w.model}.{w.tag}") for w in ALL_WEIGHTS
 LOADED_WEIGHTS = [pytest.param(w, id=f"{w.model}.{w.tag}",
                                marks=model_param(w.model, xdist_group=False).marks)
                   for w in ALL_WEIGHTS]
+# What pretrained=True fetches from the hub (safetensors); url weights: test_pretrained.py
+HUB_DEFAULTS = [pytest.param(w, id=f"{w.model}.{w.tag}",
+                             marks=model_param(w.model, xdist_group=False).marks)
+                for w in ALL_WEIGHTS if w.default and w.kind == "hf_hub"
+                and w.file_format == "safetensors"]
 
 
 def test_every_registered_model_has_a_row():
@@ -106,6 +111,36 @@ def test_layout_loads_into_our_model(layout_files, loaded_layouts, weight):
         ppnets.create_model(weight.model, num_classes=weight.num_classes,
                             pretrained=str(layout_files / f"{source}.safetensors"))
         loaded_layouts.add((source, weight.num_classes))
+
+
+def _layout_path(layout_files, weight):
+    key = f"{weight.model}.{weight.tag}"
+    same = layout_files / f"{key}.same"
+    return layout_files / f"{same.read_text() if same.exists() else key}.safetensors"
+
+
+@pytest.mark.parametrize("weight", HUB_DEFAULTS)
+def test_pretrained_true_through_a_mirror_equals_the_same_file(layout_files, file_server,
+                                                               tmp_path, monkeypatch, weight):
+    """Every hub-hosted default weight: ``pretrained=True`` through ``HF_ENDPOINT`` (a mirror on
+    127.0.0.1 serving the reference layout) loads exactly what ``pretrained=<that file>`` does."""
+    path = _layout_path(layout_files, weight)
+    if not path.exists():
+        pytest.fail(f"no reference layout for {weight.model}.{weight.tag} in {layout_files}")
+    file_server.files[f"/{weight.hf_hub_id}/resolve/{weight.revision}/{weight.filename}"] = \
+        path.read_bytes()
+    monkeypatch.setenv("HF_ENDPOINT", file_server.url)
+    monkeypatch.setenv("PPNETS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("PPNETS_OFFLINE", raising=False)
+    fetched = ppnets.create_model(weight.model, num_classes=weight.num_classes, pretrained=True)
+    by_path = ppnets.create_model(weight.model, num_classes=weight.num_classes,
+                                  pretrained=str(path))
+    a, b = fetched.state_dict(), by_path.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k].numpy() == b[k].numpy()).all(), k
+    assert fetched.pretrained_cfg == weight
 
 
 def _results_rows():
