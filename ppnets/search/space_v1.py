@@ -21,13 +21,14 @@ Deliberate deviations (docs/search.md): MB3D is offered in the last stage only -
 allows it in stages 3 and 4, but ppnets' EfficientFormer (like timm's and every published
 configuration) places Meta3D blocks at the end of the last stage, so a stage-3 MB3D could not be
 built; the MP choice "identity" cannot empty a stage (one block stays, as in every published
-model), nor remove the last MB3D (``num_vit >= 1``, the model's requirement).
+model), nor remove the last MB3D (``num_vit >= 1``, the model's requirement); action 3 skips a
+least important stage whose narrowing the table prices as no faster (:meth:`V1Space.actions`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle.nn as nn
@@ -197,8 +198,13 @@ class V1Space:
         """Importance of every MP: ``(p(MB4D) [+ p(MB3D)]) / p(I)``."""
         return [[float(sum(p[:-1]) / p[-1]) for p in stage] for stage in probs]
 
-    def actions(self, arch: V1Arch, scores: Sequence[Sequence[float]]
+    def actions(self, arch: V1Arch, scores: Sequence[Sequence[float]],
+                latency: Optional[Callable[[V1Arch], float]] = None
                 ) -> List[Tuple[str, V1Arch]]:
+        """The three actions from ``arch``. With ``latency`` (the table's prediction), action 3
+        narrows the least important stage *whose narrowing saves latency*: on tiny blocks the
+        table's noise can price a narrower block above a wider one, and narrowing that stage
+        would end the search with nothing left to take."""
         out: List[Tuple[str, V1Arch]] = []
         last = self.stages - 1
         # (1) the least important MP that may go becomes identity
@@ -222,14 +228,18 @@ class V1Space:
             out.append(("first MB3D -> MB4D", V1Arch(arch.widths, arch.blocks,
                                                      arch.num_vit - 1)))
         # (3) narrow the least important stage (sum of its MPs' scores) by one width step
-        narrowable = [(sum(scores[j][m] for m in kept), j) for j, kept in enumerate(arch.blocks)
-                      if arch.widths[j] > self.width_step]
-        if narrowable:
-            score, j = min(narrowable)
+        narrowable = sorted((sum(scores[j][m] for m in kept), j)
+                            for j, kept in enumerate(arch.blocks)
+                            if arch.widths[j] > self.width_step)
+        base = latency(arch) if latency is not None else None
+        for score, j in narrowable:
             widths = list(arch.widths)
             widths[j] -= self.width_step
-            out.append((f"stage {j + 1} width {arch.widths[j]} -> {widths[j]} ({score:.3g})",
-                        V1Arch(tuple(widths), arch.blocks, arch.num_vit)))
+            child = V1Arch(tuple(widths), arch.blocks, arch.num_vit)
+            if base is None or latency(child) < base:
+                out.append((f"stage {j + 1} width {arch.widths[j]} -> {widths[j]} ({score:.3g})",
+                            child))
+                break
         return out
 
     # ---- the paper's comparison: EfficientFormer-L1 scaled by width and depth -------------

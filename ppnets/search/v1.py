@@ -74,7 +74,7 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
     targets = sr.targets(predicted(start.net))
     print(f"=== slimming to {targets} ms ({sr.lut.target} table)", flush=True)
     log = greedy_slimming(
-        start, targets, propose=lambda a: space.actions(a, scores),
+        start, targets, propose=lambda a: space.actions(a, scores, lambda b: predicted(b.net)),
         latency_ms=lambda a: predicted(a.net), accuracy=accuracy,
         efficiency=lambda a, lat: -lat, describe=lambda a: a.describe(),
         progress=lambda s: print(f"  step {s['step']}: {s['action']}: {s['latency_ms']:.3f} ms, "

@@ -147,3 +147,16 @@ def test_every_action_gives_a_model_that_inherits_the_supernet():
     np.testing.assert_array_equal(
         model.stages[1].blocks[0].mlp.fc1.weight.numpy(),
         source["stages.1.mps.0.ops.mb4d.mlp.fc1.weight"].numpy())
+
+
+def test_narrowing_skips_a_stage_the_table_prices_as_no_faster():
+    space = V1Space(32, depths=(1, 1, 2, 2), widths=(16, 32, 32, 48), num_classes=10)
+    arch = space.largest()
+    scores = [[1.0], [0.1], [5.0, 5.0], [5.0, 5.0]]   # stage 2 the least important
+    assert space.actions(arch, scores)[-1][0].startswith("stage 2 width 32 -> 16")
+
+    def latency(a):   # narrower stage 2 priced slower (table noise); stage 3 no faster
+        return 10.0 + (a.widths[1] < 32) - 0.5 * (a.widths[3] < 48)
+
+    label, child = space.actions(arch, scores, latency)[-1]
+    assert label.startswith("stage 4 width 48 -> 32") and child.widths == (16, 32, 32, 32)
