@@ -164,7 +164,9 @@ class SearchRun:
         self.timings["total"] = round(time.perf_counter() - self.t0, 1)
         self.record.update(timings_s=self.timings)
         self.record.finish()
-        rows = [r for res in payload["results"] for r in (res, res.get("baseline")) if r]
+        # each network once, even when it was found (or is the baseline) for several targets
+        rows = list({r["label"]: r for res in payload["results"]
+                     for r in (res, res.get("baseline")) if r}.values())
         payload.update(lut={"path": os.path.abspath(self.lut.path), **self.lut.describe()},
                        smoke=bool(self.args.smoke), timings_s=self.timings,
                        prediction_error=prediction_error(rows), run=self.record.data)
