@@ -381,8 +381,10 @@ class EfficientFormerV2Stage(nn.Layer):
 class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
     """EfficientFormerV2; ``depths``/``dims``/``mlp_ratios`` per stage (a number or one ratio
     per block) and ``num_vit`` (attention blocks at the end of stages 3 and 4).
-    ``talking_heads``, ``attn_stride`` and ``attn_downsample`` switch the paper's Table 1 design
-    steps off (see the module docstring)."""
+    ``num_vit_per_stage`` (one count per stage, 0 for stages 1 and 2) replaces ``num_vit`` when
+    the two attention stages need different counts, as networks found by the joint search of
+    ``ppnets.search`` do. ``talking_heads``, ``attn_stride`` and ``attn_downsample`` switch the
+    paper's Table 1 design steps off (see the module docstring)."""
 
     def __init__(self, depths: Sequence[int] = (2, 2, 6, 4),
                  dims: Sequence[int] = (32, 48, 96, 176),
@@ -392,11 +394,19 @@ class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
                  talking_heads: bool = True, attn_stride: bool = True,
                  attn_downsample: bool = True, num_classes: int = 1000, in_chans: int = 3,
                  drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, deploy: bool = False):
+                 drop_path_rate: float = 0.0, deploy: bool = False,
+                 num_vit_per_stage: Optional[Sequence[int]] = None):
         super().__init__()
         if not len(depths) == len(dims) == len(mlp_ratios):
             raise ValueError(f"depths {tuple(depths)}, dims {tuple(dims)} and mlp_ratios need one "
                              "entry per stage")
+        if num_vit_per_stage is None:
+            num_vit_per_stage = [num_vit if i >= 2 else 0 for i in range(len(depths))]
+        elif (len(num_vit_per_stage) != len(depths) or any(num_vit_per_stage[:2])
+              or not all(0 <= n <= d for n, d in zip(num_vit_per_stage, depths))):
+            raise ValueError(f"num_vit_per_stage {tuple(num_vit_per_stage)}: expected one count "
+                             f"per stage of depths {tuple(depths)}, 0 for stages 1 and 2 (no "
+                             "attention there) and at most the stage's depth elsewhere")
         self.num_classes = num_classes
         self.num_features = dims[-1]
         self.deploy = deploy
@@ -415,7 +425,8 @@ class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
                 prev, dim, depth, resolution=tuple(math.ceil(s / stride) for s in img_size),
                 downsample=i > 0, downsample_use_attn=attn_downsample and i >= 3,
                 block_use_attn=i >= 2, block_stride=2 if attn_stride and i == 2 else None,
-                num_vit=num_vit, mlp_ratios=ratios, drop_path_rates=rates[start:start + depth],
+                num_vit=num_vit_per_stage[i], mlp_ratios=ratios,
+                drop_path_rates=rates[start:start + depth],
                 img_size=img_size, deploy=deploy, act=act, proj_drop=proj_drop_rate,
                 layer_scale_init=layer_scale_init, talking_heads=talking_heads))
             stride = stride * 2 if i > 0 else stride

@@ -1,0 +1,265 @@
+"""What the two searches share around their loops: the command line, the config, the latency
+table of the target, whole-network measurement, the scaled baselines at equal predicted latency,
+the brief training of the found networks, and the result files (``search.json``, ``search.md``,
+``search.png``, ``run_record.json``).
+
+Every searched network and every baseline is a registry model: ``ppnets.create_model(name,
+num_classes=..., **kwargs)`` with the ``model`` entry of ``search.json`` builds it. Its
+``measured_ms`` is :func:`ppnets.bench.benchmark_model` on the target (Paddle Inference CPU or
+GPU, deploy form, batch 1, median); with ``--lut FILE`` (a table from another device) nothing
+here can run on that device, so ``measured_ms`` is null and the docs say how to time the
+exported network there (docs/search.md).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ppnets.analysis import count_params
+from ppnets.bench import benchmark_model
+from ppnets.engine import fit, load_config
+from ppnets.experiments import RunRecord, cifar_data, provenance_lines, save_json, save_text
+from ppnets.experiments import build_parser as experiment_parser
+from ppnets.factory import create_model
+from ppnets.utils import atomic_write
+
+from .lut import LatencyLUT, export_lite_grid, prediction_error
+
+__all__ = ["build_parser", "SearchRun", "pick_baseline", "format_table"]
+
+
+def build_parser(description: str, default_output_dir: str) -> argparse.ArgumentParser:
+    """The experiment options (``--data-file/--data-dir``, ``--output-dir``, ``--device``,
+    ``-o``, ``--smoke``, ``--seed``) plus the search's own."""
+    p = experiment_parser(description, default_output_dir)
+    p.add_argument("--target", choices=("cpu", "gpu"), default=None,
+                   help="Paddle Inference device the latency table is measured on (default: "
+                        "--device); ignored with --lut")
+    p.add_argument("--lut", default=None, metavar="FILE",
+                   help="a latency table measured on another device (ppnets.lut/1 JSON, e.g. "
+                        "from lut_device.py on an ARM phone): search for that device")
+    p.add_argument("--latency-targets-ms", type=float, nargs="+", default=None, metavar="MS",
+                   help="latency budgets, all found in one run (default: the config's "
+                        "experiment.search.target_fractions of the largest network's latency)")
+    p.add_argument("--export-lite-grid", default=None, metavar="DIR",
+                   help="write every block of the search grid as a Paddle Lite .nb with the "
+                        "device-side timer into DIR, then stop (docs/search.md)")
+    p.add_argument("--config", default=None, help="search recipe (default: the script's)")
+    return p
+
+
+def _data_overrides(args) -> Tuple[List[str], Dict[str, Any]]:
+    """CIFAR-10 archive, or an ImageNet folder (``--data-dir`` holding ``train/``)."""
+    if args.data_dir and os.path.isdir(os.path.join(args.data_dir, "train")):
+        root = os.path.abspath(args.data_dir)
+        return (["data.dataset=imagenet", f"data.data_dir={root}"],
+                {"dataset": "imagenet", "dir": root})
+    info = cifar_data(args)   # exits with a message when the archive cannot be found
+    return list(info.pop("overrides")), info
+
+
+class SearchRun:
+    """One invocation: resolved config, output folder, run record, latency table, timers."""
+
+    def __init__(self, args, argv: Optional[Sequence[str]], script: str, config_path: str):
+        self.args = args
+        self.t0 = time.perf_counter()
+        self.out = os.path.join(args.output_dir, "smoke") if args.smoke else args.output_dir
+        os.makedirs(self.out, exist_ok=True)
+        data_ov, self.data_info = _data_overrides(args)
+        path = args.config or config_path
+        smoke = list(load_config(path)["experiment"].get("smoke") or []) if args.smoke else []
+        device = [f"device={args.device}"] + (
+            [f"train.seed={args.seed}"] if args.seed is not None else [])
+        self.cfg = load_config(path, smoke + device + data_ov + list(args.override))
+        self.recipe = self.cfg["experiment"]["search"]
+        self.seed = int(self.cfg["train"]["seed"])
+        self.record = RunRecord(script, args, sys.argv if argv is None else [script, *argv],
+                                config=os.path.relpath(path), overrides=list(args.override),
+                                data=self.data_info)
+        self.timings: Dict[str, float] = {}
+        self._rows: Dict[str, Dict[str, Any]] = {}
+        self.lut = self._lut()
+
+    # ---- latency --------------------------------------------------------------------------
+    def _lut(self) -> LatencyLUT:
+        spec = self.recipe["lut"]
+        if self.args.lut:
+            return LatencyLUT(self.args.lut, target="file")
+        target = self.args.target or self.args.device
+        return LatencyLUT(os.path.join(self.out, f"lut_{target}.json"), target=target,
+                          threads=int(spec["threads"]), warmup=int(spec["warmup"]),
+                          repeats=int(spec["repeats"]))
+
+    def export_grid(self, specs) -> int:
+        folder = self.args.export_lite_grid
+        manifest = export_lite_grid(specs, folder, progress=lambda i, n, key: print(
+            f"  [{i}/{n}] {key}", flush=True))
+        print(f"{len(manifest['entries'])} blocks in {folder} ({len(manifest['failed'])} failed "
+              "to convert). Copy the folder to the device and run there:\n"
+              "  python3 lut_device.py --grid . --out lut_arm.json\n"
+              "then search with --lut lut_arm.json (docs/search.md).")
+        return 0 if not manifest["failed"] else 1
+
+    def measure(self, model, input_size) -> Optional[Dict[str, Any]]:
+        """Whole-network latency on the target (None for a table from another device)."""
+        if self.lut.target == "file":
+            return None
+        spec = self.recipe["measure"]
+        res = benchmark_model(model, input_size=input_size, device=self.lut.target,
+                              threads=int(spec["threads"]), warmup=int(spec["warmup"]),
+                              repeats=int(spec["repeats"]))
+        return {"median_ms": float(res["latency_ms"]["median"]),
+                "iqr_ms": res["latency_ms"].get("iqr"), "load_avg": res["machine"]["load_avg"]}
+
+    def targets(self, start_ms: float) -> List[float]:
+        if self.args.latency_targets_ms:
+            return sorted(set(float(t) for t in self.args.latency_targets_ms), reverse=True)
+        return [round(start_ms * float(f), 4) for f in self.recipe["target_fractions"]]
+
+    def tick(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = round(now - since, 1)
+        print(f"--- {name}: {now - since:.1f} s", flush=True)
+        return now
+
+    # ---- brief training of the found networks and the baselines ---------------------------
+    def train(self, label: str, name: str, kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        if not self.recipe.get("final_training", True):
+            return None
+        cfg = copy.deepcopy(self.cfg)
+        cfg["model"] = {**cfg["model"], "name": name, "kwargs": dict(kwargs)}
+        cfg["output_dir"] = os.path.join(self.out, "train", label)
+        cfg["train"]["resume"] = False   # another search may have found another network here
+        res = fit(cfg)
+        return {"epochs": res["epochs_run"], "final_top1": res["final_top1"],
+                "best_top1": res["best_top1"], "train_images": res.get("num_train_images"),
+                "test_images": res.get("num_test_images"), "output_dir": cfg["output_dir"]}
+
+    def network_row(self, label: str, name: str, kwargs: Dict[str, Any], predicted_ms: float,
+                    input_size, num_classes: int, **extra) -> Dict[str, Any]:
+        """Build through create_model, measure, train briefly; one row of the results. A
+        network found for several targets is measured and trained once."""
+        key = json.dumps([name, kwargs], sort_keys=True)
+        if key not in self._rows:
+            model = create_model(name, num_classes=num_classes, **kwargs)
+            measured = self.measure(model, input_size)
+            self._rows[key] = {"label": label, "measured_ms": measured["median_ms"]
+                               if measured else None, "measurement": measured,
+                               "params": int(count_params(model)),
+                               "training": self.train(label, name, kwargs)}
+        return {"predicted_ms": predicted_ms, **self._rows[key],
+                "model": {"name": name, "kwargs": kwargs}, **extra}
+
+    # ---- outputs ---------------------------------------------------------------------------
+    def finish(self, payload: Dict[str, Any], md_sections: List[str], plot: Dict[str, Any]
+               ) -> int:
+        self.timings["total"] = round(time.perf_counter() - self.t0, 1)
+        self.record.update(timings_s=self.timings)
+        self.record.finish()
+        # each network once, even when it was found (or is the baseline) for several targets
+        rows = list({r["label"]: r for res in payload["results"]
+                     for r in (res, res.get("baseline")) if r}.values())
+        payload.update(lut={"path": os.path.abspath(self.lut.path), **self.lut.describe()},
+                       smoke=bool(self.args.smoke), timings_s=self.timings,
+                       prediction_error=prediction_error(rows), run=self.record.data)
+        self.lut.save()
+        save_json(os.path.join(self.out, "search.json"), payload)
+        self.record.write(os.path.join(self.out, "run_record.json"))
+        head = [f"# {payload['title']}", ""]
+        if self.args.smoke:
+            head += ["**SMOKE RUN, not a search result**: a tiny supernet, a few steps; the "
+                     "numbers only show that the pipeline runs.", ""]
+        data = self.data_info.get("note") or self.data_info.get("file") or self.data_info
+        head += provenance_lines(self.record.data, str(data)) + [
+            f"- latency table: {self.lut.target} ({self.lut.describe()['entries']} entries, "
+            f"{os.path.basename(self.lut.path)})",
+            f"- time: {self.timings}", ""]
+        err = payload["prediction_error"]
+        if err["n"]:
+            head += [f"Predicted (sum of table entries) vs measured latency over {err['n']} "
+                     f"networks: median |error| {100 * err['median_abs_rel_error']:.1f}%, max "
+                     f"{100 * err['max_abs_rel_error']:.1f}%, Spearman "
+                     f"{err['spearman'] if err['spearman'] is None else round(err['spearman'], 3)}"
+                     ".", ""]
+        save_text(os.path.join(self.out, "search.md"), "\n".join(head + md_sections) + "\n")
+        self._plot(payload, **plot)
+        print(f"results in {self.out}/search.json", flush=True)
+        return 0
+
+    def _plot(self, payload: Dict[str, Any], title: str, baseline_label: str) -> None:
+        pts = []
+        for res in payload["results"]:
+            for row, kind in ((res, "searched"), (res.get("baseline"), baseline_label)):
+                if row and row.get("training"):
+                    pts.append((kind, row["predicted_ms"], row["training"]["final_top1"]))
+        if not pts:
+            return
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
+        for kind, marker in (("searched", "o"), (baseline_label, "s")):
+            xs = [p[1] for p in pts if p[0] == kind]
+            ys = [100 * p[2] for p in pts if p[0] == kind]
+            order = np.argsort(xs)
+            ax.plot(np.asarray(xs)[order], np.asarray(ys)[order], marker=marker, label=kind)
+        for res in payload["results"]:
+            ax.axvline(res["target_ms"], color="0.8", lw=0.8, zorder=0)
+        ax.set_xlabel(f"predicted latency (ms, {self.lut.target} table)")
+        ax.set_ylabel("top-1 (%) after brief training")
+        ax.set_title(title + (" [SMOKE]" if self.args.smoke else ""), fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        atomic_write(os.path.join(self.out, "search.png"),
+                     lambda tmp: fig.savefig(tmp, format="png"))
+        plt.close(fig)
+
+
+def pick_baseline(family: Sequence[Any], latency: Callable[[Any], float], target: float
+                  ) -> Optional[Tuple[Any, float]]:
+    """The largest member of ``family`` (ordered small to large, latency non-decreasing in the
+    order up to measurement noise) whose predicted latency is at most ``target``: a bisection,
+    so only about log2(len(family)) members are priced."""
+    lo, hi, best = 0, len(family) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        lat = latency(family[mid])
+        if lat <= target:
+            best, lo = (family[mid], lat), mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def format_table(results: Sequence[Dict[str, Any]], extra: Sequence[Tuple[str, str]] = ()
+                 ) -> List[str]:
+    """Markdown rows: each target's searched network and its baseline."""
+    cols = ["target (ms)", "network", "predicted (ms)", "measured (ms)", "params (M)",
+            "held-out acc", "top-1 (brief training)", *[c for c, _ in extra]]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def cell(v, fmt):
+        return "-" if v is None else fmt.format(v)
+
+    for res in results:
+        for row, kind in ((res, "searched"), (res.get("baseline"), "baseline")):
+            if not row:
+                continue
+            top1 = (row.get("training") or {}).get("final_top1")
+            vals = [cell(res["target_ms"], "{:.3f}"),
+                    f"{kind}: `{row['model']['kwargs'].get('dims')}` "
+                    f"depths {row['model']['kwargs'].get('depths')}",
+                    cell(row["predicted_ms"], "{:.3f}"), cell(row.get("measured_ms"), "{:.3f}"),
+                    cell(row["params"] / 1e6, "{:.3f}"), cell(row.get("heldout_accuracy"),
+                                                             "{:.4f}"),
+                    cell(top1, "{:.4f}"), *[cell(row.get(k), "{:.2f}") for _, k in extra]]
+            lines.append("| " + " | ".join(vals) + " |")
+    return lines

@@ -1,0 +1,123 @@
+"""EfficientFormerV2's fine-grained joint search with MES, end to end (arXiv:2212.08059 §4).
+
+1. Train the slimmable supernet (:mod:`.supernet_v2`) with the sandwich rule: elastic depth,
+   switchable widths with one BatchNorm per width, per-FFN expansion ratios.
+2. From the largest subnet, greedy search (:func:`.slimming.greedy_slimming`) over the action
+   pool {remove a block or an MHSA, shrink a stage width, shrink one FFN's expansion ratio}
+   (:meth:`.space_v2.V2Space.actions`): every action's latency from the table, its parameters,
+   its MES (:mod:`.mes`) and its accuracy on the held-out split (weights and per-width BN from
+   the supernet, BN re-estimated); the action with the smallest accuracy drop per MES gained is
+   taken, until the smallest latency target; each target's network is the first state under it.
+3. For each target: the network as ``create_model("efficientformerv2_s0", **kwargs)`` kwargs,
+   predicted and measured latency, parameters, MES, and EfficientFormerV2-S0 scaled down by
+   width and depth alone to the same predicted budget; both trained briefly.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional, Sequence
+
+from .data import build_search_data, evaluate
+from .lut import ParamCounter
+from .mes import mes
+from .runner import SearchRun, format_table, pick_baseline
+from .sharing import recalibrate_bn
+from .slimming import greedy_slimming
+from .space_v2 import FAMILY, V2Arch, V2Net, V2Space
+from .supernet_v2 import SlimmableSupernet, train_supernet_v2
+
+__all__ = ["run"]
+
+SCHEMA = "ppnets.search.efficientformerv2/1"
+
+
+def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = None) -> int:
+    sr = SearchRun(args, argv, script, config_path)
+    cfg, recipe = sr.cfg, sr.recipe
+    sup = recipe["supernet"]
+    img = int(cfg["data"]["image_size"])
+    t = time.perf_counter()
+    data = build_search_data(cfg, int(recipe["heldout_images"]), sr.seed)
+    space = V2Space(img, sup["depths"], sup["widths"], sup["ratios"], data.num_classes,
+                    width_step=int(sup.get("width_step", 16)), min_widths=sup.get("min_widths"),
+                    min_depth=int(sup.get("min_depth", 1)))
+    family = space.scaled_s0_family(recipe["baseline_factors"])
+    if args.export_lite_grid:
+        return sr.export_grid(space.grid_specs(extra=family))
+    units = dict(recipe["mes"])
+    params_of = ParamCounter()
+
+    def predicted(net: V2Net) -> float:
+        return sr.lut.latency(space.specs(net))
+
+    def mes_of(net: V2Net, latency_ms: float) -> float:
+        return mes(params_of(space.specs(net)), latency_ms, **units)
+
+    # 1. supernet
+    supernet = SlimmableSupernet(space)
+    print(f"=== slimmable supernet: depths {list(space.depths)}, widths {list(space.widths)}, "
+          f"ratios {list(space.ratios)}, {len(data.train)} training / {len(data.heldout)} "
+          "held-out images", flush=True)
+    info = train_supernet_v2(supernet, cfg, data, recipe["supernet_training"], sr.seed)
+    t = sr.tick("supernet training", t)
+
+    # 2. MES-driven search
+    calib = data.calibration_batches(int(recipe["bn_calibration"]["batches"]),
+                                     int(recipe["bn_calibration"]["batch_size"]), sr.seed)
+    heldout = data.heldout_loader(int(cfg["data"]["eval_batch_size"] or 64))
+
+    def accuracy(arch: V2Arch) -> float:
+        model = supernet.model(arch)
+        recalibrate_bn(model, calib)
+        return evaluate(model, heldout)
+
+    start = space.largest()
+    targets = sr.targets(predicted(start.net))
+    pool = str(recipe.get("action_pool", "full"))
+    print(f"=== MES search to {targets} ms ({sr.lut.target} table, pool {pool})", flush=True)
+    log = greedy_slimming(
+        start, targets, propose=lambda a: space.actions(a, pool),
+        latency_ms=lambda a: predicted(a.net), accuracy=accuracy,
+        efficiency=lambda a, lat: mes_of(a.net, lat), describe=lambda a: a.describe(),
+        progress=lambda s: print(f"  step {s['step']}: {s['action']}: {s['latency_ms']:.3f} ms, "
+                                 f"held-out {s['accuracy']:.4f}, MES +{s['gain']:.3f}",
+                                 flush=True))
+    sr.lut.save()
+    t = sr.tick("search", t)
+
+    # 3. the networks, measured and trained; the scaled-S0 baselines
+    results = []
+    for res in log["results"]:
+        st = res["state"]
+        net = V2Net(tuple(st["depths"]), tuple(st["widths"]),
+                    tuple(tuple(r) for r in st["ratios"]), tuple(st["vits"]))
+        tag = f"{res['target_ms']:g}ms"
+        row = sr.network_row(f"searched_{tag}", FAMILY, net.kwargs(img, space.distillation),
+                             res["latency_ms"], (3, img, img), data.num_classes,
+                             heldout_accuracy=res["accuracy"], mes=mes_of(net, res["latency_ms"]))
+        base = pick_baseline(family, predicted, res["target_ms"])
+        baseline = None
+        if base is not None:
+            bnet, blat = base
+            baseline = sr.network_row(f"scaled_s0_{tag}", FAMILY,
+                                      bnet.kwargs(img, space.distillation), blat, (3, img, img),
+                                      data.num_classes, mes=mes_of(bnet, blat))
+        results.append({"target_ms": res["target_ms"], "reached": res["reached"],
+                        "step": res["step"], **row, "baseline": baseline})
+    sr.tick("measurement and training", t)
+
+    payload = {"schema": SCHEMA, "title": "EfficientFormerV2 fine-grained joint search (MES)",
+               "paper": "arXiv:2212.08059 §4", "mes_constants": units, "supernet": {
+                   "depths": list(space.depths), "widths": list(space.widths),
+                   "ratios": list(space.ratios), "image_size": img,
+                   "num_classes": data.num_classes, "action_pool": pool, "training": info},
+               "start": log["start"], "results": results, "actions": log["steps"]}
+    md = ["## Results", "", f"MES constants: {units} (docs/search.md says which are verified).",
+          ""] + format_table(results, extra=[("MES", "mes")]) + [
+        "", "## Action log", "",
+        "| step | action | predicted (ms) | held-out acc | MES gain | drop/MES |",
+        "|---:|---|---:|---:|---:|---:|"] + [
+        f"| {s['step']} | {s['action']} | {s['latency_ms']:.3f} | {s['accuracy']:.4f} | "
+        f"{s['gain']:.3f} | {s['ratio']:.5f} |" for s in log["steps"]]
+    return sr.finish(payload, md, {"title": "EfficientFormerV2 MES search vs scaled S0",
+                                   "baseline_label": "S0 scaled by width/depth"})

@@ -1,0 +1,85 @@
+"""The search latency table (ppnets.search.lut): a network's prediction is the sum of its blocks'
+entries, a table from another device is read only and names what it lacks, and the block specs
+of both search spaces cover the whole model (their parameters add up to the model's)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ppnets.analysis import count_params
+from ppnets.factory import create_model
+from ppnets.search.lut import LatencyLUT, ParamCounter, prediction_error
+from ppnets.search.space_v1 import FAMILY as V1_FAMILY
+from ppnets.search.space_v1 import V1Net, V1Space
+from ppnets.search.space_v2 import FAMILY as V2_FAMILY
+from ppnets.search.space_v2 import V2Net, V2Space
+
+V1 = V1Space(32, depths=(2, 2, 3, 3), widths=(32, 64, 96, 128), num_classes=10)
+V2 = V2Space(32, depths=(2, 2, 3, 3), widths=(32, 48, 96, 128), ratios=(2, 3, 4), num_classes=10)
+NET1 = V1Net((2, 1, 3, 3), (32, 48, 96, 112), 2)
+NET2 = V2Net((2, 1, 3, 2), (32, 48, 80, 128), ((4, 2), (3,), (4, 4, 2), (3, 4)), (0, 0, 1, 2))
+
+
+def _table(tmp_path, specs, skip=()):
+    keys = sorted({s["key"] for s in specs} - set(skip))
+    entries = {k: 0.125 * (i + 1) for i, k in enumerate(keys)}   # exact binary fractions
+    path = tmp_path / "lut_arm.json"
+    path.write_text(json.dumps({"schema": "ppnets.lut/1", "meta": {"device": "arm"},
+                                "entries": entries}))
+    return str(path), entries
+
+
+@pytest.mark.parametrize("space,net", [(V1, NET1), (V2, NET2)], ids=["v1", "v2"])
+def test_prediction_is_the_sum_of_the_entries(tmp_path, space, net):
+    specs = space.specs(net)
+    path, entries = _table(tmp_path, specs)
+    lut = LatencyLUT(path, target="file")
+    expected = sum(entries[s["key"]] for s in specs)   # repeated blocks count every time
+    assert lut.latency(specs) == expected
+    assert len(specs) > len(set(s["key"] for s in specs))   # the net repeats blocks
+    assert lut.describe()["target"] == "file" and lut.describe()["entries"] == len(entries)
+
+
+def test_a_device_table_is_read_only_and_names_a_missing_entry(tmp_path):
+    specs = V1.specs(NET1)
+    missing = specs[3]["key"]
+    path, _ = _table(tmp_path, specs, skip=[missing])
+    lut = LatencyLUT(path, target="file")
+    assert lut.missing(specs) == [missing]
+    with pytest.raises(KeyError, match="lut_device.py"):
+        lut.latency(specs)
+    with pytest.raises(FileNotFoundError, match="--lut"):
+        LatencyLUT(str(tmp_path / "absent.json"), target="file")
+    with pytest.raises(ValueError, match="target must be one of"):
+        LatencyLUT(None, target="npu")
+
+
+def test_cpu_target_measures_a_missing_entry_with_the_bench_harness(tmp_path):
+    lut = LatencyLUT(str(tmp_path / "lut_cpu.json"), target="cpu", warmup=1, repeats=3)
+    spec = V1.specs(V1Net((1, 1, 1, 1), (16, 16, 16, 16), 1))[-1]   # the head
+    ms = lut.measure(spec)
+    assert ms > 0 and lut.entries == {spec["key"]: ms}
+    assert lut.meta["device"] == "cpu" and lut.meta["repeats"] == 3
+    lut.save()
+    again = LatencyLUT(str(tmp_path / "lut_cpu.json"), target="cpu")
+    assert again.measure(spec) == ms   # read back, not re-measured
+
+
+@pytest.mark.parametrize("space,net,family,kwargs", [
+    (V1, NET1, V1_FAMILY, lambda n: n.kwargs(32)),
+    (V2, NET2, V2_FAMILY, lambda n: n.kwargs(32, False))], ids=["v1", "v2"])
+def test_block_specs_cover_the_model(space, net, family, kwargs):
+    model = create_model(family, num_classes=10, **kwargs(net))
+    assert ParamCounter()(space.specs(net)) == count_params(model)
+
+
+def test_prediction_error():
+    rows = [{"predicted_ms": 1.1, "measured_ms": 1.0}, {"predicted_ms": 1.8, "measured_ms": 2.0},
+            {"predicted_ms": 3.0, "measured_ms": 3.0}, {"predicted_ms": 1.0, "measured_ms": None}]
+    err = prediction_error(rows)
+    assert err["n"] == 3
+    assert err["rel_errors"] == pytest.approx([0.1, -0.1, 0.0])
+    assert err["median_abs_rel_error"] == pytest.approx(0.1)
+    assert err["max_abs_rel_error"] == pytest.approx(0.1)
+    assert err["spearman"] == pytest.approx(1.0)
