@@ -8,7 +8,8 @@
 
 * :func:`smoke` -- ``PPNETS_SMOKE=1``: tiny settings that finish in a few minutes on a 2-core
   CPU (what CI runs); otherwise the notebook's full settings.
-* :func:`data_dir` -- where the data sets are: ``PPNETS_DATA_DIR``, else the AI Studio mount
+* :func:`data_dir` -- where the data sets are: ``PPNETS_DATA_DIR`` (a relative path from the
+  working folder or the checkout root), else the AI Studio mount
   folder ``/home/aistudio/data`` (a mounted data set appears there as ``data<ID>/``), else
   ``../../shared/data`` relative to the working folder (the notebooks' folder of a checkout that
   has the project's ``shared/data`` beside it); None when none exists.
@@ -45,9 +46,11 @@ def data_dir(verbose: bool = True) -> Optional[str]:
     """The data folder (absolute), or None with a message saying what was looked for."""
     explicit = os.environ.get(ENV_DATA)
     if explicit:
-        path = os.path.abspath(explicit)
-        if os.path.isdir(path):
-            return path
+        # relative: from the working folder, else from the checkout root (the notebooks run in
+        # notebooks/, the README's commands from the root)
+        for path in (os.path.abspath(explicit), os.path.join(SOURCE_TREE, explicit)):
+            if os.path.isdir(path):
+                return os.path.abspath(path)
         if verbose:
             print(f"{ENV_DATA}={explicit!r} is not a folder: set it to the folder that holds the "
                   "data sets (e.g. cifar-10-python.tar.gz); cells that need data will skip")

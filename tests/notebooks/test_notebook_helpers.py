@@ -18,6 +18,14 @@ def test_data_dir_from_environment(monkeypatch, tmp_path):
     assert nb.data_dir() == str(tmp_path)
 
 
+def test_relative_data_dir_from_the_checkout_root(monkeypatch, tmp_path):
+    (tmp_path / "checkout" / "data").mkdir(parents=True)
+    monkeypatch.setattr(nb, "SOURCE_TREE", str(tmp_path / "checkout"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PPNETS_DATA_DIR", "data")
+    assert nb.data_dir() == str(tmp_path / "checkout" / "data")
+
+
 def test_data_dir_missing_environment_folder_is_none(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PPNETS_DATA_DIR", str(tmp_path / "absent"))
     assert nb.data_dir() is None
