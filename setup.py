@@ -31,7 +31,9 @@ EXTRAS = {
 }
 # pytest<9: pytest-xdist 3.8 groups tests (--dist loadgroup) by rewriting item._nodeid, which
 # pytest 9 no longer reads, so under pytest 9 the groups silently do nothing.
-EXTRAS["dev"] = ["pytest>=8,<9", "pytest-xdist>=3.5", "onnx"] + EXTRAS["onnx"]
+# nbclient/nbformat/ipykernel execute the notebooks (scripts/run_notebooks.py, tests/notebooks).
+EXTRAS["dev"] = ["pytest>=8,<9", "pytest-xdist>=3.5", "onnx", "nbclient>=0.10", "nbformat>=5.10",
+                 "ipykernel>=6.29"] + EXTRAS["onnx"]
 
 setup(
     name="ppnets",
