@@ -19,9 +19,22 @@ from typing import Tuple
 import pytest
 
 from ppnets.weights import NO_WEIGHTS, SOURCES
+from ppnets.weights.sources import default_weight
+from tests.conftest import REPO, TORCH_PYTHON_ENV, torch_python
 from tests.parity.conftest import TORCH_PYTHON, _reference_versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def serve_as_hub(file_server, monkeypatch, home, files) -> None:
+    """Serve ``{WeightSource: bytes}`` where the hub has them, point ``HF_ENDPOINT`` at the
+    loopback server and ``PPNETS_HOME`` at ``home``, with the network allowed."""
+    for src, data in files.items():
+        file_server.files[f"/{src.hf_hub_id}/resolve/{src.revision}/{src.filename}"] = data
+    monkeypatch.setenv("HF_ENDPOINT", file_server.url)
+    monkeypatch.setenv("PPNETS_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("PPNETS_OFFLINE", raising=False)
 
 
 def _run(script: str, *args: str) -> None:
@@ -104,3 +117,34 @@ def layout_files(request) -> pathlib.Path:
         _run("reference_sources.py", "layouts", str(spec), str(path))
         spec.unlink()
     return path
+
+
+SPECS = [  # ppnets name, reference library and name (random weights, see torch_reference.py)
+    {"key": "fasternet_t0", "lib": "timm", "name": "fasternet_t0"},
+    {"key": "repvgg_a0", "lib": "timm", "name": "repvgg_a0"},
+]
+
+
+@pytest.fixture(scope="session")
+def reference_files(tmp_path_factory):
+    """{key: safetensors path} of reference models, written by the torch subprocess."""
+    python = torch_python()
+    out = tmp_path_factory.mktemp("weights_ref")
+    specs = [dict(s, input_size=[3, 64, 64], batch=1, seed=0, kwargs={}) for s in SPECS]
+    (out / "specs.json").write_text(json.dumps(specs))
+    subprocess.run([python, os.path.join(REPO, "tests", "parity", "torch_reference.py"),
+                    "--specs", str(out / "specs.json"), "--out", str(out)], check=True,
+                   env=TORCH_PYTHON_ENV)
+    return {s["key"]: str(out / f"{s['key']}.safetensors") for s in SPECS}
+
+
+@pytest.fixture
+def hub(file_server, reference_files, tmp_path, monkeypatch):
+    """The reference files served where the weight table says the hub has them; HF_ENDPOINT
+    points at the server and PPNETS_HOME at an empty folder."""
+    files = {}
+    for name, path in reference_files.items():
+        with open(path, "rb") as f:
+            files[default_weight(name)] = f.read()
+    serve_as_hub(file_server, monkeypatch, tmp_path / "home", files)
+    return file_server

@@ -18,7 +18,6 @@ from ppnets.engine import load_config
 from ppnets.engine.data import build_folder
 from ppnets.engine.finetune import apply_layer_decay, freeze, layer_ids
 from tests.conftest import IMAGENET_SAMPLE, REPO, require_shared
-from tests.weights.test_pretrained import hub, reference_files  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def test_folder_dataset_classes_and_held_out_split(image_folder):
     assert x.shape == (3, 64, 64) and x.dtype == np.float32 and y in (0, 1)
 
 
-def test_full_finetune_from_the_hub_beats_chance_and_exports(hub, image_folder,  # noqa: F811
+def test_full_finetune_from_the_hub_beats_chance_and_exports(hub, image_folder,
                                                             tmp_path):
     out = tmp_path / "run"
     rc = main(["train", "-c", os.path.join(REPO, "configs", "finetune", "full.yaml"),
@@ -69,7 +68,7 @@ def test_full_finetune_from_the_hub_beats_chance_and_exports(hub, image_folder, 
     assert os.listdir(out / "vdl")   # VisualDL logs
 
 
-def test_linear_probe_changes_only_the_classifier(hub):  # noqa: F811
+def test_linear_probe_changes_only_the_classifier(hub):
     model = ppnets.create_model("fasternet_t0", num_classes=3, pretrained=True)
     frozen = freeze(model, "backbone")
     assert frozen and not any(n.startswith("head.fc.") for n in frozen)

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -24,41 +21,7 @@ import ppnets
 from ppnets.weights import fetch, pretrained
 from ppnets.weights.fetch import WeightsIntegrityError, WeightsUnavailableError
 from ppnets.weights.sources import WeightNotFoundError, default_weight
-from tests.conftest import REPO, TORCH_PYTHON_ENV, torch_python
-
-SPECS = [  # ppnets name, reference library and name (random weights, see torch_reference.py)
-    {"key": "fasternet_t0", "lib": "timm", "name": "fasternet_t0"},
-    {"key": "repvgg_a0", "lib": "timm", "name": "repvgg_a0"},
-]
-
-
-@pytest.fixture(scope="module")
-def reference_files(tmp_path_factory):
-    """{key: safetensors path} of reference models, written by the torch subprocess."""
-    python = torch_python()
-    out = tmp_path_factory.mktemp("weights_ref")
-    specs = [dict(s, input_size=[3, 64, 64], batch=1, seed=0, kwargs={}) for s in SPECS]
-    (out / "specs.json").write_text(json.dumps(specs))
-    subprocess.run([python, os.path.join(REPO, "tests", "parity", "torch_reference.py"),
-                    "--specs", str(out / "specs.json"), "--out", str(out)], check=True,
-                   env=TORCH_PYTHON_ENV)
-    return {s["key"]: str(out / f"{s['key']}.safetensors") for s in SPECS}
-
-
-@pytest.fixture
-def hub(file_server, reference_files, tmp_path, monkeypatch):
-    """The reference files served where the weight table says the hub has them; HF_ENDPOINT
-    points at the server and PPNETS_HOME at an empty folder."""
-    for name, path in reference_files.items():
-        src = default_weight(name)
-        with open(path, "rb") as f:
-            file_server.files[f"/{src.hf_hub_id}/resolve/{src.revision}/{src.filename}"] = \
-                f.read()
-    monkeypatch.setenv("HF_ENDPOINT", file_server.url)
-    monkeypatch.setenv("PPNETS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("PPNETS_OFFLINE", raising=False)
-    return file_server
+from tests.conftest import REPO
 
 
 def _state(model):

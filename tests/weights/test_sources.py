@@ -17,9 +17,17 @@ from collections import defaultdict
 import pytest
 
 import ppnets
-from ppnets.weights import (NO_WEIGHTS, SOURCES, WeightNotFoundError, WeightSource,
-                            default_weight, find_weight, weights_for)
+from ppnets.weights import (
+    NO_WEIGHTS,
+    SOURCES,
+    WeightNotFoundError,
+    WeightSource,
+    default_weight,
+    find_weight,
+    weights_for,
+)
 from tests.conftest import model_param
+from tests.weights.conftest import serve_as_hub
 
 # One xdist worker runs every test of tests/weights (--dist loadgroup), so the torch-side files
 # are written once, by one subprocess, not raced for by several workers.
@@ -127,12 +135,7 @@ def test_pretrained_true_through_a_mirror_equals_the_same_file(layout_files, fil
     path = _layout_path(layout_files, weight)
     if not path.exists():
         pytest.fail(f"no reference layout for {weight.model}.{weight.tag} in {layout_files}")
-    file_server.files[f"/{weight.hf_hub_id}/resolve/{weight.revision}/{weight.filename}"] = \
-        path.read_bytes()
-    monkeypatch.setenv("HF_ENDPOINT", file_server.url)
-    monkeypatch.setenv("PPNETS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("PPNETS_OFFLINE", raising=False)
+    serve_as_hub(file_server, monkeypatch, tmp_path / "home", {weight: path.read_bytes()})
     fetched = ppnets.create_model(weight.model, num_classes=weight.num_classes, pretrained=True)
     by_path = ppnets.create_model(weight.model, num_classes=weight.num_classes,
                                   pretrained=str(path))

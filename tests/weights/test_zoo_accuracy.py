@@ -7,7 +7,6 @@ import json
 import os
 
 from tests.conftest import IMAGENET_SAMPLE, REPO, require_shared
-from tests.weights.test_pretrained import hub, reference_files  # noqa: F401  (fixtures)
 
 
 def _script():
@@ -18,7 +17,7 @@ def _script():
     return module
 
 
-def test_zoo_table_on_the_sample(hub, tmp_path):  # noqa: F811
+def test_zoo_table_on_the_sample(hub, tmp_path):
     root = require_shared(IMAGENET_SAMPLE)
     out = tmp_path / "zoo"
     rc = _script().main(["--list", os.path.join(root, "val_list.txt"), "--root", root,
