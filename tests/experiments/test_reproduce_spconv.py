@@ -134,7 +134,7 @@ def test_notebook_is_valid_nbformat4():
         assert cell["cell_type"] in ("markdown", "code")
         assert isinstance(cell["source"], (list, str)) and "metadata" in cell
         if cell["cell_type"] == "code":
-            assert cell["outputs"] == [] and "execution_count" in cell
+            assert isinstance(cell["outputs"], list) and "execution_count" in cell
             source = "".join(cell["source"])
             compile(source.replace("!pip", "#pip").replace("%", "#"), "<cell>", "exec")
     code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
