@@ -94,6 +94,16 @@ def assert_reparameterize_keeps_output(model: paddle.nn.Layer, x, atol: float = 
     return after
 
 
+def deploy_form_output(deployed: paddle.nn.Layer, fused_state, x) -> np.ndarray:
+    """Load a reparameterized state dict into a model built with ``deploy=True`` (every key must
+    fit: no missing or unexpected one) and return its eval-mode output on ``x``."""
+    missing, unexpected = deployed.set_state_dict(fused_state)
+    assert not missing and not unexpected, f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+    deployed.eval()
+    with paddle.no_grad():
+        return deployed(x).numpy()
+
+
 # Parity with a reference implementation, in two checks that hold on any CPU:
 # - float64 on both sides (same weights, same input): only summation order differs, so the
 #   outputs agree to ~1e-12 relative; REL64 leaves room for that and nothing else -- a real

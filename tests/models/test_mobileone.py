@@ -9,8 +9,13 @@ import pytest
 
 import ppnets
 from ppnets.layers import SqueezeExcite
-from tests.conftest import (assert_parity, assert_reparameterize_keeps_output, float64_model,
-                            randomize_bn)
+from tests.conftest import (
+    assert_parity,
+    assert_reparameterize_keeps_output,
+    deploy_form_output,
+    float64_model,
+    randomize_bn,
+)
 
 NAMES = ppnets.list_models("mobileone_*")
 
@@ -100,13 +105,8 @@ def test_reparameterize_s4_state_dict_and_deploy():
     randomize_bn(model)
     model.eval()
     x = _x([2, 3, 64, 64])
-    with paddle.no_grad():
-        before = model(x).numpy()
     train_keys = set(model.state_dict())
-    model.reparameterize()
-    with paddle.no_grad():
-        after = model(x).numpy()
-    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, np.abs(before).max()))
+    after = assert_reparameterize_keeps_output(model, x)
     fused = set(model.state_dict())
     assert not any(".bn." in k or "identity" in k or "conv_scale" in k or "conv_kxk.1" in k
                    for k in fused)
@@ -117,11 +117,7 @@ def test_reparameterize_s4_state_dict_and_deploy():
     model.reparameterize()
     assert set(model.state_dict()) == fused
     deployed = ppnets.create_model("mobileone_s4", num_classes=10, deploy=True)
-    missing, unexpected = deployed.set_state_dict(model.state_dict())
-    assert not missing and not unexpected
-    deployed.eval()
-    with paddle.no_grad():
-        np.testing.assert_array_equal(deployed(x).numpy(), after)
+    np.testing.assert_array_equal(deploy_form_output(deployed, model.state_dict(), x), after)
 
 
 def test_timm_key_map():

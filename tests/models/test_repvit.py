@@ -2,7 +2,6 @@
 cover the rest)."""
 from __future__ import annotations
 
-
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -12,7 +11,12 @@ import pytest
 import ppnets
 from ppnets.layers import BNLinear, SqueezeExcite
 from ppnets.models.repvit import RepDWConv, RepViTBlock
-from tests.conftest import assert_reparameterize_keeps_output, randomize_bn, state_dict_signature
+from tests.conftest import (
+    assert_reparameterize_keeps_output,
+    deploy_form_output,
+    randomize_bn,
+    state_dict_signature,
+)
 
 NAMES = ppnets.list_models("repvit_*")
 
@@ -119,13 +123,8 @@ def test_reparameterize_full_model():
     model = _model()
     model.eval()
     x = _x([2, 3, 64, 64])
-    with paddle.no_grad():
-        before = model(x).numpy()
     train_keys = set(model.state_dict())
-    model.reparameterize()
-    with paddle.no_grad():
-        after = model(x).numpy()
-    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, np.abs(before).max()))
+    after = assert_reparameterize_keeps_output(model, x)
     fused = set(model.state_dict())
     assert fused <= train_keys | {k for k in fused if k.endswith(".bias")}
     assert not any("head_dist" in k or "conv1.weight" in k and "token_mixer" in k for k in fused)
@@ -137,11 +136,7 @@ def test_reparameterize_full_model():
         np.testing.assert_array_equal(model(x).numpy(), after)
 
     deployed = ppnets.create_model("repvit_m0_9", num_classes=10, deploy=True)
-    missing, unexpected = deployed.set_state_dict(model.state_dict())
-    assert not missing and not unexpected
-    deployed.eval()
-    with paddle.no_grad():
-        np.testing.assert_array_equal(deployed(x).numpy(), after)
+    np.testing.assert_array_equal(deploy_form_output(deployed, model.state_dict(), x), after)
 
 
 def test_reset_classifier_keeps_head_type():
@@ -236,8 +231,4 @@ def test_roadmap_knobs_build_train_and_fuse(deep, se_layout):
     randomize_bn(model)
     after = assert_reparameterize_keeps_output(model, x)
     deployed = RepViT(deploy=True, **kw)
-    missing, unexpected = deployed.set_state_dict(model.state_dict())
-    assert not missing and not unexpected
-    deployed.eval()
-    with paddle.no_grad():
-        np.testing.assert_array_equal(deployed(x).numpy(), after)
+    np.testing.assert_array_equal(deploy_form_output(deployed, model.state_dict(), x), after)

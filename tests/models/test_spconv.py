@@ -23,8 +23,14 @@ import ppnets
 from ppnets.analysis import profile_model
 from ppnets.convert import load_pretrained
 from ppnets.models.spconv import SPConv3x3, SPConvBN
-from tests.conftest import (REPO, assert_parity, assert_reparameterize_keeps_output,
-                            float64_model, randomize_bn)
+from tests.conftest import (
+    REPO,
+    assert_parity,
+    assert_reparameterize_keeps_output,
+    deploy_form_output,
+    float64_model,
+    randomize_bn,
+)
 
 ALPHAS = (1 / 2, 1 / 4, 1 / 8, 1 / 16)
 TORCH_PYTHON = os.environ.get("PPNETS_TORCH_PYTHON", sys.executable)
@@ -100,11 +106,7 @@ def test_operator_reparameterize_is_exact(stride, alpha):
         np.testing.assert_array_equal(op(x).numpy(), after)
     # the deploy structure takes the folded weights as they are
     deployed = SPConvBN(64, 64, stride=stride, act="relu", alpha=alpha, deploy=True)
-    missing, unexpected = deployed.set_state_dict(op.state_dict())
-    assert not missing and not unexpected
-    deployed.eval()
-    with paddle.no_grad():
-        np.testing.assert_array_equal(deployed(x).numpy(), after)
+    np.testing.assert_array_equal(deploy_form_output(deployed, op.state_dict(), x), after)
 
 
 @pytest.mark.parametrize("name", ["spconv_resnet20_cifar_a2", "spconv_vgg16_cifar_a16"])
