@@ -232,15 +232,20 @@ np.savez(sys.argv[2], **out)
 
 
 def test_worker_processes_give_the_same_eval_batches(tmp_path):
-    # In a fresh process: forked DataLoader workers can deadlock on locks held by threads that
-    # earlier tests left in a long-lived pytest worker (seen once after ~900 tests).
+    # In a fresh process, retried when it stalls: Paddle 3.3's multiprocess DataLoader
+    # intermittently deadlocks at start-up (workers wait for indices, the parent for data; seen
+    # in 2 of ~6 full test runs on the 2-core CI machine, in long-lived and fresh processes).
     _tree(tmp_path, {"val": {"n01": 3, "n02": 3}})
     out = tmp_path / "batches.npz"
-    try:
-        proc = subprocess.run([sys.executable, "-c", _WORKER_BATCHES, str(tmp_path / "val"),
-                               str(out)], capture_output=True, text=True, timeout=300)
-    except subprocess.TimeoutExpired:
-        pytest.fail("paddle.io.DataLoader with 2 worker processes did not finish in 300 s")
+    for _ in range(3):
+        try:
+            proc = subprocess.run([sys.executable, "-c", _WORKER_BATCHES, str(tmp_path / "val"),
+                                   str(out)], capture_output=True, text=True, timeout=90)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        pytest.fail("paddle.io.DataLoader with 2 worker processes stalled in 3 runs of 90 s")
     assert proc.returncode == 0, proc.stderr[-3000:]
     batches = np.load(out)
     n = sum(1 for k in batches.files if k.startswith("x0_"))
