@@ -30,6 +30,7 @@ from ppnets.experiments import build_parser as experiment_parser
 from ppnets.factory import create_model
 from ppnets.utils import atomic_write
 
+from .data import SearchData, build_search_data
 from .lut import LatencyLUT, export_lite_grid, prediction_error
 
 __all__ = ["build_parser", "SearchRun", "pick_baseline", "format_table"]
@@ -80,6 +81,8 @@ class SearchRun:
             [f"train.seed={args.seed}"] if args.seed is not None else [])
         self.cfg = load_config(path, smoke + device + data_ov + list(args.override))
         self.recipe = self.cfg["experiment"]["search"]
+        self.supernet = self.recipe["supernet"]
+        self.image_size = int(self.cfg["data"]["image_size"])
         self.seed = int(self.cfg["train"]["seed"])
         self.record = RunRecord(script, args, sys.argv if argv is None else [script, *argv],
                                 config=os.path.relpath(path), overrides=list(args.override),
@@ -87,6 +90,10 @@ class SearchRun:
         self.timings: Dict[str, float] = {}
         self._rows: Dict[str, Dict[str, Any]] = {}
         self.lut = self._lut()
+
+    def load_data(self) -> SearchData:
+        """The training split and the held-out split the search measures accuracy on."""
+        return build_search_data(self.cfg, int(self.recipe["heldout_images"]), self.seed)
 
     # ---- latency --------------------------------------------------------------------------
     def _lut(self) -> LatencyLUT:
@@ -250,8 +257,12 @@ def format_table(results: Sequence[Dict[str, Any]], extra: Sequence[Tuple[str, s
         return "-" if v is None else fmt.format(v)
 
     for res in results:
-        for row, kind in ((res, "searched"), (res.get("baseline"), "baseline")):
+        searched = "searched" if res.get("reached", True) else \
+            "searched, target NOT reached (no action left)"
+        for row, kind in ((res, searched), (res.get("baseline"), "baseline")):
             if not row:
+                lines.append(f"| {res['target_ms']:.3f} | baseline: none fits the budget by the "
+                             "table |" + " - |" * (len(cols) - 2))
                 continue
             top1 = (row.get("training") or {}).get("final_top1")
             vals = [cell(res["target_ms"], "{:.3f}"),

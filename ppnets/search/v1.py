@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 from ppnets.factory import create_model
 
-from .data import build_search_data, evaluate
+from .data import evaluate
 from .runner import SearchRun, format_table, pick_baseline
 from .sharing import inherit, recalibrate_bn
 from .slimming import greedy_slimming
@@ -35,11 +35,9 @@ SCHEMA = "ppnets.search.efficientformer/1"
 
 def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = None) -> int:
     sr = SearchRun(args, argv, script, config_path)
-    cfg, recipe = sr.cfg, sr.recipe
-    sup = recipe["supernet"]
-    img = int(cfg["data"]["image_size"])
+    cfg, recipe, sup, img = sr.cfg, sr.recipe, sr.supernet, sr.image_size
     t = time.perf_counter()
-    data = build_search_data(cfg, int(recipe["heldout_images"]), sr.seed)
+    data = sr.load_data()
     space = V1Space(img, sup["depths"], sup["widths"], data.num_classes,
                     width_step=int(sup.get("width_step", 16)))
     family = space.scaled_l1_family(recipe["baseline_factors"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Optional, Sequence
 
-from .data import build_search_data, evaluate
+from .data import evaluate
 from .lut import ParamCounter
 from .mes import mes
 from .runner import SearchRun, format_table, pick_baseline
@@ -33,11 +33,9 @@ SCHEMA = "ppnets.search.efficientformerv2/1"
 
 def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = None) -> int:
     sr = SearchRun(args, argv, script, config_path)
-    cfg, recipe = sr.cfg, sr.recipe
-    sup = recipe["supernet"]
-    img = int(cfg["data"]["image_size"])
+    cfg, recipe, sup, img = sr.cfg, sr.recipe, sr.supernet, sr.image_size
     t = time.perf_counter()
-    data = build_search_data(cfg, int(recipe["heldout_images"]), sr.seed)
+    data = sr.load_data()
     space = V2Space(img, sup["depths"], sup["widths"], sup["ratios"], data.num_classes,
                     width_step=int(sup.get("width_step", 16)), min_widths=sup.get("min_widths"),
                     min_depth=int(sup.get("min_depth", 1)))

@@ -101,3 +101,26 @@ def test_efficientformerv2_search_smoke(tmp_path):
                     tuple(tuple(r) for r in kw["mlp_ratios"]), tuple(kw["num_vit_per_stage"]))
         _check(res, lut, space, net, "efficientformerv2_s0")
         assert res["mes"] > 0 and res["params"] > 0
+
+
+def test_results_table_says_when_a_target_or_a_baseline_is_missing():
+    from ppnets.search.runner import format_table
+
+    def row(label, dims, ms):
+        return {"label": label, "model": {"name": "efficientformer_l1",
+                                          "kwargs": {"dims": dims, "depths": [1, 1, 1, 1]}},
+                "predicted_ms": ms, "measured_ms": ms * 1.1, "params": 5e5,
+                "training": {"final_top1": 0.25}}
+
+    results = [{"target_ms": 2.0, "reached": True, **row("a", [32, 48, 96, 128], 1.9),
+                "baseline": row("b", [16, 32, 96, 176], 1.95)},
+               {"target_ms": 1.0, "reached": False, **row("c", [16, 48, 96, 128], 1.3),
+                "baseline": None}]
+    lines = format_table(results)
+    cells = [line.count("|") for line in lines]
+    assert len(set(cells)) == 1   # every row has the header's columns
+    body = lines[2:]
+    assert body[0].startswith("| 2.000 | searched:") and "baseline:" in body[1]
+    assert "target NOT reached" in body[2] and "1.300" in body[2]
+    assert body[3] == "| 1.000 | baseline: none fits the budget by the table |" + " - |" * 5
+    assert "NOT reached" not in "".join(body[:2])
