@@ -26,8 +26,7 @@ import sys
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ppnets.cli.evaluate import add_arguments  # noqa: E402
-from ppnets.engine.evaluate import evaluate  # noqa: E402
+from ppnets.cli.evaluate import add_arguments, evaluate_args, summary_line  # noqa: E402
 from ppnets.experiments import RunRecord, save_json  # noqa: E402
 
 SCRIPT = "reproduce/evaluate.py"
@@ -44,19 +43,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     record = RunRecord(SCRIPT, args, [SCRIPT, *(sys.argv[1:] if argv is None else argv)])
     try:
-        result = evaluate(args.model, args.pretrained, data_dir=args.data_dir,
-                          list_file=args.list, root=args.root, batch_size=args.batch_size,
-                          num_workers=args.num_workers, device=args.device, limit=args.limit,
-                          num_classes=args.num_classes, input_size=args.input_size,
-                          crop_pct=args.crop_pct, interpolation=args.interpolation,
-                          save_logits=args.save_logits, progress=True)
+        result = evaluate_args(args)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
     record.finish()
-    speed = f"{result['images_per_s']:.1f}" if result["images_per_s"] else "n/a"
-    print(f"{result['model']}: top-1 {100 * result['top1']:.2f}%  top-5 "
-          f"{100 * result['top5']:.2f}%  on {result['num_images']} images  ({speed} images/s, "
-          f"{args.device}, batch {args.batch_size}, {result['num_workers']} workers)")
+    print(summary_line(result, args))
     if args.json:
         save_json(args.json, {"schema": SCHEMA, **result, "run": record.data})
     return 0

@@ -26,7 +26,6 @@ mobile networks at batch 1 is as long as the computation.
 """
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from ppnets.engine.evaluate import evaluate
 from ppnets.utils import atomic_write_json
@@ -48,22 +48,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="save per-image logits, labels and paths")
 
 
+def evaluate_args(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run :func:`ppnets.engine.evaluate.evaluate` with the options of :func:`add_arguments`."""
+    return evaluate(args.model, args.pretrained, data_dir=args.data_dir, list_file=args.list,
+                    root=args.root, batch_size=args.batch_size, num_workers=args.num_workers,
+                    device=args.device, limit=args.limit, num_classes=args.num_classes,
+                    input_size=args.input_size, crop_pct=args.crop_pct,
+                    interpolation=args.interpolation, save_logits=args.save_logits,
+                    progress=True)
+
+
+def summary_line(result: Dict[str, Any], args: argparse.Namespace) -> str:
+    speed = f"{result['images_per_s']:.1f}" if result["images_per_s"] else "n/a"
+    return (f"{result['model']}: top-1 {100 * result['top1']:.2f}%  top-5 "
+            f"{100 * result['top5']:.2f}%  on {result['num_images']} images  ({speed} images/s, "
+            f"{args.device}, batch {args.batch_size}, {result['num_workers']} workers)")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        result = evaluate(args.model, args.pretrained, data_dir=args.data_dir,
-                          list_file=args.list, root=args.root, batch_size=args.batch_size,
-                          num_workers=args.num_workers, device=args.device, limit=args.limit,
-                          num_classes=args.num_classes, input_size=args.input_size,
-                          crop_pct=args.crop_pct, interpolation=args.interpolation,
-                          save_logits=args.save_logits, progress=True)
+        result = evaluate_args(args)
     except (KeyError, ValueError) as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}",
               file=sys.stderr)
         return 2
-    speed = f"{result['images_per_s']:.1f}" if result["images_per_s"] else "n/a"
-    print(f"{result['model']}: top-1 {100 * result['top1']:.2f}%  top-5 "
-          f"{100 * result['top5']:.2f}%  on {result['num_images']} images  ({speed} images/s, "
-          f"{args.device}, batch {args.batch_size}, {result['num_workers']} workers)")
+    print(summary_line(result, args))
     if args.json:
         atomic_write_json(args.json, {**result, "command": args.command})
     return 0

@@ -260,7 +260,7 @@ def test_hooks_and_patches_removed_when_forward_raises():
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x):
-            y = paddle.matmul(self.fc(x), x, transpose_y=True)
+            paddle.matmul(self.fc(x), x, transpose_y=True)
             raise RuntimeError("boom")
 
     model = Broken()

@@ -8,12 +8,12 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 import pytest
-from paddle import inference
 
 import ppnets
 from ppnets.models.efficientformerv2 import (Attention2d, Attention2dDownsample, TalkingHeads,
                                              Upsample2xBilinear)
 from ppnets.registry import get_entry
+from ppnets.runtime import create_predictor, run_predictor
 from tests.conftest import randomize_bn, state_dict_signature
 
 
@@ -151,15 +151,8 @@ def test_attention_runs_correctly_in_paddle_inference(tmp_path):
         prefix = str(tmp_path / type(layer).__name__)
         paddle.jit.save(layer, prefix,
                         input_spec=[paddle.static.InputSpec([None, 96, 14, 14], "float32", "x")])
-        config = inference.Config(prefix + ".json", prefix + ".pdiparams")
-        config.disable_gpu()
-        config.disable_glog_info()
-        predictor = inference.create_predictor(config)
-        handle = predictor.get_input_handle(predictor.get_input_names()[0])
-        handle.reshape(x.shape)
-        handle.copy_from_cpu(x.numpy())
-        predictor.run()
-        got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+        predictor = create_predictor(prefix + ".json", prefix + ".pdiparams")   # oneDNN on
+        got = run_predictor(predictor, x.numpy())[0]
         np.testing.assert_allclose(got, expected, rtol=0,
                                    atol=1e-4 * max(1.0, np.abs(expected).max()))
 

@@ -87,7 +87,7 @@ def test_ablation_knobs_fuse_to_the_same_deploy_model(k, scale):
     randomize_bn(model, seed=k)
     model.eval()
     x = _x([2, 3, 64, 64])
-    after = assert_reparameterize_keeps_output(model, x)
+    assert_reparameterize_keeps_output(model, x)
     # whatever k and the scale branch, the inference model is the same
     deployed = ppnets.create_model("mobileone_s0", num_classes=10, deploy=True)
     target = {key: v.shape for key, v in deployed.state_dict().items()}

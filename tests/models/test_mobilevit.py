@@ -7,10 +7,10 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 import pytest
-from paddle import inference
 
 import ppnets
 from ppnets.models.mobilevit import InvertedResidual, MobileViTBlock, resize_bilinear
+from ppnets.runtime import create_predictor, run_predictor
 from tests.conftest import randomize_bn
 
 NAMES = ["mobilevit_s", "mobilevit_xs", "mobilevit_xxs"]
@@ -131,16 +131,8 @@ def test_export_with_patch_resizing(tmp_path):
         expected = model(x).numpy()
     prefix = str(tmp_path / "mvit")
     _export(model, [None, 3, 96, 96], prefix)
-    config = inference.Config(prefix + ".json", prefix + ".pdiparams")
-    config.disable_gpu()
-    config.disable_glog_info()
-    config.set_cpu_math_library_num_threads(1)
-    predictor = inference.create_predictor(config)
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(x.shape)
-    handle.copy_from_cpu(x.numpy())
-    predictor.run()
-    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    predictor = create_predictor(prefix + ".json", prefix + ".pdiparams")
+    got = run_predictor(predictor, x.numpy())[0]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * max(1.0, np.abs(expected).max()))
 
 

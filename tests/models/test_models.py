@@ -16,10 +16,10 @@ import copy
 import numpy as np
 import paddle
 import pytest
-from paddle import inference
 
 import ppnets
 from ppnets.analysis import profile_model
+from ppnets.runtime import create_predictor, run_predictor
 from tests.conftest import model_param, randomize_bn
 
 NUM_CLASSES = 7
@@ -108,7 +108,8 @@ def test_reparameterize_and_deploy(built):
     model.reparameterize()
     with paddle.no_grad():
         after = model(x).numpy()
-    np.testing.assert_allclose(after, before, rtol=0, atol=REPARAM_ATOL * max(1.0, np.abs(before).max()),
+    np.testing.assert_allclose(after, before, rtol=0,
+                               atol=REPARAM_ATOL * max(1.0, np.abs(before).max()),
                                err_msg=f"{name}: reparameterized output differs")
     fused_state = model.state_dict()
     assert set(fused_state) <= train_keys | {k for k in fused_state if k.endswith(".bias")}
@@ -135,17 +136,10 @@ def test_export_paddle_inference(built, tmp_path):
     prefix = str(tmp_path / "model")
     spec = paddle.static.InputSpec([None] + list(x.shape[1:]), "float32", "x")
     paddle.jit.save(model, prefix, input_spec=[spec])
-    config = inference.Config(prefix + ".json", prefix + ".pdiparams")
-    config.disable_gpu()
-    config.disable_glog_info()
-    config.set_cpu_math_library_num_threads(1)
-    predictor = inference.create_predictor(config)
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(x.shape)
-    handle.copy_from_cpu(x.numpy())
-    predictor.run()
-    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-    np.testing.assert_allclose(got, expected, rtol=0, atol=EXPORT_ATOL * max(1.0, np.abs(expected).max()))
+    predictor = create_predictor(prefix + ".json", prefix + ".pdiparams")
+    got = run_predictor(predictor, x.numpy())[0]
+    np.testing.assert_allclose(got, expected, rtol=0,
+                               atol=EXPORT_ATOL * max(1.0, np.abs(expected).max()))
 
 
 # Where our count is more than 1% off a published figure, something independent of our profiler

@@ -116,7 +116,7 @@ def test_model_reparameterize_folds_the_internal_bns(name):
     randomize_bn(model, seed=5)
     model.eval()
     x = _x([2, 3, 32, 32], seed=2)
-    after = assert_reparameterize_keeps_output(model, x)
+    assert_reparameterize_keeps_output(model, x)
     ops = [m for m in model.sublayers() if isinstance(m, SPConvBN)]
     assert ops and all(isinstance(m.spconv.bn1, paddle.nn.Identity) for m in ops)
     # what stays: one BN after each SPConv (official blocks), nothing else
