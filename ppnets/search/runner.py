@@ -5,8 +5,9 @@ the brief training of the found networks, and the result files (``search.json``,
 
 Every searched network and every baseline is a registry model: ``ppnets.create_model(name,
 num_classes=..., **kwargs)`` with the ``model`` entry of ``search.json`` builds it. Its
-``measured_ms`` is :func:`ppnets.bench.benchmark_model` on the target (Paddle Inference CPU or
-GPU, deploy form, batch 1, median); with ``--lut FILE`` (a table from another device) nothing
+``measured_ms`` is :func:`ppnets.search.lut.median_over_predictors` on the target (Paddle
+Inference CPU or GPU, deploy form, batch 1: the median over fresh predictors of each one's
+median, as the table's entries); with ``--lut FILE`` (a table from another device) nothing
 here can run on that device, so ``measured_ms`` is null and the docs say how to time the
 exported network there (docs/search.md).
 """
@@ -23,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ppnets.analysis import count_params
-from ppnets.bench import benchmark_model
 from ppnets.engine import fit, load_config
 from ppnets.experiments import RunRecord, cifar_data, provenance_lines, save_json, save_text
 from ppnets.experiments import build_parser as experiment_parser
@@ -31,7 +31,7 @@ from ppnets.factory import create_model
 from ppnets.utils import atomic_write
 
 from .data import SearchData, build_search_data
-from .lut import LatencyLUT, export_lite_grid, prediction_error
+from .lut import LatencyLUT, export_lite_grid, median_over_predictors, prediction_error
 
 __all__ = ["build_parser", "SearchRun", "pick_baseline", "format_table"]
 
@@ -103,7 +103,7 @@ class SearchRun:
         target = self.args.target or self.args.device
         return LatencyLUT(os.path.join(self.out, f"lut_{target}.json"), target=target,
                           threads=int(spec["threads"]), warmup=int(spec["warmup"]),
-                          repeats=int(spec["repeats"]))
+                          repeats=int(spec["repeats"]), rounds=int(spec.get("rounds", 5)))
 
     def export_grid(self, specs) -> int:
         folder = self.args.export_lite_grid
@@ -120,11 +120,10 @@ class SearchRun:
         if self.lut.target == "file":
             return None
         spec = self.recipe["measure"]
-        res = benchmark_model(model, input_size=input_size, device=self.lut.target,
-                              threads=int(spec["threads"]), warmup=int(spec["warmup"]),
-                              repeats=int(spec["repeats"]))
-        return {"median_ms": float(res["latency_ms"]["median"]),
-                "iqr_ms": res["latency_ms"].get("iqr"), "load_avg": res["machine"]["load_avg"]}
+        res = median_over_predictors(model, input_size, self.lut.target, int(spec["threads"]),
+                                     int(spec["warmup"]), int(spec["repeats"]),
+                                     int(spec.get("rounds", 5)))
+        return {k: res[k] for k in ("median_ms", "round_medians_ms", "iqr_ms", "load_avg")}
 
     def targets(self, start_ms: float) -> List[float]:
         if self.args.latency_targets_ms:

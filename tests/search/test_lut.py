@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import paddle
 import pytest
 
 from ppnets.analysis import count_params
 from ppnets.factory import create_model
-from ppnets.search.lut import LatencyLUT, ParamCounter, prediction_error
+from ppnets.search.lut import LatencyLUT, ParamCounter, median_over_predictors, prediction_error
 from ppnets.search.space_v1 import FAMILY as V1_FAMILY
 from ppnets.search.space_v1 import V1Net, V1Space
 from ppnets.search.space_v2 import FAMILY as V2_FAMILY
@@ -56,14 +58,38 @@ def test_a_device_table_is_read_only_and_names_a_missing_entry(tmp_path):
 
 
 def test_cpu_target_measures_a_missing_entry_with_the_bench_harness(tmp_path):
-    lut = LatencyLUT(str(tmp_path / "lut_cpu.json"), target="cpu", warmup=1, repeats=3)
+    lut = LatencyLUT(str(tmp_path / "lut_cpu.json"), target="cpu", warmup=1, repeats=3,
+                     rounds=3)
     spec = V1.specs(V1Net((1, 1, 1, 1), (16, 16, 16, 16), 1))[-1]   # the head
     ms = lut.measure(spec)
     assert ms > 0 and lut.entries == {spec["key"]: ms}
-    assert lut.meta["device"] == "cpu" and lut.meta["repeats"] == 3
+    rounds = lut.round_medians[spec["key"]]
+    assert len(rounds) == 3 and ms == float(np.median(rounds))
+    assert lut.meta["device"] == "cpu" and lut.meta["repeats"] == 3 and lut.meta["rounds"] == 3
     lut.save()
     again = LatencyLUT(str(tmp_path / "lut_cpu.json"), target="cpu")
     assert again.measure(spec) == ms   # read back, not re-measured
+    assert again.round_medians == {spec["key"]: rounds}
+
+
+def test_an_entry_is_the_median_over_fresh_predictors(monkeypatch):
+    # one predictor can run a block steadily ~2x slower than the next: the median over
+    # predictors takes the common speed, not the first predictor's
+    import ppnets.search.lut as lut_module
+    speeds = iter([0.64, 0.37, 0.38, 0.66, 0.36])
+    calls = []
+
+    def fake_benchmark(layer, **kwargs):
+        calls.append(kwargs)
+        return {"latency_ms": {"median": next(speeds), "iqr": 0.01}, "backend": "fake",
+                "machine": {"load_avg": [0.1, 0.1, 0.1]}}
+
+    monkeypatch.setattr(lut_module, "benchmark_model", fake_benchmark)
+    res = median_over_predictors(paddle.nn.Linear(2, 2), (2,), rounds=5, repeats=7)
+    assert res["median_ms"] == 0.38 and res["round_medians_ms"] == [0.64, 0.37, 0.38, 0.66, 0.36]
+    assert len(calls) == 5 and all(c["repeats"] == 7 for c in calls)
+    with pytest.raises(ValueError, match="rounds"):
+        median_over_predictors(paddle.nn.Linear(2, 2), (2,), rounds=0)
 
 
 @pytest.mark.parametrize("space,net,family,kwargs", [
