@@ -82,6 +82,12 @@ def unique_specs(specs: Iterable[BlockSpec]) -> List[BlockSpec]:
     return list(seen.values())
 
 
+def _layer_of(block: Dict[str, Any]) -> nn.Layer:
+    """A fresh copy of a block spec's layer (``build()``) or of ``ppnets.deploy.lut``'s
+    ``layer``."""
+    return copy.deepcopy(block["layer"]) if "layer" in block else block["build"]()
+
+
 def median_over_predictors(layer: nn.Layer, input_size: Sequence[int], device: str = "cpu",
                            threads: int = 1, warmup: int = 5, repeats: int = 20,
                            rounds: int = 5) -> Dict[str, Any]:
@@ -125,7 +131,8 @@ class LatencyLUT(LatencyTable):
 
     def measure(self, block: Dict[str, Any]) -> float:
         """The entry of ``block`` (a block spec, or ``ppnets.deploy.lut``'s block dict with a
-        ``layer``); measured now when missing and the target is a Paddle Inference device."""
+        ``layer``); measured now when missing and the target is a Paddle Inference device (its
+        rounds back to back: :meth:`fill` a whole grid first to interleave them)."""
         key = block["key"]
         if key in self.entries:
             return self.entries[key]
@@ -135,16 +142,18 @@ class LatencyLUT(LatencyTable):
                 "search grid (image size, widths, classes). Export this grid with "
                 "--export-lite-grid, time it on the device with lut_device.py, and pass the "
                 "new table with --lut.")
-        layer = block["layer"] if "layer" in block else block["build"]()
-        res = median_over_predictors(_measurable(copy.deepcopy(layer)), block["input_size"],
+        res = median_over_predictors(_measurable(_layer_of(block)), block["input_size"],
                                      self.target, self.threads, self.warmup, self.repeats,
                                      self.rounds)
         self.entries[key] = res["median_ms"]
         self.round_medians[key] = res["round_medians_ms"]
+        self._stamp(res)
+        return self.entries[key]
+
+    def _stamp(self, res: Dict[str, Any]) -> None:
         self.meta = {"backend": res["backend"], "device": self.target, "threads": self.threads,
                      "warmup": self.warmup, "repeats": self.repeats, "rounds": self.rounds,
                      "machine": res["machine"], "updated_utc": utc_now()}
-        return self.entries[key]
 
     def latency(self, specs: Sequence[BlockSpec]) -> float:
         """Predicted latency (ms) of a network: the sum of its blocks' entries."""
@@ -155,15 +164,39 @@ class LatencyLUT(LatencyTable):
 
     def fill(self, specs: Iterable[BlockSpec],
              progress: Optional[Callable[[int, int, str], None]] = None) -> int:
-        """Measure every missing entry of ``specs`` (saving as it goes); returns how many."""
+        """Measure every missing entry of ``specs``; returns how many.
+
+        Round-robin: round r builds one fresh predictor per missing block before round r + 1
+        starts, so an entry's ``rounds`` predictors are built at different times. On a shared
+        VM the machine has slow phases seconds long (every block measured in one was ~1.7x
+        slow, every round); measured back to back, all rounds of a few entries fall in one, while
+        interleaved they touch one round of many entries and the median drops it. A table from
+        another device (``file``) names the missing keys instead."""
         todo = [s for s in unique_specs(specs) if s["key"] not in self.entries]
-        for i, spec in enumerate(todo):
-            self.measure(spec)
-            if progress is not None:
-                progress(i + 1, len(todo), spec["key"])
-            if self.path and (i + 1) % 25 == 0:
-                self.save()
-        if self.path and todo:
+        if not todo:
+            return 0
+        if self.target == "file":
+            raise KeyError(
+                f"the latency table {self.path} lacks {len(todo)} entries of this search grid, "
+                f"e.g. {[s['key'] for s in todo[:3]]}: it was built for another grid (image "
+                "size, widths, classes). Export this grid with --export-lite-grid, time it on "
+                "the device with lut_device.py, and pass the new table with --lut.")
+        medians: Dict[str, List[float]] = {s["key"]: [] for s in todo}
+        total, done, res = self.rounds * len(todo), 0, None
+        for _ in range(self.rounds):
+            for spec in todo:
+                res = benchmark_model(_measurable(_layer_of(spec)), input_size=spec["input_size"],
+                                      device=self.target, threads=self.threads,
+                                      warmup=self.warmup, repeats=self.repeats)
+                medians[spec["key"]].append(float(res["latency_ms"]["median"]))
+                done += 1
+                if progress is not None:
+                    progress(done, total, spec["key"])
+        for key, values in medians.items():
+            self.entries[key] = float(np.median(values))
+            self.round_medians[key] = values
+        self._stamp(res)
+        if self.path:
             self.save()
         return len(todo)
 

@@ -5,11 +5,11 @@ the brief training of the found networks, and the result files (``search.json``,
 
 Every searched network and every baseline is a registry model: ``ppnets.create_model(name,
 num_classes=..., **kwargs)`` with the ``model`` entry of ``search.json`` builds it. Its
-``measured_ms`` is :func:`ppnets.search.lut.median_over_predictors` on the target (Paddle
-Inference CPU or GPU, deploy form, batch 1: the median over fresh predictors of each one's
-median, as the table's entries); with ``--lut FILE`` (a table from another device) nothing
-here can run on that device, so ``measured_ms`` is null and the docs say how to time the
-exported network there (docs/search.md).
+``measured_ms`` is :func:`ppnets.bench.benchmark_model` on the target (Paddle Inference CPU or
+GPU, deploy form, batch 1): the median over fresh predictors of each one's median, built
+round-robin over the networks like the table's entries; with ``--lut FILE`` (a table from
+another device) nothing here can run on that device, so ``measured_ms`` is null and the docs
+say how to time the exported network there (docs/search.md).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ppnets.analysis import count_params
+from ppnets.bench import benchmark_model
 from ppnets.engine import fit, load_config
 from ppnets.experiments import RunRecord, cifar_data, provenance_lines, save_json, save_text
 from ppnets.experiments import build_parser as experiment_parser
@@ -31,7 +32,7 @@ from ppnets.factory import create_model
 from ppnets.utils import atomic_write
 
 from .data import SearchData, build_search_data
-from .lut import LatencyLUT, export_lite_grid, median_over_predictors, prediction_error
+from .lut import LatencyLUT, export_lite_grid, prediction_error
 
 __all__ = ["build_parser", "SearchRun", "pick_baseline", "format_table"]
 
@@ -89,6 +90,7 @@ class SearchRun:
                                 data=self.data_info)
         self.timings: Dict[str, float] = {}
         self._rows: Dict[str, Dict[str, Any]] = {}
+        self._models: Dict[str, Tuple[Any, Tuple[int, ...]]] = {}
         self.lut = self._lut()
 
     def load_data(self) -> SearchData:
@@ -115,15 +117,45 @@ class SearchRun:
               "then search with --lut lut_arm.json (docs/search.md).")
         return 0 if not manifest["failed"] else 1
 
-    def measure(self, model, input_size) -> Optional[Dict[str, Any]]:
-        """Whole-network latency on the target (None for a table from another device)."""
-        if self.lut.target == "file":
-            return None
-        spec = self.recipe["measure"]
-        res = median_over_predictors(model, input_size, self.lut.target, int(spec["threads"]),
-                                     int(spec["warmup"]), int(spec["repeats"]),
-                                     int(spec.get("rounds", 5)))
-        return {k: res[k] for k in ("median_ms", "round_medians_ms", "iqr_ms", "load_avg")}
+    def prepare_table(self, specs) -> float:
+        """Every entry the search can need, before it starts: measured now, interleaved
+        (``LatencyLUT.fill``), or for a device's table (``--lut``) checked for missing keys.
+        Returns the clock after it (the next phase's start)."""
+        t = time.perf_counter()
+        n = self.lut.fill(specs, progress=lambda i, total, key: print(
+            f"  table [{i}/{total}] {key}", flush=True) if i % 50 == 0 or i == total else None)
+        if n:
+            self.lut.save()
+            self.tick(f"latency table ({n} entries x {self.lut.rounds} rounds)", t)
+        return time.perf_counter()
+
+    def measure_networks(self, results: Sequence[Dict[str, Any]]) -> None:
+        """Whole-network latency of every distinct network in ``results`` (searched networks
+        and baselines) on the target, written into each row (``measured_ms``, ``measurement``;
+        None for a table from another device). Like the table: the median over ``rounds``
+        fresh predictors, built round-robin over the networks."""
+        rows = [r for res in results for r in (res, res.get("baseline")) if r]
+        samples: Dict[str, List[Dict[str, Any]]] = {}
+        if self.lut.target != "file":
+            spec = self.recipe["measure"]
+            samples = {key: [] for key in dict.fromkeys(_network_key(r) for r in rows)}
+            for _ in range(int(spec.get("rounds", 5))):
+                for key, runs in samples.items():
+                    model, input_size = self._models[key]
+                    runs.append(benchmark_model(
+                        model, input_size=input_size, device=self.lut.target,
+                        threads=int(spec["threads"]), warmup=int(spec["warmup"]),
+                        repeats=int(spec["repeats"])))
+        for row in rows:
+            runs = samples.get(_network_key(row))
+            if not runs:
+                row.update(measured_ms=None, measurement=None)
+                continue
+            medians = [float(r["latency_ms"]["median"]) for r in runs]
+            row.update(measured_ms=float(np.median(medians)), measurement={
+                "median_ms": float(np.median(medians)), "round_medians_ms": medians,
+                "iqr_ms": [r["latency_ms"].get("iqr") for r in runs],
+                "load_avg": runs[-1]["machine"]["load_avg"]})
 
     def targets(self, start_ms: float) -> List[float]:
         if self.args.latency_targets_ms:
@@ -151,18 +183,17 @@ class SearchRun:
 
     def network_row(self, label: str, name: str, kwargs: Dict[str, Any], predicted_ms: float,
                     input_size, num_classes: int, **extra) -> Dict[str, Any]:
-        """Build through create_model, measure, train briefly; one row of the results. A
-        network found for several targets is measured and trained once."""
-        key = json.dumps([name, kwargs], sort_keys=True)
+        """Build through create_model and train briefly; one row of the results (measured
+        afterwards, all networks together: :meth:`measure_networks`). A network found for
+        several targets is trained once."""
+        row = {"predicted_ms": predicted_ms, "model": {"name": name, "kwargs": kwargs}, **extra}
+        key = _network_key(row)
         if key not in self._rows:
             model = create_model(name, num_classes=num_classes, **kwargs)
-            measured = self.measure(model, input_size)
-            self._rows[key] = {"label": label, "measured_ms": measured["median_ms"]
-                               if measured else None, "measurement": measured,
-                               "params": int(count_params(model)),
+            self._models[key] = (model, tuple(input_size))
+            self._rows[key] = {"label": label, "params": int(count_params(model)),
                                "training": self.train(label, name, kwargs)}
-        return {"predicted_ms": predicted_ms, **self._rows[key],
-                "model": {"name": name, "kwargs": kwargs}, **extra}
+        return {**row, **self._rows[key]}
 
     # ---- outputs ---------------------------------------------------------------------------
     def finish(self, payload: Dict[str, Any], md_sections: List[str], plot: Dict[str, Any]
@@ -243,6 +274,10 @@ def pick_baseline(family: Sequence[Any], latency: Callable[[Any], float], target
         else:
             hi = mid - 1
     return best
+
+
+def _network_key(row: Dict[str, Any]) -> str:
+    return json.dumps([row["model"]["name"], row["model"]["kwargs"]], sort_keys=True)
 
 
 def format_table(results: Sequence[Dict[str, Any]], extra: Sequence[Tuple[str, str]] = ()

@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import time
 from typing import Optional, Sequence
 
 from ppnets.factory import create_model
@@ -36,13 +35,13 @@ SCHEMA = "ppnets.search.efficientformer/1"
 def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = None) -> int:
     sr = SearchRun(args, argv, script, config_path)
     cfg, recipe, sup, img = sr.cfg, sr.recipe, sr.supernet, sr.image_size
-    t = time.perf_counter()
     data = sr.load_data()
     space = V1Space(img, sup["depths"], sup["widths"], data.num_classes,
                     width_step=int(sup.get("width_step", 16)))
     family = space.scaled_l1_family(recipe["baseline_factors"])
     if args.export_lite_grid:
         return sr.export_grid(space.grid_specs(extra=family))
+    t = sr.prepare_table(space.grid_specs(extra=family))
 
     def predicted(net: V1Net) -> float:
         return sr.lut.latency(space.specs(net))
@@ -96,7 +95,8 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
                                       (3, img, img), data.num_classes)
         results.append({"target_ms": res["target_ms"], "reached": res["reached"],
                         "step": res["step"], **row, "baseline": baseline})
-    sr.tick("measurement and training", t)
+    sr.measure_networks(results)
+    sr.tick("training and measurement", t)
 
     payload = {"schema": SCHEMA, "title": "EfficientFormer latency-driven slimming (V1)",
                "paper": "arXiv:2206.01191 §4", "supernet": {

@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import time
 from typing import Optional, Sequence
 
 from .data import evaluate
@@ -34,7 +33,6 @@ SCHEMA = "ppnets.search.efficientformerv2/1"
 def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = None) -> int:
     sr = SearchRun(args, argv, script, config_path)
     cfg, recipe, sup, img = sr.cfg, sr.recipe, sr.supernet, sr.image_size
-    t = time.perf_counter()
     data = sr.load_data()
     space = V2Space(img, sup["depths"], sup["widths"], sup["ratios"], data.num_classes,
                     width_step=int(sup.get("width_step", 16)), min_widths=sup.get("min_widths"),
@@ -42,6 +40,7 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
     family = space.scaled_s0_family(recipe["baseline_factors"])
     if args.export_lite_grid:
         return sr.export_grid(space.grid_specs(extra=family))
+    t = sr.prepare_table(space.grid_specs(extra=family))
     units = dict(recipe["mes"])
     params_of = ParamCounter()
 
@@ -102,7 +101,8 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
                                       data.num_classes, mes=mes_of(bnet, blat))
         results.append({"target_ms": res["target_ms"], "reached": res["reached"],
                         "step": res["step"], **row, "baseline": baseline})
-    sr.tick("measurement and training", t)
+    sr.measure_networks(results)
+    sr.tick("training and measurement", t)
 
     payload = {"schema": SCHEMA, "title": "EfficientFormerV2 fine-grained joint search (MES)",
                "paper": "arXiv:2212.08059 §4", "mes_constants": units, "supernet": {

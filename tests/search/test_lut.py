@@ -72,6 +72,32 @@ def test_cpu_target_measures_a_missing_entry_with_the_bench_harness(tmp_path):
     assert again.round_medians == {spec["key"]: rounds}
 
 
+def test_fill_interleaves_the_rounds_and_takes_each_median(tmp_path, monkeypatch):
+    # a slow phase of the machine must hit one round of many entries, not every round of one
+    import ppnets.search.lut as lut_module
+    calls = []
+    speed = {4: [0.2, 0.9, 0.21], 5: [0.5, 0.52, 0.49], 6: [1.0, 1.1, 0.3]}   # by channels
+
+    def fake_benchmark(layer, input_size, **kwargs):
+        calls.append(input_size[0])
+        return {"latency_ms": {"median": speed[input_size[0]][calls.count(input_size[0]) - 1]},
+                "backend": "fake", "machine": {"load_avg": [0.1, 0.1, 0.1]}}
+
+    monkeypatch.setattr(lut_module, "benchmark_model", fake_benchmark)
+    specs = [{"key": f"k{c}", "input_size": (c, 2, 2), "build": lambda c=c: paddle.nn.Conv2D(
+        c, c, 1)} for c in (4, 5, 6)]
+    lut = LatencyLUT(str(tmp_path / "lut.json"), target="cpu", rounds=3)
+    assert lut.fill(specs + specs[:1]) == 3    # a repeated block is measured once
+    assert calls == [4, 5, 6] * 3
+    assert lut.entries == {"k4": 0.21, "k5": 0.5, "k6": 1.0}
+    assert lut.round_medians["k6"] == [1.0, 1.1, 0.3] and lut.meta["rounds"] == 3
+    assert json.loads((tmp_path / "lut.json").read_text())["entries"] == lut.entries
+    assert lut.fill(specs) == 0 and len(calls) == 9
+    device = LatencyLUT(str(tmp_path / "lut.json"), target="file")
+    with pytest.raises(KeyError, match="lacks 1 entries"):
+        device.fill(specs + [dict(specs[0], key="k7")])
+
+
 def test_an_entry_is_the_median_over_fresh_predictors(monkeypatch):
     # one predictor can run a block steadily ~2x slower than the next: the median over
     # predictors takes the common speed, not the first predictor's

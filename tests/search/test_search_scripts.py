@@ -37,6 +37,7 @@ def _check(result, lut, space, net, family):
     assert result["reached"] and result["predicted_ms"] <= result["target_ms"]
     assert result["predicted_ms"] == pytest.approx(lut.latency(space.specs(net)), rel=1e-9)
     assert result["measured_ms"] > 0
+    assert result["measurement"]["round_medians_ms"] == [result["measured_ms"]]   # 1 round
     assert result["model"]["name"] == family
     model = create_model(family, num_classes=10, **result["model"]["kwargs"])
     model.eval()
