@@ -50,7 +50,11 @@ def bn_scale_shift(bn: nn.Layer) -> Tuple[np.ndarray, np.ndarray]:
     var = _np(bn._variance).astype(np.float64)
     gamma = _np(bn.weight).astype(np.float64) if bn.weight is not None else np.ones_like(mean)
     beta = _np(bn.bias).astype(np.float64) if bn.bias is not None else np.zeros_like(mean)
-    scale = gamma / np.sqrt(var + bn._epsilon)
+    # Paddle's batch_norm kernels take epsilon as a C++ float: the train form adds 1e-5 rounded
+    # to float32 even in a float64 model. Folding the same value keeps the fusion exact in
+    # float64 where a BN's running variance is tiny (MobileOne's scale branches: ~1e-6, where
+    # the float64 1e-5 left a 1e-8 relative gap).
+    scale = gamma / np.sqrt(var + float(np.float32(bn._epsilon)))
     return scale, beta - mean * scale
 
 

@@ -200,3 +200,46 @@ def test_se_layers_match_timm(tmp_path):
         for layer in layers:
             layer.reparameterize()
     assert_parity(*run(), data["y"], data["y32"], "mobileone_s4 SE layers reparameterized")
+
+
+def test_bn_fold_uses_the_epsilon_paddle_computes_with():
+    # Paddle's batch_norm takes epsilon as a C++ float (1e-5 rounded to float32) even in a float64
+    # model; where a running variance is ~0 the float64 1e-5 would differ by ~1e-8 relative
+    from ppnets.layers.reparam import bn_scale_shift
+    bn = float64_model(lambda: paddle.nn.BatchNorm2D(3))
+    bn._variance.set_value(np.array([0.0, 1e-7, 1.0]))
+    bn._mean.set_value(np.array([0.1, -0.2, 0.3]))
+    bn.weight.set_value(np.array([1.5, 0.7, 1.1]))
+    bn.eval()
+    x = np.random.RandomState(0).randn(2, 3, 4, 4)
+    with paddle.no_grad():
+        expected = bn(paddle.to_tensor(x)).numpy()
+    scale, shift = bn_scale_shift(bn)
+    got = x * scale.reshape(1, 3, 1, 1) + shift.reshape(1, 3, 1, 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
+
+
+def test_float64_fusion_is_exact_with_batch_statistics():
+    # running statistics of the model's own activations: the scale branches' BNs get variances
+    # ~1e-6, where a wrong epsilon shows (the float64 gap was 1.3e-8 relative before the fix)
+    model = float64_model(lambda: ppnets.create_model("mobileone_s0", num_classes=10))
+    rng = np.random.RandomState(1)
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            n = layer._mean.shape[0]
+            layer.weight.set_value(rng.uniform(0.5, 1.5, n))
+            layer.bias.set_value(rng.uniform(-0.2, 0.2, n))
+            layer._momentum = 0.0   # running statistics := this batch's
+    model.train()
+    with paddle.no_grad():
+        model(paddle.to_tensor(rng.randn(4, 3, 64, 64)))
+    variances = [float(layer._variance.numpy().min()) for layer in model.sublayers()
+                 if isinstance(layer, paddle.nn.BatchNorm2D)]
+    assert min(variances) < 1e-4   # the regime the test is about
+    x = paddle.to_tensor(rng.randn(2, 3, 64, 64))
+    model.eval()
+    with paddle.no_grad():
+        before = model(x).numpy()
+    assert_reparameterize_keeps_output(model, x, atol=1e-12)
+    with paddle.no_grad():
+        assert np.abs(model(x).numpy() - before).max() <= 1e-12 * np.abs(before).max()
