@@ -31,7 +31,7 @@ import copy
 import json
 import os
 import shutil
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -50,7 +50,8 @@ from ppnets.utils import atomic_write_json, utc_now
 from . import lut_device
 
 __all__ = ["TARGETS", "BlockSpec", "TokensInput", "LatencyLUT", "ParamCounter",
-           "median_over_predictors", "prediction_error", "export_lite_grid", "unique_specs"]
+           "median_over_predictors", "interleaved_runs", "round_medians", "prediction_error",
+           "export_lite_grid", "unique_specs"]
 
 TARGETS = ("cpu", "gpu", "file")
 BlockSpec = Dict[str, Any]   # {"key": str, "input_size": (C, H, W), "build": () -> nn.Layer}
@@ -88,22 +89,43 @@ def _layer_of(block: Dict[str, Any]) -> nn.Layer:
     return copy.deepcopy(block["layer"]) if "layer" in block else block["build"]()
 
 
-def median_over_predictors(layer: nn.Layer, input_size: Sequence[int], device: str = "cpu",
-                           threads: int = 1, warmup: int = 5, repeats: int = 20,
-                           rounds: int = 5) -> Dict[str, Any]:
-    """Latency of ``layer`` as the median over ``rounds`` fresh Paddle Inference predictors of
-    each one's median (``ppnets.bench.benchmark_model``, deploy form, batch 1).
+def interleaved_runs(items: Dict[str, Tuple[nn.Layer, Sequence[int]]], rounds: int = 5,
+                     progress: Optional[Callable[[int, int, str], None]] = None,
+                     **bench) -> Dict[str, List[Dict[str, Any]]]:
+    """``rounds`` runs of ``ppnets.bench.benchmark_model`` per item (key -> (layer, input
+    size)), round-robin: round r builds one fresh predictor per item before round r + 1.
 
     One predictor is not a measurement on this kind of machine: predictors built from the same
     program run a small block at either of two steady speeds up to 2x apart (each with a small
     IQR; e.g. an EfficientFormer MB3D at 32x32 gave 0.37 or 0.64 ms over 8 predictors on the
-    2-core development VM, docs/search.md), so a single-predictor table moved entries by 0.5-2x
-    between two quiet runs. The median over predictors takes the common speed."""
+    2-core development VM, docs/search.md), and the machine has slow phases seconds long. The
+    median over predictors takes the common speed; interleaving makes a slow phase touch one
+    round of many items instead of every round of a few."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    runs = [benchmark_model(layer, input_size=tuple(input_size), device=device, threads=threads,
-                            warmup=warmup, repeats=repeats) for _ in range(rounds)]
-    medians = [float(r["latency_ms"]["median"]) for r in runs]
+    runs: Dict[str, List[Dict[str, Any]]] = {key: [] for key in items}
+    total, done = rounds * len(items), 0
+    for _ in range(rounds):
+        for key, (layer, input_size) in items.items():
+            runs[key].append(benchmark_model(layer, input_size=tuple(input_size), **bench))
+            done += 1
+            if progress is not None:
+                progress(done, total, key)
+    return runs
+
+
+def round_medians(runs: Sequence[Dict[str, Any]]) -> List[float]:
+    return [float(r["latency_ms"]["median"]) for r in runs]
+
+
+def median_over_predictors(layer: nn.Layer, input_size: Sequence[int], device: str = "cpu",
+                           threads: int = 1, warmup: int = 5, repeats: int = 20,
+                           rounds: int = 5) -> Dict[str, Any]:
+    """Latency of ``layer``: the median over ``rounds`` fresh predictors of each one's median
+    (:func:`interleaved_runs` with one item)."""
+    runs = interleaved_runs({"layer": (layer, input_size)}, rounds, device=device,
+                            threads=threads, warmup=warmup, repeats=repeats)["layer"]
+    medians = round_medians(runs)
     return {"median_ms": float(np.median(medians)), "round_medians_ms": medians,
             "iqr_ms": [r["latency_ms"].get("iqr") for r in runs], "backend": runs[-1]["backend"],
             "machine": runs[-1]["machine"], "load_avg": runs[-1]["machine"]["load_avg"]}
@@ -181,20 +203,13 @@ class LatencyLUT(LatencyTable):
                 f"e.g. {[s['key'] for s in todo[:3]]}: it was built for another grid (image "
                 "size, widths, classes). Export this grid with --export-lite-grid, time it on "
                 "the device with lut_device.py, and pass the new table with --lut.")
-        medians: Dict[str, List[float]] = {s["key"]: [] for s in todo}
-        total, done, res = self.rounds * len(todo), 0, None
-        for _ in range(self.rounds):
-            for spec in todo:
-                res = benchmark_model(_measurable(_layer_of(spec)), input_size=spec["input_size"],
-                                      device=self.target, threads=self.threads,
-                                      warmup=self.warmup, repeats=self.repeats)
-                medians[spec["key"]].append(float(res["latency_ms"]["median"]))
-                done += 1
-                if progress is not None:
-                    progress(done, total, spec["key"])
-        for key, values in medians.items():
-            self.entries[key] = float(np.median(values))
-            self.round_medians[key] = values
+        runs = interleaved_runs({s["key"]: (_measurable(_layer_of(s)), s["input_size"])
+                                 for s in todo}, self.rounds, progress, device=self.target,
+                                threads=self.threads, warmup=self.warmup, repeats=self.repeats)
+        for key, key_runs in runs.items():
+            self.round_medians[key] = round_medians(key_runs)
+            self.entries[key] = float(np.median(self.round_medians[key]))
+        res = key_runs[-1]
         self._stamp(res)
         if self.path:
             self.save()

@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ppnets.analysis import count_params
-from ppnets.bench import benchmark_model
 from ppnets.engine import fit, load_config
 from ppnets.experiments import RunRecord, cifar_data, provenance_lines, save_json, save_text
 from ppnets.experiments import build_parser as experiment_parser
@@ -32,7 +31,7 @@ from ppnets.factory import create_model
 from ppnets.utils import atomic_write
 
 from .data import SearchData, build_search_data
-from .lut import LatencyLUT, export_lite_grid, prediction_error
+from .lut import LatencyLUT, export_lite_grid, interleaved_runs, prediction_error, round_medians
 
 __all__ = ["build_parser", "SearchRun", "pick_baseline", "format_table"]
 
@@ -124,8 +123,7 @@ class SearchRun:
         t = time.perf_counter()
         n = self.lut.fill(specs, progress=lambda i, total, key: print(
             f"  table [{i}/{total}] {key}", flush=True) if i % 50 == 0 or i == total else None)
-        if n:
-            self.lut.save()
+        if n:   # fill() saved the table
             self.tick(f"latency table ({n} entries x {self.lut.rounds} rounds)", t)
         return time.perf_counter()
 
@@ -135,27 +133,24 @@ class SearchRun:
         None for a table from another device). Like the table: the median over ``rounds``
         fresh predictors, built round-robin over the networks."""
         rows = [r for res in results for r in (res, res.get("baseline")) if r]
-        samples: Dict[str, List[Dict[str, Any]]] = {}
+        runs: Dict[str, List[Dict[str, Any]]] = {}
         if self.lut.target != "file":
             spec = self.recipe["measure"]
-            samples = {key: [] for key in dict.fromkeys(_network_key(r) for r in rows)}
-            for _ in range(int(spec.get("rounds", 5))):
-                for key, runs in samples.items():
-                    model, input_size = self._models[key]
-                    runs.append(benchmark_model(
-                        model, input_size=input_size, device=self.lut.target,
-                        threads=int(spec["threads"]), warmup=int(spec["warmup"]),
-                        repeats=int(spec["repeats"])))
+            runs = interleaved_runs({key: self._models[key] for key in
+                                     dict.fromkeys(_network_key(r) for r in rows)},
+                                    int(spec.get("rounds", 5)), device=self.lut.target,
+                                    threads=int(spec["threads"]), warmup=int(spec["warmup"]),
+                                    repeats=int(spec["repeats"]))
         for row in rows:
-            runs = samples.get(_network_key(row))
-            if not runs:
+            key_runs = runs.get(_network_key(row))
+            if not key_runs:
                 row.update(measured_ms=None, measurement=None)
                 continue
-            medians = [float(r["latency_ms"]["median"]) for r in runs]
+            medians = round_medians(key_runs)
             row.update(measured_ms=float(np.median(medians)), measurement={
                 "median_ms": float(np.median(medians)), "round_medians_ms": medians,
-                "iqr_ms": [r["latency_ms"].get("iqr") for r in runs],
-                "load_avg": runs[-1]["machine"]["load_avg"]})
+                "iqr_ms": [r["latency_ms"].get("iqr") for r in key_runs],
+                "load_avg": key_runs[-1]["machine"]["load_avg"]})
 
     def targets(self, start_ms: float) -> List[float]:
         if self.args.latency_targets_ms:
