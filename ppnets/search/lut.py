@@ -27,11 +27,9 @@ of the reported prediction error.
 """
 from __future__ import annotations
 
-import copy
-import json
 import os
 import shutil
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -39,19 +37,20 @@ import paddle.nn as nn
 
 import ppnets.utils.machine as machine_module
 from ppnets.analysis import count_params
-from ppnets.bench import benchmark_model
 from ppnets.deploy import lite_runner
 from ppnets.deploy.formats import export as export_formats
 from ppnets.deploy.lite import CHILD as LITE_CHILD
 from ppnets.deploy.lite import TIMING as LITE_TIMING
-from ppnets.deploy.lut import LatencyTable, _Parameterised, _spearman
+from ppnets.deploy.lut import (LatencyTable, _layer_of, _measurable, _spearman, interleaved_runs,
+                               latency_summary, median_over_predictors, round_medians)
+from ppnets.deploy.lut import unique_blocks as unique_specs
 from ppnets.utils import atomic_write_json, utc_now
 
 from . import lut_device
 
 __all__ = ["TARGETS", "BlockSpec", "TokensInput", "LatencyLUT", "ParamCounter",
-           "median_over_predictors", "interleaved_runs", "round_medians", "prediction_error",
-           "export_lite_grid", "unique_specs"]
+           "median_over_predictors", "interleaved_runs", "round_medians", "latency_summary",
+           "prediction_error", "export_lite_grid", "unique_specs"]
 
 TARGETS = ("cpu", "gpu", "file")
 BlockSpec = Dict[str, Any]   # {"key": str, "input_size": (C, H, W), "build": () -> nn.Layer}
@@ -68,71 +67,11 @@ class TokensInput(nn.Layer):
         return self.block(paddle.squeeze(x, axis=-1))
 
 
-def _measurable(layer: nn.Layer) -> nn.Layer:
-    """The block inside a container (``reparameterize_model`` fuses a model's children, not the
-    model itself), with a zero scalar when it has no parameters."""
-    layer = nn.Sequential(layer)
-    return layer if layer.parameters() else _Parameterised(layer)
-
-
-def unique_specs(specs: Iterable[BlockSpec]) -> List[BlockSpec]:
-    """One spec per key, in first-seen order."""
-    seen: Dict[str, BlockSpec] = {}
-    for spec in specs:
-        seen.setdefault(spec["key"], spec)
-    return list(seen.values())
-
-
-def _layer_of(block: Dict[str, Any]) -> nn.Layer:
-    """A fresh copy of a block spec's layer (``build()``) or of ``ppnets.deploy.lut``'s
-    ``layer``."""
-    return copy.deepcopy(block["layer"]) if "layer" in block else block["build"]()
-
-
-def interleaved_runs(items: Dict[str, Tuple[nn.Layer, Sequence[int]]], rounds: int = 5,
-                     progress: Optional[Callable[[int, int, str], None]] = None,
-                     **bench) -> Dict[str, List[Dict[str, Any]]]:
-    """``rounds`` runs of ``ppnets.bench.benchmark_model`` per item (key -> (layer, input
-    size)), round-robin: round r builds one fresh predictor per item before round r + 1.
-
-    One predictor is not a measurement on this kind of machine: predictors built from the same
-    program run a small block at either of two steady speeds up to 2x apart (each with a small
-    IQR; e.g. an EfficientFormer MB3D at 32x32 gave 0.37 or 0.64 ms over 8 predictors on the
-    2-core development VM, docs/search.md), and the machine has slow phases seconds long. The
-    median over predictors takes the common speed; interleaving makes a slow phase touch one
-    round of many items instead of every round of a few."""
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    runs: Dict[str, List[Dict[str, Any]]] = {key: [] for key in items}
-    total, done = rounds * len(items), 0
-    for _ in range(rounds):
-        for key, (layer, input_size) in items.items():
-            runs[key].append(benchmark_model(layer, input_size=tuple(input_size), **bench))
-            done += 1
-            if progress is not None:
-                progress(done, total, key)
-    return runs
-
-
-def round_medians(runs: Sequence[Dict[str, Any]]) -> List[float]:
-    return [float(r["latency_ms"]["median"]) for r in runs]
-
-
-def median_over_predictors(layer: nn.Layer, input_size: Sequence[int], device: str = "cpu",
-                           threads: int = 1, warmup: int = 5, repeats: int = 20,
-                           rounds: int = 5) -> Dict[str, Any]:
-    """Latency of ``layer``: the median over ``rounds`` fresh predictors of each one's median
-    (:func:`interleaved_runs` with one item)."""
-    runs = interleaved_runs({"layer": (layer, input_size)}, rounds, device=device,
-                            threads=threads, warmup=warmup, repeats=repeats)["layer"]
-    medians = round_medians(runs)
-    return {"median_ms": float(np.median(medians)), "round_medians_ms": medians,
-            "iqr_ms": [r["latency_ms"].get("iqr") for r in runs], "backend": runs[-1]["backend"],
-            "machine": runs[-1]["machine"], "load_avg": runs[-1]["machine"]["load_avg"]}
-
-
 class LatencyLUT(LatencyTable):
-    """key -> median latency (ms) on one target; ``ppnets.lut/1`` JSON (see module docstring)."""
+    """key -> median latency (ms) on one target; ``ppnets.lut/1`` JSON (see module docstring).
+
+    ``cpu``/``gpu`` measure as :class:`ppnets.deploy.lut.LatencyTable` does; ``file`` only
+    reads, and a missing entry is an error that says how to measure the grid on the device."""
 
     def __init__(self, path: Optional[str] = None, target: str = "cpu", threads: int = 1,
                  warmup: int = 5, repeats: int = 20, rounds: int = 5):
@@ -143,84 +82,40 @@ class LatencyLUT(LatencyTable):
                 f"latency table {path!r} not found. A 'file' target reads a table measured on "
                 "the device (docs/search.md: export the grid with --export-lite-grid, run "
                 "lut_device.py there, bring its JSON back and pass it with --lut).")
-        super().__init__(path, threads=threads, warmup=warmup, repeats=repeats)
-        self.target, self.rounds = target, int(rounds)
-        # key -> the median of each round (a fresh predictor); kept in the JSON beside "entries"
-        self.round_medians: Dict[str, List[float]] = {}
-        if path and os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                self.round_medians = dict(json.load(f).get("round_medians_ms", {}))
+        super().__init__(path, threads=threads, warmup=warmup, repeats=repeats, rounds=rounds,
+                         device="cpu" if target == "file" else target)
+        self.target = target
 
     def measure(self, block: Dict[str, Any]) -> float:
-        """The entry of ``block`` (a block spec, or ``ppnets.deploy.lut``'s block dict with a
-        ``layer``); measured now when missing and the target is a Paddle Inference device (its
-        rounds back to back: :meth:`fill` a whole grid first to interleave them)."""
-        key = block["key"]
-        if key in self.entries:
-            return self.entries[key]
-        if self.target == "file":
+        """The entry of ``block``; measured now when missing and the target is a Paddle
+        Inference device (its rounds back to back: :meth:`fill` a whole grid first to
+        interleave them)."""
+        if self.target == "file" and block["key"] not in self.entries:
             raise KeyError(
-                f"the latency table {self.path} has no entry {key!r}: it was built for another "
-                "search grid (image size, widths, classes). Export this grid with "
+                f"the latency table {self.path} has no entry {block['key']!r}: it was built for "
+                "another search grid (image size, widths, classes). Export this grid with "
                 "--export-lite-grid, time it on the device with lut_device.py, and pass the "
                 "new table with --lut.")
-        res = median_over_predictors(_measurable(_layer_of(block)), block["input_size"],
-                                     self.target, self.threads, self.warmup, self.repeats,
-                                     self.rounds)
-        self.entries[key] = res["median_ms"]
-        self.round_medians[key] = res["round_medians_ms"]
-        self._stamp(res)
-        return self.entries[key]
-
-    def _stamp(self, res: Dict[str, Any]) -> None:
-        self.meta = {"backend": res["backend"], "device": self.target, "threads": self.threads,
-                     "warmup": self.warmup, "repeats": self.repeats, "rounds": self.rounds,
-                     "machine": res["machine"], "updated_utc": utc_now()}
-
-    def latency(self, specs: Sequence[BlockSpec]) -> float:
-        """Predicted latency (ms) of a network: the sum of its blocks' entries."""
-        return float(sum(self.measure(spec) for spec in specs))
-
-    def missing(self, specs: Iterable[BlockSpec]) -> List[str]:
-        return [s["key"] for s in unique_specs(specs) if s["key"] not in self.entries]
+        return super().measure(block)
 
     def fill(self, specs: Iterable[BlockSpec],
              progress: Optional[Callable[[int, int, str], None]] = None) -> int:
-        """Measure every missing entry of ``specs``; returns how many.
-
-        Round-robin: round r builds one fresh predictor per missing block before round r + 1
-        starts, so an entry's ``rounds`` predictors are built at different times. On a shared
-        VM the machine has slow phases seconds long (every block measured in one was ~1.7x
-        slow, every round); measured back to back, all rounds of a few entries fall in one, while
-        interleaved they touch one round of many entries and the median drops it. A table from
-        another device (``file``) names the missing keys instead."""
-        todo = [s for s in unique_specs(specs) if s["key"] not in self.entries]
-        if not todo:
-            return 0
-        if self.target == "file":
+        """Measure every missing entry of ``specs`` (round-robin, see
+        :meth:`LatencyTable.fill`); a table from another device (``file``) names the missing
+        keys instead."""
+        todo = self.missing(specs)
+        if todo and self.target == "file":
             raise KeyError(
                 f"the latency table {self.path} lacks {len(todo)} entries of this search grid, "
-                f"e.g. {[s['key'] for s in todo[:3]]}: it was built for another grid (image "
+                f"e.g. {todo[:3]}: it was built for another grid (image "
                 "size, widths, classes). Export this grid with --export-lite-grid, time it on "
                 "the device with lut_device.py, and pass the new table with --lut.")
-        runs = interleaved_runs({s["key"]: (_measurable(_layer_of(s)), s["input_size"])
-                                 for s in todo}, self.rounds, progress, device=self.target,
-                                threads=self.threads, warmup=self.warmup, repeats=self.repeats)
-        for key, key_runs in runs.items():
-            self.round_medians[key] = round_medians(key_runs)
-            self.entries[key] = float(np.median(self.round_medians[key]))
-        res = key_runs[-1]
-        self._stamp(res)
-        if self.path:
-            self.save()
-        return len(todo)
+        return super().fill(specs, progress)
 
     def save(self, path: Optional[str] = None) -> None:
         """Write the table; a table from another device (``file``) is never rewritten."""
         if self.target != "file" or path:
-            atomic_write_json(path or self.path, {
-                "schema": "ppnets.lut/1", "meta": self.meta, "entries": self.entries,
-                "round_medians_ms": self.round_medians}, strict=True)
+            super().save(path)
 
     def describe(self) -> Dict[str, Any]:
         return {"path": os.path.abspath(self.path) if self.path else None,
@@ -277,7 +172,7 @@ def export_lite_grid(specs: Iterable[BlockSpec], out_dir: str, target: str = "ar
     entries, failed = [], []
     for i, spec in enumerate(specs):
         folder = os.path.join(out_dir, "blocks", f"{i:04d}")
-        report = export_formats(_measurable(spec["build"]()), formats=("lite",), out_dir=folder,
+        report = export_formats(_measurable(_layer_of(spec)), formats=("lite",), out_dir=folder,
                                 input_size=spec["input_size"], lite_targets=(target,),
                                 lite_python=python)
         art = report["artifacts"].get(f"lite_{target}", {})

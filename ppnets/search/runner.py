@@ -31,7 +31,7 @@ from ppnets.factory import create_model
 from ppnets.utils import atomic_write
 
 from .data import SearchData, build_search_data
-from .lut import LatencyLUT, export_lite_grid, interleaved_runs, prediction_error, round_medians
+from .lut import LatencyLUT, export_lite_grid, interleaved_runs, latency_summary, prediction_error
 
 __all__ = ["build_parser", "SearchRun", "pick_baseline", "format_table"]
 
@@ -146,11 +146,8 @@ class SearchRun:
             if not key_runs:
                 row.update(measured_ms=None, measurement=None)
                 continue
-            medians = round_medians(key_runs)
-            row.update(measured_ms=float(np.median(medians)), measurement={
-                "median_ms": float(np.median(medians)), "round_medians_ms": medians,
-                "iqr_ms": [r["latency_ms"].get("iqr") for r in key_runs],
-                "load_avg": key_runs[-1]["machine"]["load_avg"]})
+            measurement = latency_summary(key_runs)
+            row.update(measured_ms=measurement["median_ms"], measurement=measurement)
 
     def targets(self, start_ms: float) -> List[float]:
         if self.args.latency_targets_ms:
