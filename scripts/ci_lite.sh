@@ -2,7 +2,8 @@
 # CI job for Paddle Lite, in three steps:
 #   1. build the Lite chroot from scratch (scripts/prepare_paddlelite_env.sh: Debian bullseye,
 #      Python 3.9, paddlelite 2.13rc0);
-#   2. run tests/deploy/test_paddlelite.py and tests/deploy/test_deploy_export.py with Paddle Lite available
+#   2. run the Lite tests (tests/deploy/test_paddlelite.py, test_deploy_export.py, test_lut_lite.py and
+#      tests/search/test_lut_lite.py) with Paddle Lite available
 #      (the .nb conversion, the x86 .nb parity and the Lite runner tests skip without it);
 #   3. the zoo-wide op-compatibility check + x86 .nb parity (ppnets.deploy.zoo_check).
 # INT8 (PaddleSlim PTQ/QAT, tests/deploy/test_quant.py) is not part of this job: PaddleSlim is a core
@@ -46,7 +47,7 @@ export PPNETS_PADDLELITE_PYTHON="$ROOT/paddlelite-python"
 
 # 2. Tests that need Paddle Lite (they skip without PPNETS_PADDLELITE_PYTHON).
 "$VENV/bin/python" -m pytest -q tests/deploy/test_paddlelite.py tests/deploy/test_deploy_export.py \
-    tests/search/test_lut_lite.py
+    tests/search/test_lut_lite.py tests/deploy/test_lut_lite.py
 
 # 3. The whole zoo at model_info test_input_size, 2 workers (see docs/deploy.md).
 start=$(date +%s)

@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -33,12 +34,20 @@ import paddle
 import paddle.nn as nn
 
 import ppnets
+import ppnets.utils.machine as machine_module
 from ppnets.bench import benchmark_model
 from ppnets.registry import resolve_model_names
 from ppnets.utils import atomic_write_json, utc_now
 
+from . import lite_runner, lut_device
+from .formats import export as export_formats
+from .lite import CHILD as LITE_CHILD
+from .lite import TIMING as LITE_TIMING
+
 __all__ = ["blocks_of", "unique_blocks", "interleaved_runs", "round_medians", "latency_summary",
-           "median_over_predictors", "LatencyTable", "validate"]
+           "median_over_predictors", "DEVICES", "LatencyTable", "prediction_error", "MODEL_KEY",
+           "zoo_grid", "grid_entries", "validate", "TokensInput", "DEVICE_FILES",
+           "export_lite_grid"]
 
 _CONTAINERS = (nn.Sequential, nn.LayerList)
 
@@ -172,17 +181,32 @@ def median_over_predictors(layer: Union[str, nn.Layer], input_size: Sequence[int
 # The table
 
 
-class LatencyTable:
-    """key -> latency (ms) of one block on one Paddle Inference device and setting; JSON file
-    (``ppnets.lut/1``: ``meta``, ``entries`` and each entry's ``round_medians_ms``).
+DEVICES = ("cpu", "gpu", "file")
+_HOW_TO_MEASURE = ("Export this grid with --export-lite-grid, time it on the device with "
+                   "lut_device.py, and pass the new table with --lut (docs/deploy.md, "
+                   "docs/search.md).")
 
-    An entry is the median over ``rounds`` fresh predictors of each one's median
-    (:func:`interleaved_runs`). :meth:`fill` measures every missing entry of a set of blocks
-    round-robin; :meth:`measure` measures one missing entry on its own (its rounds back to
-    back)."""
+
+class LatencyTable:
+    """key -> latency (ms) of one block on one device and setting; JSON file (``ppnets.lut/1``:
+    ``meta``, ``entries`` and each entry's ``round_medians_ms``).
+
+    On ``cpu``/``gpu`` (Paddle Inference) an entry is the median over ``rounds`` fresh
+    predictors of each one's median (:func:`interleaved_runs`): :meth:`fill` measures every
+    missing entry of a set of blocks round-robin, :meth:`measure` one missing entry on its own
+    (its rounds back to back). ``file`` is a table measured elsewhere -- an ARM phone or board
+    through Paddle Lite, :mod:`ppnets.deploy.lut_device` -- and is only read: a missing entry is
+    an error that names it and says how to measure it."""
 
     def __init__(self, path: Optional[str] = None, threads: int = 1, warmup: int = 5,
                  repeats: int = 20, rounds: int = 5, device: str = "cpu"):
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        if device == "file" and not (path and os.path.isfile(path)):
+            raise FileNotFoundError(
+                f"latency table {path!r} not found. A 'file' table is one measured on the "
+                "device: export the grid with --export-lite-grid, run lut_device.py there, "
+                "bring its JSON back and pass it with --lut.")
         self.path, self.threads, self.warmup, self.repeats = path, threads, warmup, repeats
         self.rounds, self.device = int(rounds), device
         self.entries: Dict[str, float] = {}
@@ -208,6 +232,10 @@ class LatencyTable:
         """The entry of ``block`` (:func:`blocks_of`'s dict, or a search block spec); measured
         now when missing."""
         key = block["key"]
+        if key not in self.entries and self.device == "file":
+            raise KeyError(f"the latency table {self.path} has no entry {key!r}: it was built "
+                           "for another grid (other models, image size, widths or classes). "
+                           + _HOW_TO_MEASURE)
         if key not in self.entries:
             res = median_over_predictors(_measurable(_layer_of(block)), block["input_size"],
                                          rounds=self.rounds, **self._bench())
@@ -232,6 +260,11 @@ class LatencyTable:
         todo = [b for b in unique_blocks(blocks) if b["key"] not in self.entries]
         if not todo:
             return 0
+        if self.device == "file":
+            raise KeyError(
+                f"the latency table {self.path} lacks {len(todo)} entries of this grid, e.g. "
+                f"{[b['key'] for b in todo[:3]]}: it was built for another grid (other models, "
+                "image size, widths or classes). " + _HOW_TO_MEASURE)
         runs = interleaved_runs({b["key"]: (_measurable(_layer_of(b)), b["input_size"])
                                  for b in todo}, self.rounds, progress, **self._bench())
         for key, key_runs in runs.items():
@@ -254,9 +287,11 @@ class LatencyTable:
                 "per_block_ms": per}
 
     def save(self, path: Optional[str] = None) -> None:
-        atomic_write_json(path or self.path, {
-            "schema": "ppnets.lut/1", "meta": self.meta, "entries": self.entries,
-            "round_medians_ms": self.round_medians}, strict=True)
+        """Write the table; a table from another device (``file``) is never rewritten."""
+        if self.device != "file" or path:
+            atomic_write_json(path or self.path, {
+                "schema": "ppnets.lut/1", "meta": self.meta, "entries": self.entries,
+                "round_medians_ms": self.round_medians}, strict=True)
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
@@ -266,6 +301,22 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def prediction_error(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Relative error of predicted vs measured latency over ``rows`` (each with
+    ``predicted_ms`` and ``measured_ms``): per row, median and largest |error|, Spearman rank
+    correlation."""
+    pairs = [(r["predicted_ms"], r["measured_ms"]) for r in rows
+             if r.get("measured_ms") and r.get("predicted_ms") is not None]
+    rel = [(p - m) / m for p, m in pairs]
+    return {"n": len(pairs), "rel_errors": rel,
+            "median_abs_rel_error": float(np.median(np.abs(rel))) if rel else None,
+            "max_abs_rel_error": float(np.max(np.abs(rel))) if rel else None,
+            "spearman": _spearman([m for _, m in pairs], [p for p, _ in pairs])}
+
+
+MODEL_KEY = "model:{}"   # a whole model's entry, beside its blocks' entries in the same table
+
+
 def _deploy_model(name: str) -> nn.Layer:
     model = ppnets.create_model(name)
     model.eval()
@@ -273,64 +324,175 @@ def _deploy_model(name: str) -> nn.Layer:
     return model
 
 
+def zoo_grid(names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """name -> {"blocks": its blocks (:func:`blocks_of`), "model": the whole deploy-form model as
+    one more entry, keyed ``model:<name>``}, at the model's default input size."""
+    grid = {}
+    for name in names:
+        model, size = _deploy_model(name), tuple(ppnets.model_info(name)["input_size"])
+        grid[name] = {"blocks": blocks_of(model, size),
+                      "model": {"key": MODEL_KEY.format(name), "layer": model,
+                                "input_size": size}}
+    return grid
+
+
+def grid_entries(grid: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Every entry of a :func:`zoo_grid`: the blocks of all models, then the models."""
+    return ([b for g in grid.values() for b in g["blocks"]]
+            + [g["model"] for g in grid.values()])
+
+
 def validate(names: Sequence[str], table: LatencyTable,
              progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
-    """Predicted (sum of the table's entries) against measured end-to-end latency of each model,
-    both with the table's settings: every missing block of every model is measured first
-    (:meth:`LatencyTable.fill`), then the whole models, round-robin over the models as well."""
-    models = {name: (_deploy_model(name), ppnets.model_info(name)["input_size"])
-              for name in names}
-    blocks = {name: blocks_of(model, size) for name, (model, size) in models.items()}
-    table.fill([b for name in names for b in blocks[name]], progress)
-    runs = interleaved_runs(models, table.rounds, progress, **table._bench())
+    """Predicted (sum of the blocks' entries) against measured (the whole model's entry) latency
+    of each model, both in ``table``.
+
+    On a Paddle Inference device the missing entries -- blocks and whole models alike -- are
+    measured first, round-robin over all of them (:meth:`LatencyTable.fill`); a table from a
+    device (``file``) must already hold them all."""
+    grid = zoo_grid(names)
+    table.fill(grid_entries(grid), progress)
     rows = []
-    for name in names:
-        measured = latency_summary(runs[name])
-        m = measured["median_ms"]
-        predicted = table.latency(blocks[name])
-        rows.append({"model": name, "measured_ms": m, "predicted_ms": predicted,
-                     "rel_error": (predicted - m) / m, "blocks": len(blocks[name]),
-                     "measurement": measured})
-    errs = [abs(r["rel_error"]) for r in rows]
-    return {"rows": rows, "median_abs_rel_error": float(np.median(errs)) if errs else None,
-            "max_abs_rel_error": float(np.max(errs)) if errs else None,
-            "spearman": _spearman([r["measured_ms"] for r in rows],
-                                  [r["predicted_ms"] for r in rows]),
+    for name, g in grid.items():
+        key = g["model"]["key"]
+        measured, predicted = table.entries[key], table.latency(g["blocks"])
+        rows.append({"model": name, "measured_ms": measured, "predicted_ms": predicted,
+                     "rel_error": (predicted - measured) / measured, "blocks": len(g["blocks"]),
+                     "round_medians_ms": table.round_medians.get(key)})
+    error = prediction_error(rows)
+    return {"rows": rows, "median_abs_rel_error": error["median_abs_rel_error"],
+            "max_abs_rel_error": error["max_abs_rel_error"], "spearman": error["spearman"],
             "device": table.device, "threads": table.threads, "warmup": table.warmup,
             "repeats": table.repeats, "rounds": table.rounds}
 
 
+# --------------------------------------------------------------------------------------------
+# A table built on the device itself (Paddle Lite)
+
+
+class TokensInput(nn.Layer):
+    """A block whose input has fewer than 3 axes per sample (a token sequence (T, C), a feature
+    vector (C,)) measured on a 4D input: ``extra_axes`` trailing axes of size 1 are squeezed off
+    before the block runs. Paddle Lite's exporter takes 4D inputs only; the squeeze costs about
+    nothing and is part of the entry."""
+
+    def __init__(self, block: nn.Layer, extra_axes: int = 1):
+        super().__init__()
+        self.block, self.axes = block, list(range(-extra_axes, 0))
+
+    def forward(self, x):
+        return self.block(paddle.squeeze(x, axis=self.axes))
+
+
+def _four_d(layer: nn.Layer, input_size: Sequence[int]) -> Tuple[nn.Layer, Tuple[int, ...]]:
+    extra = 3 - len(input_size)
+    if extra <= 0:
+        return layer, tuple(input_size)
+    return TokensInput(layer, extra), (*input_size, *([1] * extra))
+
+
+# Files the device needs beside the .nb files (no paddle, no ppnets there).
+DEVICE_FILES = {"lut_device.py": lut_device.__file__, "lite_runner.py": lite_runner.__file__,
+                "_lite_child.py": LITE_CHILD, "timing.py": LITE_TIMING,
+                "machine.py": machine_module.__file__}
+
+
+def export_lite_grid(blocks: Iterable[Dict[str, Any]], out_dir: str, target: str = "arm",
+                     python: Optional[str] = None,
+                     progress: Optional[Callable[[int, int, str], None]] = None
+                     ) -> Dict[str, Any]:
+    """Write every block (:func:`blocks_of`'s dicts, :func:`zoo_grid` entries or search block
+    specs) as a Paddle Lite ``.nb`` for ``target`` into ``out_dir`` with ``manifest.json`` and
+    the device-side runner (:mod:`ppnets.deploy.lut_device`); returns the manifest.
+
+    Needs a Python with paddlelite (``PPNETS_PADDLELITE_PYTHON``, see ``ppnets.deploy.lite``).
+    A block that fails to convert is listed under ``failed`` (the device table will then miss
+    that key, and whatever needs it cannot be priced)."""
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    blocks = unique_blocks(blocks)
+    entries, failed = [], []
+    for i, block in enumerate(blocks):
+        folder = os.path.join(out_dir, "blocks", f"{i:04d}")
+        layer, input_size = _four_d(_measurable(_layer_of(block)), block["input_size"])
+        report = export_formats(layer, formats=("lite",), out_dir=folder, input_size=input_size,
+                                lite_targets=(target,), lite_python=python)
+        art = report["artifacts"].get(f"lite_{target}", {})
+        if art.get("file"):
+            entries.append({"key": block["key"], "input_size": list(input_size),
+                            "nb": os.path.relpath(art["file"], out_dir)})
+        else:
+            failed.append({"key": block["key"], "error": art.get("error") or art.get("reason")})
+        if progress is not None:
+            progress(i + 1, len(blocks), block["key"])
+    manifest = {"schema": lut_device.GRID_SCHEMA, "target": target, "created_utc": utc_now(),
+                "paddle_version": paddle.__version__, "entries": entries, "failed": failed}
+    atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
+    for name, src in DEVICE_FILES.items():
+        shutil.copy(src, os.path.join(out_dir, name))
+    return manifest
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ppnets.deploy.lut",
-                                description="Latency lookup table of zoo models' blocks and its "
-                                            "prediction error against whole-model latency.")
+    p = argparse.ArgumentParser(
+        prog="python -m ppnets.deploy.lut",
+        description="Latency lookup table of zoo models' blocks and its prediction error against "
+                    "whole-model latency, on Paddle Inference (--table) or on a device through "
+                    "Paddle Lite (--export-lite-grid, then --lut).")
     p.add_argument("--models", nargs="+", required=True)
-    p.add_argument("--table", required=True, help="LUT file (read if present, extended)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--table", help="Paddle Inference table (read if present, extended)")
+    where.add_argument("--lut", metavar="FILE",
+                       help="a table measured on a device by lut_device.py (read only)")
+    where.add_argument("--export-lite-grid", metavar="DIR",
+                       help="write every block and every whole model as a Paddle Lite .nb "
+                            "with the device-side timer into DIR, then stop")
+    p.add_argument("--lite-target", default="arm", help="Paddle Lite target of the grid")
     p.add_argument("--json", default=None, help="validation report")
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--rounds", type=int, default=5,
-                   help="fresh predictors per entry and per model (the median is taken)")
+                   help="fresh predictors per entry (the median is taken)")
     args = p.parse_args(argv)
+    names = resolve_model_names(args.models)
+    progress = (lambda i, n, key: print(f"  [{i}/{n}] {key}", flush=True)
+                if i % 25 == 0 or i == n else None)
 
-    table = LatencyTable(args.table, args.threads, args.warmup, args.repeats, args.rounds,
-                         args.device)
+    if args.export_lite_grid:
+        manifest = export_lite_grid(grid_entries(zoo_grid(names)), args.export_lite_grid,
+                                    target=args.lite_target, progress=progress)
+        print(f"{len(manifest['entries'])} entries in {args.export_lite_grid} "
+              f"({len(manifest['failed'])} failed to convert). Copy the folder to the device "
+              "and run there:\n  python3 lut_device.py --grid . --out lut_arm.json\nthen "
+              "bring lut_arm.json back: python -m ppnets.deploy.lut --models ... --lut "
+              "lut_arm.json (docs/deploy.md).")
+        for f in manifest["failed"]:
+            print(f"  failed: {f['key']}: {f['error']}", file=sys.stderr)
+        return 0 if not manifest["failed"] else 1
+
+    if args.lut:
+        table = LatencyTable(args.lut, device="file")
+    else:
+        table = LatencyTable(args.table, args.threads, args.warmup, args.repeats, args.rounds,
+                             args.device)
     load_start = list(os.getloadavg())
-    report = validate(resolve_model_names(args.models), table, progress=lambda i, n, key: print(
-        f"  [{i}/{n}] {key}", flush=True) if i % 25 == 0 or i == n else None)
+    report = validate(names, table, progress)
     # 1/5/15-min load averages: timings on a shared machine mean little without them.
     report["load_avg_start"], report["load_avg_end"] = load_start, list(os.getloadavg())
     report["command"] = "python -m ppnets.deploy.lut " + " ".join(
         sys.argv[1:] if argv is None else argv)
-    report["table"] = {"path": args.table, "entries": len(table.entries), "meta": table.meta}
+    report["table"] = {"path": table.path, "entries": len(table.entries), "meta": table.meta}
     print("| model | measured (ms) | LUT sum (ms) | rel. error |\n|---|---:|---:|---:|")
     for r in report["rows"]:
         print(f"| {r['model']} | {r['measured_ms']:.2f} | {r['predicted_ms']:.2f} | "
               f"{100 * r['rel_error']:+.1f}% |")
-    print(f"median |rel. error| {report['median_abs_rel_error']}, Spearman {report['spearman']}")
-    print(f"load average (1/5/15 min) at start {load_start}, at end {report['load_avg_end']}")
+    print(f"median |rel. error| {report['median_abs_rel_error']}, largest "
+          f"{report['max_abs_rel_error']}, Spearman {report['spearman']}")
+    if not args.lut:
+        print(f"load average (1/5/15 min) at start {load_start}, at end "
+              f"{report['load_avg_end']}")
     if args.json:
         atomic_write_json(args.json, report, strict=True)
     return 0

@@ -48,70 +48,70 @@ def test_table_measures_each_key_once_and_round_trips(tmp_path):
 
 class _ScriptedHarness:
     """Stands in for ppnets.bench.benchmark_model: each call returns the next latency scripted
-    for that layer (a block by its input size and parameter count, a model by its tag)."""
+    for that layer, told apart by its input size and parameter count."""
 
     def __init__(self, script):
         self.script, self.calls = script, []
 
     def __call__(self, layer, input_size, **bench):
-        key = getattr(layer, "_script_key", None) or _shape_key(layer, input_size)
+        key = _shape_key(layer, input_size)
         self.calls.append(key)
         return {"latency_ms": {"median": self.script[key][self.calls.count(key) - 1],
                                "iqr": 0.01},
-                "backend": "scripted", "machine": {"load_avg": [0.5, 0.5, 0.5]},
-                "bench": bench}
+                "backend": "scripted", "machine": {"load_avg": [0.5, 0.5, 0.5]}}
 
 
 def _shape_key(layer, input_size):
     return tuple(input_size), sum(int(p.size) for p in layer.parameters())
 
 
-def test_validate_fills_every_block_first_then_times_the_models_round_robin(
+def test_validate_measures_blocks_and_models_round_robin_and_compares_them(
         tmp_path, monkeypatch):
     names = ["resnet20_cifar", "repvgg_a0"]
-    blocks = {n: blocks_of(lut_module._deploy_model(n), ppnets.model_info(n)["input_size"])
-              for n in names}
-    by_shape = {}
-    for n in names:
-        for b in blocks[n]:
-            by_shape.setdefault(_shape_key(lut_module._measurable(b["layer"]), b["input_size"]),
-                                set()).add(b["key"])
-    assert all(len(keys) == 1 for keys in by_shape.values())  # the script can tell them apart
+    grid = lut_module.zoo_grid(names)
+    entries = lut_module.unique_blocks(lut_module.grid_entries(grid))
+    shapes = [_shape_key(lut_module._measurable(e["layer"]), e["input_size"]) for e in entries]
+    assert len(set(shapes)) == len(entries)    # the script can tell every entry apart
+    models = {_shape_key(lut_module._measurable(g["model"]["layer"]), g["model"]["input_size"])
+              for g in grid.values()}
     # every block: 1.0 ms twice and one slow predictor; every model: 10, 30 (slow), 11 ms
-    script = {k: [1.0, 4.0, 1.0] for k in by_shape}
-    script.update({n: [10.0, 30.0, 11.0] for n in names})
+    script = {k: [10.0, 30.0, 11.0] if k in models else [1.0, 4.0, 1.0] for k in shapes}
     harness = _ScriptedHarness(script)
-
-    real_deploy_model = lut_module._deploy_model
-
-    def tagged_model(name):
-        model = real_deploy_model(name)
-        model._script_key = name
-        return model
-
     monkeypatch.setattr(lut_module, "benchmark_model", harness)
-    monkeypatch.setattr(lut_module, "_deploy_model", tagged_model)
     table = LatencyTable(str(tmp_path / "lut.json"), rounds=3, warmup=2, repeats=4)
     report = validate(names, table)
 
-    n_keys = len(by_shape)
-    assert len(harness.calls) == 3 * n_keys + 3 * len(names)
-    block_calls, model_calls = harness.calls[:3 * n_keys], harness.calls[3 * n_keys:]
-    assert block_calls == block_calls[:n_keys] * 3          # round-robin over the whole grid
-    assert model_calls == names * 3                          # then over the models
-    assert set(table.entries.values()) == {1.0}              # the slow predictor is dropped
+    assert harness.calls == shapes * 3     # round r times every entry before round r + 1
+    assert entries[-2:] == [grid[n]["model"] for n in names]     # the models come last
     for n, row in zip(names, report["rows"]):
-        assert row["model"] == n and row["blocks"] == len(blocks[n])
-        assert row["predicted_ms"] == float(len(blocks[n]))  # the sum of its entries
-        assert row["measured_ms"] == 11.0 and row["measurement"]["round_medians_ms"] == [
-            10.0, 30.0, 11.0]
-        assert row["rel_error"] == pytest.approx((len(blocks[n]) - 11.0) / 11.0)
-    assert report["median_abs_rel_error"] == pytest.approx(float(np.median(
-        [abs(r["rel_error"]) for r in report["rows"]])))
-    assert report["rounds"] == 3 and report["repeats"] == 4
+        n_blocks = len(grid[n]["blocks"])
+        assert row["model"] == n and row["blocks"] == n_blocks
+        assert row["predicted_ms"] == float(n_blocks)   # the sum of its entries, slow rounds out
+        assert row["measured_ms"] == 11.0 and row["round_medians_ms"] == [10.0, 30.0, 11.0]
+        assert row["rel_error"] == pytest.approx((n_blocks - 11.0) / 11.0)
+    errors = [abs(r["rel_error"]) for r in report["rows"]]
+    assert report["median_abs_rel_error"] == pytest.approx(float(np.median(errors)))
+    assert report["max_abs_rel_error"] == pytest.approx(max(errors))
+    assert report["rounds"] == 3 and report["repeats"] == 4 and report["device"] == "cpu"
     saved = json.loads((tmp_path / "lut.json").read_text())   # fill() saved it
     assert saved["entries"] == table.entries and saved["meta"]["rounds"] == 3
-    assert saved["round_medians_ms"] == {k: [1.0, 4.0, 1.0] for k in table.entries}
+    assert saved["entries"]["model:repvgg_a0"] == 11.0
+
+    # the same table read as a device's table: nothing measured, the same report
+    device = LatencyTable(str(tmp_path / "lut.json"), device="file")
+    again = validate(names, device)
+    assert len(harness.calls) == 3 * len(shapes)
+    assert [r["predicted_ms"] for r in again["rows"]] == [r["predicted_ms"]
+                                                          for r in report["rows"]]
+    device.save()
+    assert json.loads((tmp_path / "lut.json").read_text()) == saved   # a device table stays
+    short = dict(saved, entries={k: v for k, v in saved["entries"].items()
+                                 if k != "model:resnet20_cifar"})
+    (tmp_path / "short.json").write_text(json.dumps(short))
+    with pytest.raises(KeyError, match=r"lacks 1 entries.*model:resnet20_cifar.*lut_device\.py"):
+        validate(names, LatencyTable(str(tmp_path / "short.json"), device="file"))
+    with pytest.raises(FileNotFoundError, match="--lut"):
+        LatencyTable(str(tmp_path / "absent.json"), device="file")
 
 
 def test_the_cli_writes_the_report_and_the_table(tmp_path, monkeypatch, capsys):
@@ -128,6 +128,8 @@ def test_the_cli_writes_the_report_and_the_table(tmp_path, monkeypatch, capsys):
                             str(report), "--rounds", "2", "--repeats", "3"]) == 0
     out = json.loads(report.read_text())
     assert out["rows"][0]["model"] == "resnet20_cifar" and out["rounds"] == 2
+    assert out["rows"][0]["measured_ms"] == 2.0 and out["rows"][0]["round_medians_ms"] == [2.0,
+                                                                                          2.0]
     assert out["command"].startswith("python -m ppnets.deploy.lut --models resnet20_cifar")
     assert out["table"]["entries"] == len(json.loads(table.read_text())["entries"])
     assert all(c["repeats"] == 3 and c["device"] == "cpu" for c in calls)

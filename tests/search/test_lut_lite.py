@@ -27,7 +27,8 @@ needs_lite = pytest.mark.skipif(
 def _device_run(python, grid, out, *extra):
     # cwd is the grid, as on the phone; the runner finds lite_runner.py beside itself
     return subprocess.run([python, os.path.join(grid, "lut_device.py"), "--grid", grid,
-                           "--out", out, "--warmup", "1", "--repeats", "3", *extra],
+                           "--out", out, "--warmup", "1", "--repeats", "3", "--rounds", "2",
+                           *extra],
                           cwd=grid, capture_output=True, text=True, timeout=600)
 
 
@@ -59,17 +60,30 @@ def test_a_lite_grid_is_timed_on_the_device_and_prices_the_network():
         assert all(ms > 0 for ms in table["entries"].values())
         assert table["meta"]["backend"] == "paddle_lite"
         assert table["meta"]["grid_target"] == "x86" and table["meta"]["repeats"] == 3
+        assert table["meta"]["rounds"] == 2
+        rounds = table["round_medians_ms"]
+        assert all(len(rounds[k]) == 2 and table["entries"][k] == (rounds[k][0] + rounds[k][1]) / 2
+                   for k in keys)   # the median of two rounds
+        # round-robin: every block's first round is timed before any block's second
+        order = [line.split("] ", 2)[-1].rsplit(": ", 1)[0] for line in proc.stdout.splitlines()
+                 if line.startswith("[round")]
+        assert order == keys * 2
 
-        # an interrupted run resumes: only the missing entry is timed again
+        # an interrupted run resumes: only what is missing is timed again (here the second
+        # round of one block)
         dropped = keys[2]
         kept = {k: v for k, v in table["entries"].items() if k != dropped}
         with open(out, "w", encoding="utf-8") as f:
-            json.dump(dict(table, entries=kept), f)
+            json.dump(dict(table, entries=kept,
+                           round_medians_ms=dict(rounds, **{dropped: rounds[dropped][:1]})), f)
         proc = _device_run(python, grid, out)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert proc.stdout.count(" ms") == 1 and dropped in proc.stdout
-        resumed = json.loads(open(out, encoding="utf-8").read())["entries"]
-        assert {k: resumed[k] for k in kept} == kept and resumed[dropped] > 0
+        assert proc.stdout.count(" ms") == 1 and f"[round 2/2] [1/1] {dropped}:" in proc.stdout
+        saved = json.loads(open(out, encoding="utf-8").read())
+        resumed = saved["entries"]
+        assert {k: resumed[k] for k in kept} == kept
+        assert saved["round_medians_ms"][dropped][0] == rounds[dropped][0]
+        assert resumed[dropped] == sum(saved["round_medians_ms"][dropped]) / 2
 
         # the host search reads the device's table (read only) and prices the net by its sum
         lut = LatencyLUT(out, target="file")
