@@ -2,7 +2,9 @@
 on a backend, a model's latency predicted as the sum over its blocks.
 
     python -m ppnets.deploy.lut --models fasternet_t0 mobilenetv2_100 shufflenet_v2_x1_0 \
-        --table results/deploy/lut_cpu.json --json results/deploy/lut_validation.json
+        --table results/deploy/lut_paddle_inference_cpu.json \
+        --json results/deploy/lut_validation.json
+    # on a phone: --export-lite-grid DIR, lut_device.py there, then --lut lut_arm.json
 
 A *block* is a sublayer that sits directly in a container (``nn.Sequential``/``nn.LayerList``)
 or directly in the model, and is not itself a container: stems, every stage block, downsampling
@@ -12,9 +14,14 @@ width or resolution is another entry). Each entry is timed by ``ppnets.bench``
 (``benchmark_model`` on the block alone: export, Paddle Inference predictor, the harness's
 timing loop, median) in ``rounds`` fresh predictors, round-robin over the missing blocks, and is
 the median of those medians (:func:`interleaved_runs`: one predictor can run a block steadily
-up to 2x slower than the next). Validation measures the whole deploy-form models the same way
-and reports per-model relative error, the median and largest relative error and the Spearman
-rank correlation.
+up to 2x slower than the next). The whole deploy-form model is one more entry
+(``model:<name>``), measured the same way in the same rounds; validation reports per-model
+relative error, the median and largest relative error and the Spearman rank correlation.
+
+On a device: :func:`export_lite_grid` writes every entry as a Paddle Lite ``.nb`` with
+``manifest.json`` and the device-side timer (:mod:`ppnets.deploy.lut_device`, which needs
+neither paddle nor ppnets); its table comes back as a read-only ``file`` table. The
+EfficientFormer searches (:mod:`ppnets.search.lut`) use the same table, measurement and grid.
 
 The sum ignores what a whole-model program gains (cross-block fusion, one call instead of many)
 and pays each block's call overhead once; both are what the validation measures.
@@ -324,15 +331,19 @@ def _deploy_model(name: str) -> nn.Layer:
     return model
 
 
-def zoo_grid(names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+def zoo_grid(names: Sequence[str], input_size: Optional[Sequence[int]] = None
+             ) -> Dict[str, Dict[str, Any]]:
     """name -> {"blocks": its blocks (:func:`blocks_of`), "model": the whole deploy-form model as
-    one more entry, keyed ``model:<name>``}, at the model's default input size."""
+    one more entry}, at ``input_size`` (default: each model's own). The model's key is
+    ``model:<name>``, with ``@CxHxW`` appended at a size other than its own."""
     grid = {}
     for name in names:
-        model, size = _deploy_model(name), tuple(ppnets.model_info(name)["input_size"])
+        own = tuple(ppnets.model_info(name)["input_size"])
+        size = tuple(input_size) if input_size else own
+        key = MODEL_KEY.format(name) + ("" if size == own else "@" + "x".join(map(str, size)))
+        model = _deploy_model(name)
         grid[name] = {"blocks": blocks_of(model, size),
-                      "model": {"key": MODEL_KEY.format(name), "layer": model,
-                                "input_size": size}}
+                      "model": {"key": key, "layer": model, "input_size": size}}
     return grid
 
 
@@ -343,14 +354,15 @@ def grid_entries(grid: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def validate(names: Sequence[str], table: LatencyTable,
-             progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, Any]:
+             progress: Optional[Callable[[int, int, str], None]] = None,
+             input_size: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Predicted (sum of the blocks' entries) against measured (the whole model's entry) latency
-    of each model, both in ``table``.
+    of each model, both in ``table``, at ``input_size`` (default: each model's own).
 
     On a Paddle Inference device the missing entries -- blocks and whole models alike -- are
     measured first, round-robin over all of them (:meth:`LatencyTable.fill`); a table from a
     device (``file``) must already hold them all."""
-    grid = zoo_grid(names)
+    grid = zoo_grid(names, input_size)
     table.fill(grid_entries(grid), progress)
     rows = []
     for name, g in grid.items():
@@ -358,6 +370,7 @@ def validate(names: Sequence[str], table: LatencyTable,
         measured, predicted = table.entries[key], table.latency(g["blocks"])
         rows.append({"model": name, "measured_ms": measured, "predicted_ms": predicted,
                      "rel_error": (predicted - measured) / measured, "blocks": len(g["blocks"]),
+                     "input_size": list(g["model"]["input_size"]),
                      "round_medians_ms": table.round_medians.get(key)})
     error = prediction_error(rows)
     return {"rows": rows, "median_abs_rel_error": error["median_abs_rel_error"],
@@ -447,6 +460,8 @@ def main(argv=None) -> int:
     where.add_argument("--export-lite-grid", metavar="DIR",
                        help="write every block and every whole model as a Paddle Lite .nb "
                             "with the device-side timer into DIR, then stop")
+    p.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+                   help="one input size for every model (default: each model's own)")
     p.add_argument("--lite-target", default="arm", help="Paddle Lite target of the grid")
     p.add_argument("--json", default=None, help="validation report")
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
@@ -461,7 +476,8 @@ def main(argv=None) -> int:
                 if i % 25 == 0 or i == n else None)
 
     if args.export_lite_grid:
-        manifest = export_lite_grid(grid_entries(zoo_grid(names)), args.export_lite_grid,
+        manifest = export_lite_grid(grid_entries(zoo_grid(names, args.input_size)),
+                                    args.export_lite_grid,
                                     target=args.lite_target, progress=progress)
         print(f"{len(manifest['entries'])} entries in {args.export_lite_grid} "
               f"({len(manifest['failed'])} failed to convert). Copy the folder to the device "
@@ -478,7 +494,7 @@ def main(argv=None) -> int:
         table = LatencyTable(args.table, args.threads, args.warmup, args.repeats, args.rounds,
                              args.device)
     load_start = list(os.getloadavg())
-    report = validate(names, table, progress)
+    report = validate(names, table, progress, args.input_size)
     # 1/5/15-min load averages: timings on a shared machine mean little without them.
     report["load_avg_start"], report["load_avg_end"] = load_start, list(os.getloadavg())
     report["command"] = "python -m ppnets.deploy.lut " + " ".join(

@@ -11,7 +11,8 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import stat
+import uuid
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "file_digest", "file_md5",
@@ -31,17 +32,33 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _new_temporary(folder: str, name: str) -> str:
+    """A new empty file beside the target, created with mode 0o666 so that the process umask
+    applies, as to any file the user creates (``tempfile.mkstemp`` would make every result 0600,
+    unreadable to the user's group, a notebook server or a container running as another user)."""
+    while True:
+        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+
+
 def atomic_write(path: str, writer: Callable[[str], None]) -> None:
     """Call ``writer(tmp_path)`` then move ``tmp_path`` onto ``path``; no partial file is ever
-    visible under ``path`` and the temporary is removed on failure."""
+    visible under ``path`` and the temporary is removed on failure. A new file gets the mode the
+    umask gives; a replaced file keeps its mode."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    tmp = _new_temporary(folder, os.path.basename(path))
     try:
         writer(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if os.path.exists(path):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 
@@ -178,6 +179,21 @@ def test_latency_stats_and_atomic_json(tmp_path):
         atomic_write_json(str(path), {"a": float("nan")}, strict=True)
     assert json.loads(path.read_text()) == {"a": 1}
     assert sorted(os.listdir(tmp_path)) == ["out.json"]
+
+
+def test_atomic_write_gives_a_new_file_the_umask_mode_and_keeps_a_replaced_files(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        path = tmp_path / "new.json"
+        atomic_write_json(str(path), {"a": 1})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640    # 0o666 less the umask, not 0o600
+        os.chmod(path, 0o604)
+        atomic_write_json(str(path), {"a": 2})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o604    # the user's mode survives
+        assert json.loads(path.read_text()) == {"a": 2}
+        assert sorted(os.listdir(tmp_path)) == ["new.json"]
+    finally:
+        os.umask(previous)
 
 
 def test_machine_info_is_json():

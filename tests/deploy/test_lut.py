@@ -134,3 +134,13 @@ def test_the_cli_writes_the_report_and_the_table(tmp_path, monkeypatch, capsys):
     assert out["table"]["entries"] == len(json.loads(table.read_text())["entries"])
     assert all(c["repeats"] == 3 and c["device"] == "cpu" for c in calls)
     assert "| resnet20_cifar |" in capsys.readouterr().out
+
+
+def test_a_model_at_another_input_size_is_another_entry():
+    own = lut_module.zoo_grid(["resnet20_cifar"])["resnet20_cifar"]
+    other = lut_module.zoo_grid(["resnet20_cifar"], (3, 64, 64))["resnet20_cifar"]
+    assert own["model"]["key"] == "model:resnet20_cifar"
+    assert own["model"]["input_size"] == (3, 32, 32)
+    assert other["model"]["key"] == "model:resnet20_cifar@3x64x64"
+    assert other["blocks"][0]["input_size"] == (3, 64, 64)
+    assert {b["key"] for b in own["blocks"]}.isdisjoint(b["key"] for b in other["blocks"])
