@@ -226,6 +226,15 @@ class LatencyTable:
             self.round_medians = dict(saved.get("round_medians_ms", {}))
             self.meta = saved.get("meta", {})
 
+    def settings(self) -> Dict[str, Any]:
+        """How the entries were measured: this table's settings, or for a table from another
+        device (``file``) the ones its ``meta`` records."""
+        if self.device == "file":
+            return {"device": self.meta.get("device", "file"),
+                    **{k: self.meta.get(k) for k in ("threads", "warmup", "repeats", "rounds")}}
+        return {"device": self.device, "threads": self.threads, "warmup": self.warmup,
+                "repeats": self.repeats, "rounds": self.rounds}
+
     def _bench(self) -> Dict[str, Any]:
         return {"device": self.device, "threads": self.threads, "warmup": self.warmup,
                 "repeats": self.repeats}
@@ -375,8 +384,7 @@ def validate(names: Sequence[str], table: LatencyTable,
     error = prediction_error(rows)
     return {"rows": rows, "median_abs_rel_error": error["median_abs_rel_error"],
             "max_abs_rel_error": error["max_abs_rel_error"], "spearman": error["spearman"],
-            "device": table.device, "threads": table.threads, "warmup": table.warmup,
-            "repeats": table.repeats, "rounds": table.rounds}
+            **table.settings()}
 
 
 # --------------------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ def test_validate_measures_blocks_and_models_round_robin_and_compares_them(
     assert len(harness.calls) == 3 * len(shapes)
     assert [r["predicted_ms"] for r in again["rows"]] == [r["predicted_ms"]
                                                           for r in report["rows"]]
+    assert (again["rounds"], again["repeats"]) == (3, 4)   # as measured, not this reader's
     device.save()
     assert json.loads((tmp_path / "lut.json").read_text()) == saved   # a device table stays
     short = dict(saved, entries={k: v for k, v in saved["entries"].items()
