@@ -9,6 +9,8 @@ docs/benchmarking.md):
   the IR passes' caches;
 * every repeat is timed on its own with ``time.perf_counter`` and the median and interquartile
   range are reported, never a mean over a loop that hides outliers;
+* ``rounds`` fresh predictors can be built and timed one after the other, and the median round is
+  reported: predictors of one program can run it at different steady speeds;
 * the timed region is ``predictor.run()`` plus ``copy_to_cpu()`` of every output, so an
   asynchronous device (GPU) has finished before the clock stops; the input is staged once;
 * the exported predictor's output is compared with the dygraph model's once, and the difference
@@ -72,7 +74,7 @@ def _check_device(device: str) -> str:
 
 
 def check_settings(input_size=None, batch_size: int = 1, device: str = "cpu", threads: int = 1,
-                   warmup: int = 10, repeats: int = 50) -> Dict[str, Any]:
+                   warmup: int = 10, repeats: int = 50, rounds: int = 1) -> Dict[str, Any]:
     """Validate benchmark settings and return them normalised; raises ValueError (bad value) or
     RuntimeError (GPU requested but unavailable) with what to do instead."""
     return {
@@ -82,6 +84,7 @@ def check_settings(input_size=None, batch_size: int = 1, device: str = "cpu", th
         "threads": _check_int("threads", threads, 1),
         "warmup": _check_int("warmup (the first run is never timed)", warmup, 1),
         "repeats": _check_int("repeats", repeats, 1),
+        "rounds": _check_int("rounds (fresh predictors)", rounds, 1),
     }
 
 
@@ -192,7 +195,7 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                     batch_size: int = 1, device: str = "cpu", threads: int = 1,
                     mkldnn: bool = True, warmup: int = 10, repeats: int = 50,
                     dygraph: bool = False, workdir: Optional[str] = None,
-                    seed: int = 0, workarounds: bool = True) -> Dict[str, Any]:
+                    seed: int = 0, workarounds: bool = True, rounds: int = 1) -> Dict[str, Any]:
     """Latency of one model's deploy form under Paddle Inference; a JSON-serialisable dict.
 
     ``model_or_name`` is a registry name (input size from ``ppnets.model_info`` unless given)
@@ -203,12 +206,19 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
     :data:`KNOWN_PASS_CRASHES` that apply to the exported program (listed in the record's
     ``ir_pass_workarounds``); False builds the predictor with every pass, which on an affected
     Paddle version crashes the process. See docs/benchmarking.md for the schema.
+
+    ``rounds`` builds that many predictors from the exported program, one after the other, and
+    times each (``warmup`` + ``repeats``): predictors built from the same program can run it at
+    different steady speeds (a small network up to ~1.6x apart over 5 predictors on the 2-core
+    development VM, docs/benchmarking.md). The record's statistics are those of the median
+    round -- the round whose median is the median of ``round_medians_ms`` (the lower of the two
+    middle ones for an even count) -- so every number in it comes from one real predictor.
     """
     settings = check_settings(input_size=input_size, batch_size=batch_size, device=device,
-                              threads=threads, warmup=warmup, repeats=repeats)
-    input_size, batch_size, device, threads, warmup, repeats = (
+                              threads=threads, warmup=warmup, repeats=repeats, rounds=rounds)
+    input_size, batch_size, device, threads, warmup, repeats, rounds = (
         settings[k] for k in ("input_size", "batch_size", "device", "threads", "warmup",
-                              "repeats"))
+                              "repeats", "rounds"))
 
     with _paddle_device(device):
         model, name, input_size = deploy_form(model_or_name, input_size)
@@ -231,24 +241,30 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                 os.makedirs(out_dir, exist_ok=True)
             model_file, params_file = export_program(model, input_size, batch_size, out_dir)
             applied = pass_workarounds(model_file, device, mkldnn) if workarounds else []
-            config = make_config(model_file, params_file, device, threads, mkldnn,
-                                 delete_passes=[w["deleted_pass"] for w in applied])
-            predictor = paddle.inference.create_predictor(config)
-            outputs = run_predictor(predictor, x)  # first run: untimed, also the parity check
-            if len(outputs) != len(reference) or any(
-                    o.shape != r.shape for o, r in zip(outputs, reference)):
-                raise RuntimeError(
-                    f"{name}: the exported predictor returned shapes "
-                    f"{[o.shape for o in outputs]}, the dygraph model "
-                    f"{[r.shape for r in reference]}")
-            max_abs_diff = max(float(np.abs(o.astype(np.float64) - r).max())
-                               for o, r in zip(outputs, reference))
-            output_scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
-            samples = time_predictor(predictor, x, warmup, repeats)
-            mkldnn_enabled = bool(config.mkldnn_enabled())
-            del predictor
+            round_samples = []
+            for round_index in range(rounds):
+                # a Paddle Inference config serves one predictor only
+                config = make_config(model_file, params_file, device, threads, mkldnn,
+                                     delete_passes=[w["deleted_pass"] for w in applied])
+                mkldnn_enabled = bool(config.mkldnn_enabled())
+                predictor = paddle.inference.create_predictor(config)
+                if round_index == 0:   # first run: untimed, also the parity check
+                    outputs = run_predictor(predictor, x)
+                    if len(outputs) != len(reference) or any(
+                            o.shape != r.shape for o, r in zip(outputs, reference)):
+                        raise RuntimeError(
+                            f"{name}: the exported predictor returned shapes "
+                            f"{[o.shape for o in outputs]}, the dygraph model "
+                            f"{[r.shape for r in reference]}")
+                    max_abs_diff = max(float(np.abs(o.astype(np.float64) - r).max())
+                                       for o, r in zip(outputs, reference))
+                    output_scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
+                round_samples.append(time_predictor(predictor, x, warmup, repeats))
+                del predictor
 
-    latency = latency_stats(samples)
+    round_stats = [latency_stats(samples) for samples in round_samples]
+    round_medians = [stats["median"] for stats in round_stats]
+    latency = round_stats[int(np.argsort(round_medians, kind="stable")[(rounds - 1) // 2])]
     median_s = latency["median"] / 1e3
     result: Dict[str, Any] = {
         "schema": SCHEMA,
@@ -265,6 +281,8 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
         "warmup": warmup,
         "timed_region": TIMED_REGION,
         "latency_ms": latency,
+        "rounds": rounds,
+        "round_medians_ms": round_medians,
         "throughput_ips": batch_size / median_s,
         "macs": macs,
         "params": params,
@@ -293,7 +311,7 @@ def benchmark_models(names_or_patterns: Union[str, Sequence[str]], *,
     completes. Returns ``dict(schema, command, machine, results=[...])``.
     """
     unknown = set(kwargs) - {"input_size", "batch_size", "device", "threads", "mkldnn", "warmup",
-                             "repeats", "dygraph", "workdir", "seed", "workarounds"}
+                             "repeats", "dygraph", "workdir", "seed", "workarounds", "rounds"}
     if unknown:
         raise TypeError(f"benchmark_models got unknown arguments {sorted(unknown)}")
     names = resolve_model_names(names_or_patterns)

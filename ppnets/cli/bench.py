@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="untimed runs before timing (>= 1; default 10)")
     parser.add_argument("--repeats", type=_positive, default=50,
                         help="individually timed runs (default 50)")
+    parser.add_argument("--rounds", type=_positive, default=3,
+                        help="fresh predictors per model, each timed (warm-up + repeats); the "
+                             "median round is reported (predictors of one program can run at "
+                             "different steady speeds, docs/benchmarking.md)")
     parser.add_argument("--dygraph", action="store_true",
                         help="also time eager (dygraph) execution for comparison")
     parser.add_argument("--workdir", default=None,
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_settings(input_size=args.input_size, batch_size=args.batch_size,
                        device=args.device, threads=args.threads, warmup=args.warmup,
-                       repeats=args.repeats)
+                       repeats=args.repeats, rounds=args.rounds)
         names = resolve_model_names(args.models)
     except (KeyError, ValueError, RuntimeError) as exc:
         # KeyError's str() is the repr of its message; print the message itself.
@@ -73,14 +77,15 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(result):
         lat = result["latency_ms"]
+        rounds = ", ".join(f"{m:.3f}" for m in result["round_medians_ms"])
         print(f"{result['model']}: median {lat['median']:.3f} ms (IQR {lat['iqr']:.3f} ms, "
-              f"{lat['repeats']} repeats)", file=sys.stderr, flush=True)
+              f"{lat['repeats']} repeats; round medians {rounds})", file=sys.stderr, flush=True)
 
     report = benchmark_models(
         names, command=args.command, progress=progress,
         input_size=tuple(args.input_size) if args.input_size else None,
         batch_size=args.batch_size, device=args.device, threads=args.threads,
-        mkldnn=args.mkldnn, warmup=args.warmup, repeats=args.repeats,
+        mkldnn=args.mkldnn, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
         dygraph=args.dygraph, workdir=args.workdir)
 
     machine = report["machine"]
@@ -88,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
             + (f" ({machine['gpu']})" if args.device == "gpu" else
                f", threads {args.threads}, oneDNN {'on' if args.mkldnn else 'off'}")
             + f" | batch {args.batch_size} | Paddle {machine['paddle_version']} | "
-            f"{args.warmup} warm-up, {args.repeats} repeats\n", format_table(report["results"])]
+            f"{args.warmup} warm-up, {args.repeats} repeats, median of {args.rounds} "
+            "predictor(s)\n", format_table(report["results"])]
     if args.dygraph:
         text.append("\n| model | dygraph median (ms) | dygraph IQR (ms) |\n|---|---:|---:|")
         for r in report["results"]:

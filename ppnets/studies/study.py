@@ -34,7 +34,7 @@ __all__ = ["STUDY_SCHEMA", "add_study_args", "StudyRunner", "compare_order", "lo
            "speed", "ratio", "group_speeds", "bar_groups"]
 
 STUDY_SCHEMA = "ppnets.study/1"
-QUICK_WARMUP, QUICK_REPEATS = 1, 3
+QUICK_WARMUP, QUICK_REPEATS, QUICK_ROUNDS = 1, 3, 1
 
 
 def _positive(text: str) -> int:
@@ -55,6 +55,9 @@ def add_study_args(parser: argparse.ArgumentParser, default_output_dir: str) -> 
     parser.add_argument("--warmup", type=_positive, default=10, help="untimed runs per network")
     parser.add_argument("--repeats", type=_positive, default=50,
                         help="individually timed runs per network")
+    parser.add_argument("--rounds", type=_positive, default=3,
+                        help="fresh predictors per network, each timed; the median round is "
+                             "reported (docs/benchmarking.md)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a subset with {QUICK_WARMUP} warm-up / {QUICK_REPEATS} repeats: "
                              "checks the pipeline; the numbers mean nothing and are marked so")
@@ -211,6 +214,7 @@ class StudyRunner:
         self.quick = bool(args.quick)
         self.warmup = QUICK_WARMUP if self.quick else args.warmup
         self.repeats = QUICK_REPEATS if self.quick else args.repeats
+        self.rounds = QUICK_ROUNDS if self.quick else args.rounds
         self.devices = list(dict.fromkeys(args.device))
         for device in self.devices:  # fail before anything is measured (e.g. no CUDA build)
             try:
@@ -257,7 +261,8 @@ class StudyRunner:
             rec = benchmark_model(layer, input_size=tuple(input_size), batch_size=batch_size,
                                   device=device, threads=self.args.threads,
                                   mkldnn=self.args.mkldnn, warmup=self.warmup,
-                                  repeats=self.repeats, workdir=self.args.keep_models)
+                                  repeats=self.repeats, rounds=self.rounds,
+                                  workdir=self.args.keep_models)
         except Exception as exc:  # noqa: BLE001 - reported in the outputs, the study goes on
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             tqdm.write(f"[{self.study}] {label} FAILED: {msg}", file=sys.stderr)
@@ -280,7 +285,8 @@ class StudyRunner:
             rec = benchmark_model(name, input_size=input_size, batch_size=batch_size,
                                   device=device, threads=self.args.threads,
                                   mkldnn=self.args.mkldnn, warmup=self.warmup,
-                                  repeats=self.repeats, workdir=self.args.keep_models)
+                                  repeats=self.repeats, rounds=self.rounds,
+                                  workdir=self.args.keep_models)
         except Exception as exc:  # noqa: BLE001
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             tqdm.write(f"[{self.study}] {name} FAILED: {msg}", file=sys.stderr)
@@ -339,7 +345,8 @@ class StudyRunner:
                  f"{m.get('paddle_version')} (oneDNN build: {m.get('paddle_with_onednn')}).", "",
                  f"Settings: Paddle Inference, deploy form, fp32, {self.args.threads} CPU "
                  f"thread(s), oneDNN {'on' if self.args.mkldnn else 'off'}, {self.warmup} warm-up "
-                 f"+ {self.repeats} timed repeats per network, median reported.", ""]
+                 f"+ {self.repeats} timed repeats per predictor, {self.rounds} fresh "
+                 f"predictor(s) per network; the median round's median reported.", ""]
         for kind, path in self.external_files.items():
             lines += [f"Merged {kind.replace('_file', '')} results: `{path}`.", ""]
         load = max((m.get("load_avg") or [0])[0], (self.load_avg_start or [0])[0])
@@ -390,7 +397,7 @@ class StudyRunner:
             "load_avg_start": self.load_avg_start,
             "settings": {"devices": self.devices, "threads": self.args.threads,
                          "mkldnn": bool(self.args.mkldnn), "warmup": self.warmup,
-                         "repeats": self.repeats},
+                         "repeats": self.repeats, "rounds": self.rounds},
             "machine": machine_info(device=self.devices[0], threads=self.args.threads,
                                     mkldnn=bool(self.args.mkldnn)),
             "run_record": self.record,

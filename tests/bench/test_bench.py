@@ -74,6 +74,7 @@ def test_benchmark_tiny_layer_result_schema():
     assert res["batch_size"] == 2 and res["device"] == "cpu" and res["threads"] == 1
     assert res["mkldnn"] is True and isinstance(res["mkldnn_enabled"], bool)
     assert res["warmup"] == 2 and res["deploy"] is True
+    assert res["rounds"] == 1 and res["round_medians_ms"] == [res["latency_ms"]["median"]]
     _check_latency(res["latency_ms"], 5)
     _check_latency(res["dygraph_latency_ms"], 5)
     median_s = res["latency_ms"]["median"] / 1e3
@@ -139,6 +140,7 @@ def test_workdir_keeps_the_export(tmp_path):
     (dict(warmup=0), ValueError, "first run is never timed"),
     (dict(repeats=0), ValueError, "repeats must be an integer >= 1"),
     (dict(repeats=2.5), ValueError, "repeats must be an integer"),
+    (dict(rounds=0), ValueError, "rounds .fresh predictors. must be an integer >= 1"),
     (dict(device="tpu"), ValueError, "device must be one of"),
     (dict(input_size=(3, 16)), ValueError, r"input_size must be \(channels, height, width\)"),
     (dict(input_size=(3, 0, 16)), ValueError, "positive integers"),
@@ -163,6 +165,35 @@ def test_invalid_model_and_gpu_errors():
     if not paddle.device.is_compiled_with_cuda():
         with pytest.raises(RuntimeError, match="has no CUDA"):
             benchmark_model(tiny(), input_size=SIZE, device="gpu", **FAST)
+
+
+@pytest.mark.parametrize("medians,chosen", [([5.0, 1.0, 3.0], 3.0), ([2.0, 1.0], 1.0),
+                                            ([4.0, 2.0, 2.0, 9.0, 1.0], 2.0)])
+def test_rounds_build_fresh_predictors_and_report_the_median_round(monkeypatch, medians,
+                                                                   chosen):
+    # each round's repeats are scripted around its median; the record must be the median round
+    import ppnets.bench.harness as harness
+    built, timed, rounds = [], [], iter(medians)
+    create = paddle.inference.create_predictor
+
+    def counted(config):
+        built.append(create(config))
+        return built[-1]
+
+    def scripted(predictor, x, warmup, repeats):
+        timed.append(predictor)
+        m = next(rounds) / 1e3
+        return [m * 0.9, m, m * 1.2]
+
+    monkeypatch.setattr(paddle.inference, "create_predictor", counted)
+    monkeypatch.setattr(harness, "time_predictor", scripted)
+    res = benchmark_model(tiny(), input_size=SIZE, rounds=len(medians), **FAST)
+    assert res["rounds"] == len(medians)
+    assert res["round_medians_ms"] == pytest.approx(medians)
+    assert res["latency_ms"]["median"] == pytest.approx(chosen)
+    assert res["latency_ms"]["max"] == pytest.approx(chosen * 1.2)   # that round's own stats
+    assert res["throughput_ips"] == pytest.approx(1e3 / chosen)
+    assert len(built) == len(medians) and timed == built   # a fresh predictor per round
 
 
 def test_latency_stats_and_atomic_json(tmp_path):
@@ -210,6 +241,8 @@ def _check_cli_json(path, names, size):
     for r in report["results"]:
         assert r["backend"] == BACKEND and r["input_size"] == list(size)
         _check_latency(r["latency_ms"], 3)
+        assert r["rounds"] == 3 and len(r["round_medians_ms"]) == 3   # the command's default
+        assert r["latency_ms"]["median"] == sorted(r["round_medians_ms"])[1]
 
 
 @pytest.fixture
