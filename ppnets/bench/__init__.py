@@ -9,7 +9,9 @@ Command line: ``ppnets bench --models resnet18 --threads 1 --json out.json`` (or
 :mod:`ppnets.runtime`'s job; this package times it.
 """
 from .harness import (BACKEND, SCHEMA, benchmark_model, benchmark_models, check_settings,
-                      format_table, latency_stats, time_calls, time_dygraph, time_predictor)
+                      format_table, interleaved_runs, latency_stats, latency_summary,
+                      round_medians, time_calls, time_dygraph, time_predictor)
 
 __all__ = ["BACKEND", "SCHEMA", "benchmark_model", "benchmark_models", "check_settings",
-           "format_table", "latency_stats", "time_calls", "time_dygraph", "time_predictor"]
+           "format_table", "interleaved_runs", "latency_stats", "latency_summary",
+           "round_medians", "time_calls", "time_dygraph", "time_predictor"]

@@ -37,8 +37,9 @@ from ppnets.utils import gpu_name, machine_info, utc_now
 
 from .timing import latency_stats, time_calls  # the one timing loop (framework-free module)
 
-__all__ = ["SCHEMA", "BACKEND", "benchmark_model", "benchmark_models", "time_predictor",
-           "time_dygraph", "time_calls", "latency_stats", "check_settings", "format_table"]
+__all__ = ["SCHEMA", "BACKEND", "benchmark_model", "benchmark_models", "interleaved_runs",
+           "round_medians", "latency_summary", "time_predictor", "time_dygraph", "time_calls",
+           "latency_stats", "check_settings", "format_table"]
 
 # Version of the result layout (docs/benchmarking.md). Bump it when a key changes meaning or
 # disappears; adding keys keeps it.
@@ -299,6 +300,47 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
     if workdir is not None:
         result["model_file"] = model_file
     return result
+
+
+def interleaved_runs(items: Dict[str, Tuple[Union[str, nn.Layer], Sequence[int]]],
+                     rounds: int = 5, progress: Optional[Callable[[int, int, str], None]] = None,
+                     **bench) -> Dict[str, List[Dict[str, Any]]]:
+    """``rounds`` runs of ``ppnets.bench.benchmark_model`` per item (key -> (layer or registry
+    name, input size)), round-robin: round r builds one fresh predictor per item before round
+    r + 1.
+
+    One predictor is not a measurement on this kind of machine: predictors built from the same
+    program run a small block at either of two steady speeds up to 2x apart (each with a small
+    IQR; e.g. an EfficientFormer MB3D at 32x32 gave 0.37 or 0.64 ms over 8 predictors on the
+    2-core development VM, docs/search.md), and the machine has slow phases seconds long. The
+    median over predictors takes the common speed; interleaving makes a slow phase touch one
+    round of many items instead of every round of a few. (``benchmark_model(rounds=N)`` builds
+    one item's predictors back to back from one export; this spreads them over the items.)"""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    runs: Dict[str, List[Dict[str, Any]]] = {key: [] for key in items}
+    total, done = rounds * len(items), 0
+    for _ in range(rounds):
+        for key, (layer, input_size) in items.items():
+            runs[key].append(benchmark_model(layer, input_size=tuple(input_size), **bench))
+            done += 1
+            if progress is not None:
+                progress(done, total, key)
+    return runs
+
+
+def round_medians(runs: Sequence[Dict[str, Any]]) -> List[float]:
+    return [float(r["latency_ms"]["median"]) for r in runs]
+
+
+def latency_summary(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """One latency from the runs of :func:`interleaved_runs` for one item: ``median_ms`` is the
+    median over the runs of each run's median; the rest says how far the runs spread and
+    under what load the last one ran."""
+    medians = round_medians(runs)
+    return {"median_ms": float(np.median(medians)), "round_medians_ms": medians,
+            "iqr_ms": [r["latency_ms"].get("iqr") for r in runs],
+            "load_avg": runs[-1]["machine"]["load_avg"]}
 
 
 def benchmark_models(names_or_patterns: Union[str, Sequence[str]], *,

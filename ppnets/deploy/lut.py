@@ -42,7 +42,7 @@ import paddle.nn as nn
 
 import ppnets
 import ppnets.utils.machine as machine_module
-from ppnets.bench import benchmark_model
+from ppnets.bench import interleaved_runs, latency_summary, round_medians
 from ppnets.registry import resolve_model_names
 from ppnets.utils import atomic_write_json, utc_now
 
@@ -51,10 +51,9 @@ from .formats import export as export_formats
 from .lite import CHILD as LITE_CHILD
 from .lite import TIMING as LITE_TIMING
 
-__all__ = ["blocks_of", "unique_blocks", "interleaved_runs", "round_medians", "latency_summary",
-           "median_over_predictors", "DEVICES", "LatencyTable", "prediction_error", "MODEL_KEY",
-           "zoo_grid", "grid_entries", "validate", "TokensInput", "DEVICE_FILES",
-           "export_lite_grid"]
+__all__ = ["blocks_of", "unique_blocks", "median_over_predictors", "DEVICES", "LatencyTable",
+           "prediction_error", "MODEL_KEY", "zoo_grid", "grid_entries", "validate", "TokensInput",
+           "DEVICE_FILES", "export_lite_grid"]
 
 _CONTAINERS = (nn.Sequential, nn.LayerList)
 
@@ -130,47 +129,7 @@ def unique_blocks(blocks: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Measuring: the median over fresh predictors, built round-robin
-
-
-def interleaved_runs(items: Dict[str, Tuple[Union[str, nn.Layer], Sequence[int]]],
-                     rounds: int = 5, progress: Optional[Callable[[int, int, str], None]] = None,
-                     **bench) -> Dict[str, List[Dict[str, Any]]]:
-    """``rounds`` runs of ``ppnets.bench.benchmark_model`` per item (key -> (layer or registry
-    name, input size)), round-robin: round r builds one fresh predictor per item before round
-    r + 1.
-
-    One predictor is not a measurement on this kind of machine: predictors built from the same
-    program run a small block at either of two steady speeds up to 2x apart (each with a small
-    IQR; e.g. an EfficientFormer MB3D at 32x32 gave 0.37 or 0.64 ms over 8 predictors on the
-    2-core development VM, docs/search.md), and the machine has slow phases seconds long. The
-    median over predictors takes the common speed; interleaving makes a slow phase touch one
-    round of many items instead of every round of a few."""
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    runs: Dict[str, List[Dict[str, Any]]] = {key: [] for key in items}
-    total, done = rounds * len(items), 0
-    for _ in range(rounds):
-        for key, (layer, input_size) in items.items():
-            runs[key].append(benchmark_model(layer, input_size=tuple(input_size), **bench))
-            done += 1
-            if progress is not None:
-                progress(done, total, key)
-    return runs
-
-
-def round_medians(runs: Sequence[Dict[str, Any]]) -> List[float]:
-    return [float(r["latency_ms"]["median"]) for r in runs]
-
-
-def latency_summary(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """One latency from the runs of :func:`interleaved_runs` for one item: ``median_ms`` is the
-    median over the runs of each run's median; the rest says how far the runs spread and
-    under what load the last one ran."""
-    medians = round_medians(runs)
-    return {"median_ms": float(np.median(medians)), "round_medians_ms": medians,
-            "iqr_ms": [r["latency_ms"].get("iqr") for r in runs],
-            "load_avg": runs[-1]["machine"]["load_avg"]}
+# Measuring: the median over fresh predictors, built round-robin (ppnets.bench.interleaved_runs)
 
 
 def median_over_predictors(layer: Union[str, nn.Layer], input_size: Sequence[int],
@@ -298,9 +257,8 @@ class LatencyTable:
 
     def predict(self, model: nn.Layer, input_size: Sequence[int]) -> Dict[str, Any]:
         blocks = blocks_of(model, input_size)
-        per = [(b["key"], self.measure(b)) for b in blocks]
-        return {"predicted_ms": float(sum(v for _, v in per)), "blocks": len(per),
-                "per_block_ms": per}
+        return {"predicted_ms": self.latency(blocks), "blocks": len(blocks),
+                "per_block_ms": [(b["key"], self.entries[b["key"]]) for b in blocks]}
 
     def save(self, path: Optional[str] = None) -> None:
         """Write the table; a table from another device (``file``) is never rewritten."""

@@ -48,7 +48,7 @@ def build_table(grid_dir: str, out: str, threads: int = 1, power_mode: Optional[
                 progress: Optional[Callable[[str], None]] = print) -> Dict[str, Any]:
     """Time every block of the grid in ``grid_dir`` and write the table to ``out``.
 
-    Like the host's table (``ppnets.deploy.lut.interleaved_runs``): each entry is the median over
+    Like the host's table (``ppnets.bench.interleaved_runs``): each entry is the median over
     ``rounds`` fresh predictors of each one's median, built round-robin -- round r times every
     block before round r + 1 -- so that a slow phase of the device (thermal throttling, a
     background job) touches one round of many blocks instead of every round of a few. The

@@ -31,9 +31,9 @@ import os
 from typing import Any, Dict, Iterable, Optional
 
 from ppnets.analysis import count_params
+from ppnets.bench import interleaved_runs, latency_summary, round_medians
 from ppnets.deploy.lut import (DEVICE_FILES, LatencyTable, TokensInput, export_lite_grid,
-                               interleaved_runs, latency_summary, median_over_predictors,
-                               prediction_error, round_medians)
+                               median_over_predictors, prediction_error)
 from ppnets.deploy.lut import unique_blocks as unique_specs
 
 __all__ = ["TARGETS", "BlockSpec", "TokensInput", "LatencyLUT", "ParamCounter", "DEVICE_FILES",

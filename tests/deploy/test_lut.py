@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import ppnets
+import ppnets.bench.harness as bench_harness
 import ppnets.deploy.lut as lut_module
 from ppnets.deploy.lut import LatencyTable, blocks_of, validate
 
@@ -77,7 +78,7 @@ def test_validate_measures_blocks_and_models_round_robin_and_compares_them(
     # every block: 1.0 ms twice and one slow predictor; every model: 10, 30 (slow), 11 ms
     script = {k: [10.0, 30.0, 11.0] if k in models else [1.0, 4.0, 1.0] for k in shapes}
     harness = _ScriptedHarness(script)
-    monkeypatch.setattr(lut_module, "benchmark_model", harness)
+    monkeypatch.setattr(bench_harness, "benchmark_model", harness)
     table = LatencyTable(str(tmp_path / "lut.json"), rounds=3, warmup=2, repeats=4)
     report = validate(names, table)
 
@@ -123,7 +124,7 @@ def test_the_cli_writes_the_report_and_the_table(tmp_path, monkeypatch, capsys):
         return {"latency_ms": {"median": 2.0, "iqr": 0.0}, "backend": "scripted",
                 "machine": {"load_avg": [0.5, 0.5, 0.5]}}
 
-    monkeypatch.setattr(lut_module, "benchmark_model", flat)
+    monkeypatch.setattr(bench_harness, "benchmark_model", flat)
     table, report = tmp_path / "t.json", tmp_path / "r.json"
     assert lut_module.main(["--models", "resnet20_cifar", "--table", str(table), "--json",
                             str(report), "--rounds", "2", "--repeats", "3"]) == 0

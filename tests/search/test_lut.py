@@ -74,7 +74,7 @@ def test_cpu_target_measures_a_missing_entry_with_the_bench_harness(tmp_path):
 
 def test_fill_interleaves_the_rounds_and_takes_each_median(tmp_path, monkeypatch):
     # a slow phase of the machine must hit one round of many entries, not every round of one
-    import ppnets.deploy.lut as lut_module   # where the harness is called
+    import ppnets.bench.harness as lut_module   # where interleaved_runs calls the harness
     calls = []
     speed = {4: [0.2, 0.9, 0.21], 5: [0.5, 0.52, 0.49], 6: [1.0, 1.1, 0.3]}   # by channels
 
@@ -101,7 +101,7 @@ def test_fill_interleaves_the_rounds_and_takes_each_median(tmp_path, monkeypatch
 def test_an_entry_is_the_median_over_fresh_predictors(monkeypatch):
     # one predictor can run a block steadily ~2x slower than the next: the median over
     # predictors takes the common speed, not the first predictor's
-    import ppnets.deploy.lut as lut_module   # where the harness is called
+    import ppnets.bench.harness as lut_module   # where interleaved_runs calls the harness
     speeds = iter([0.64, 0.37, 0.38, 0.66, 0.36])
     calls = []
 
