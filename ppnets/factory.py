@@ -8,7 +8,7 @@ import os
 from typing import Optional, Union
 
 from ppnets import models  # noqa: F401  (registers every family)
-from ppnets.convert import CHECKPOINT_SUFFIXES, load_pretrained
+from ppnets.convert import CHECKPOINT_SUFFIXES
 from ppnets.registry import DATASET_CLASSES, get_entry
 from ppnets.weights.pretrained import converted_weights, load_weights, resolve_weight
 
@@ -38,6 +38,11 @@ def create_model(name: str, num_classes: Optional[int] = None,
     * a path: a ppnets ``.pdparams`` or a reference checkpoint (``.safetensors``, ``.npz``,
       ``.pth``) that :mod:`ppnets.convert` maps to our layout; ``deploy=True`` then builds the
       fused structure first, so a state dict saved after ``reparameterize()`` loads into it.
+      As for published weights, only the classifier may differ: with another ``num_classes``
+      everything else loads (a log line says so); any other difference raises ValueError.
+
+    ``model.loaded_weights`` (:class:`ppnets.weights.pretrained.LoadedWeights`) records what
+    was loaded; it is None for random weights.
 
     ``overrides`` replace the variant's keyword configuration (``drop_path_rate=0.1``,
     ``in_chans=1``, ...).
@@ -51,14 +56,17 @@ def create_model(name: str, num_classes: Optional[int] = None,
     kwargs["deploy"] = deploy and not published
     model = entry.builder(**kwargs)
     model.model_name = entry.name
+    model.loaded_weights = None
     if published:
         src = resolve_weight(entry.name, pretrained)
         cached = converted_weights(src)
-        load_weights(model, cached["weights_path"], src.num_classes, f"{src.model}.{src.tag}")
+        model.loaded_weights = load_weights(
+            model, cached["weights_path"], what=f"{src.model}.{src.tag}",
+            source_classes=src.num_classes, published=True)
         model.pretrained_cfg = src
         if deploy:
             model.eval()
             model.reparameterize()
     elif pretrained:
-        load_pretrained(model, pretrained, name=entry.name)
+        model.loaded_weights = load_weights(model, pretrained, name=entry.name)
     return model

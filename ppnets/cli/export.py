@@ -1,6 +1,12 @@
 """``ppnets export``: reparameterize, export and verify a model for every runtime.
 
-    ppnets export --model fasternet_t0 --formats paddle onnx lite --output-dir exports/t0
+    ppnets export --model fasternet_t0 --pretrained --formats paddle onnx lite --output-dir t0
+    ppnets export --model mobilenetv2_100 --pretrained runs/ft/best.pdparams --num-classes 2
+
+``--pretrained``: the published weights (a bare flag or ``true``: the default tag; or a tag), or
+a checkpoint file of any format ``create_model(pretrained=...)`` reads (a fine-tuned
+``.pdparams`` with its ``--num-classes``). Without it the weights are random: a WARNING line
+says so, and so does the report (``weights`` in ``export.json``).
 
 Paddle Inference (PIR and the legacy ``.pdmodel``), ONNX (run in ONNX Runtime) and Paddle Lite
 ``.nb`` (op check; the x86 ``.nb`` run by the Lite runtime), each verified against the eager
@@ -15,8 +21,12 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from ppnets.convert import CorruptCheckpointError, UnsafePickleError
 from ppnets.deploy import FORMATS, export
+from ppnets.factory import create_model
 from ppnets.registry import model_info
+from ppnets.weights.fetch import WeightsIntegrityError, WeightsUnavailableError
+from ppnets.weights.sources import WeightNotFoundError
 
 from .common import run_command
 
@@ -27,6 +37,15 @@ DESCRIPTION = ("Export a ppnets model (deploy form) to Paddle Inference, legacy 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="registry name, e.g. fasternet_t0")
+    p.add_argument("--pretrained", nargs="?", const="true", default=None, metavar="TAG|PATH",
+                   help="weights: the published ones (bare flag or 'true': the default tag; "
+                        "or a tag, `ppnets weights list MODEL`) or a checkpoint file (.pdparams, "
+                        ".safetensors, .npz, .pth); without it the weights are random")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of the --pretrained checkpoint (default: the model's data "
+                        "set's, 1000 for ImageNet models)")
+    p.add_argument("--deploy", action="store_true",
+                   help="the --pretrained checkpoint is a reparameterized (deploy-form) one")
     p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
     p.add_argument("--output-dir", "--out-dir", dest="output_dir", default=None,
                    help="where the artifacts go (default: exports/<model>)")
@@ -39,22 +58,67 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Python with paddlelite (default: $PPNETS_PADDLELITE_PYTHON)")
 
 
+def _pretrained(value: Optional[str]):
+    return True if value is not None and value.strip().lower() == "true" else value
+
+
+def build(args: argparse.Namespace, name: str):
+    """(model, weights record for the report) of the options; raises on weights that cannot be
+    loaded, and ValueError when the classifier of the weights is not the model's (another
+    class count)."""
+    pretrained = _pretrained(args.pretrained)
+    model = create_model(name, num_classes=args.num_classes, pretrained=pretrained,
+                         deploy=args.deploy)
+    if model.loaded_weights is None:
+        return model, {"kind": "random", "warning": "random initialisation, no --pretrained: "
+                                                    "the artifacts compute nothing useful"}
+    loaded = model.loaded_weights
+    if loaded.classifier_kept:
+        theirs = ("has no classifier: pass --num-classes 0 (a backbone without one)"
+                  if loaded.source_classes == 0 else
+                  f"has a classifier for {loaded.source_classes or 'another number of'} "
+                  f"classes and this model was built for {model.num_classes}: pass "
+                  f"--num-classes {loaded.source_classes or 'N'}")
+        raise ValueError(f"{loaded.source} {theirs} (an export with a random classifier is of "
+                         "no use)")
+    return model, loaded.record()
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         name = model_info(args.model).get("name", args.model)
+        if args.pretrained is None:
+            print(f"WARNING: exporting {name} with random weights (no --pretrained): the "
+                  "artifacts compute nothing useful; pass --pretrained for the published "
+                  "weights or --pretrained PATH for yours", file=sys.stderr)
+        model, weights = build(args, name)
     except KeyError as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
-    report = export(name, formats=tuple(args.formats), out_dir=args.output_dir,
+    except (WeightNotFoundError, WeightsUnavailableError, WeightsIntegrityError,
+            CorruptCheckpointError, UnsafePickleError, FileNotFoundError, ValueError,
+            RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = export(model, formats=tuple(args.formats), out_dir=args.output_dir,
                     input_size=args.input_size, batch_size=args.batch_size,
                     lite_targets=tuple(args.lite_targets), opset=args.opset, atol=args.atol,
-                    lite_python=args.lite_python, progress=True)
+                    lite_python=args.lite_python, progress=True, weights=weights)
     print("| artifact | status | max abs diff | file |\n|---|---|---:|---|")
     for key, art in report["artifacts"].items():
         diff = art.get("max_abs_diff")
         print(f"| {key} | {art.get('status')} | {'n/a' if diff is None else f'{diff:.2e}'} | "
               f"{art.get('file', art.get('reason') or art.get('error', ''))} |")
+    print(f"\nweights: {_describe(weights)}")
     return 0 if report["all_passed"] else 1
+
+
+def _describe(weights) -> str:
+    if weights["kind"] == "random":
+        return "RANDOM (no --pretrained)"
+    if weights["kind"] == "published":
+        return f"published {weights['weight']}"
+    return f"{weights['path']} (sha256 {weights['sha256'][:12]})"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

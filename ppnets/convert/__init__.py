@@ -26,6 +26,7 @@ from ppnets.convert import torch_pickle
 from ppnets.convert.errors import (CorruptCheckpointError, UnsafePickleError,
                                    UnsupportedCheckpointError, corrupt_error)
 from ppnets.registry import get_entry
+from ppnets.utils import atomic_write
 
 __all__ = ["read_checkpoint", "convert_state_dict", "load_pretrained", "ConversionReport",
            "save_state_dict", "CorruptCheckpointError", "UnsafePickleError",
@@ -208,8 +209,7 @@ def load_pretrained(model, path: str, name: Optional[str] = None, layout: Option
 
 
 def save_state_dict(state: dict, path: str) -> None:
-    """``paddle.save`` through a temporary file and an atomic rename."""
+    """``paddle.save`` through a temporary file of its own and an atomic rename
+    (:func:`ppnets.utils.atomic_write`), so processes writing one path at once never collide."""
     import paddle
-    tmp = f"{path}.tmp"
-    paddle.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: paddle.save(state, tmp))

@@ -20,6 +20,8 @@ verdict. ``export.json`` in ``out_dir`` collects everything.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 from typing import Any, Dict, Optional, Sequence, Union
@@ -38,6 +40,8 @@ from .opcheck import check_program
 
 __all__ = ["export", "lite_export", "FORMATS", "SCHEMA"]
 
+log = logging.getLogger("ppnets")
+
 FORMATS = ("paddle", "onnx", "lite")
 SCHEMA = "ppnets.deploy/1"
 
@@ -48,11 +52,34 @@ def _verify_file(folder: str, record: Dict[str, Any]) -> Dict[str, Any]:
     return record
 
 
+@contextlib.contextmanager
+def _no_installs_at_run_time():
+    """paddle2onnx turns on Polygraphy's automatic ``pip install`` of what its constant folding
+    lacks (``POLYGRAPHY_AUTOINSTALL_DEPS=1``, read when ``polygraphy.config`` is first imported).
+    Keep it off: a missing package then skips the folding (paddle2onnx says so) instead of being
+    installed into the user's environment. The ``onnx`` extra declares every one of them."""
+    before = os.environ.get("POLYGRAPHY_AUTOINSTALL_DEPS")
+    try:
+        from polygraphy import config
+    except ImportError:
+        config = None
+    if config is not None:
+        config.AUTOINSTALL_DEPS = False
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("POLYGRAPHY_AUTOINSTALL_DEPS", None)
+        else:
+            os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = before
+
+
 def _onnx(model, input_size, batch_size, folder, x, ref, atol, opset):
     os.makedirs(folder, exist_ok=True)
     prefix = os.path.join(folder, "model")
     spec = paddle.static.InputSpec([batch_size, *input_size], dtype="float32", name="x")
-    paddle.onnx.export(model, prefix, input_spec=[spec], opset_version=opset)
+    with _no_installs_at_run_time():
+        paddle.onnx.export(model, prefix, input_spec=[spec], opset_version=opset)
     rec = {"format": "onnx", "file": prefix + ".onnx", "opset": opset,
            "runtime": None}
     try:
@@ -85,20 +112,27 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
            batch_size: int = 1, lite_targets: Sequence[str] = ("arm", "x86"),
            opset: int = 13, atol: float = DEFAULT_ATOL, seed: int = 0,
            lite_python: Optional[str] = None, strict: bool = False,
-           progress: bool = False) -> Dict[str, Any]:
+           progress: bool = False, weights: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Export and verify; returns the report written to ``out_dir/export.json``.
 
     ``formats`` is any of ``paddle``, ``onnx``, ``lite`` (``lite`` implies the legacy program).
     ``lite_python`` overrides ``PPNETS_PADDLELITE_PYTHON`` (see :mod:`ppnets.deploy.lite`).
     ``strict=True`` raises RuntimeError when an artifact that was run failed its check;
     ``progress=True`` shows a progress bar on stderr. A passed-in Layer is copied, never
-    modified.
+    modified. ``weights`` describes the model's weights for the report (``weights``; e.g.
+    ``model.loaded_weights.record()``); a registry name is built with random weights, which
+    the report and a warning say.
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"unknown export formats {unknown or list(formats)}; choose from "
                          f"{list(FORMATS)}")
     model, name, size = deploy_form(model_or_name, input_size)
+    if weights is None and isinstance(model_or_name, str):
+        weights = {"kind": "random", "warning": "random initialisation: the artifacts compute "
+                                                "nothing useful"}
+        log.warning("exporting %s with random weights: pass a model built with "
+                    "create_model(name, pretrained=...) for useful artifacts", name)
     out_dir = os.path.abspath(out_dir or os.path.join("exports", name))
     os.makedirs(out_dir, exist_ok=True)
     x = np.random.default_rng(seed).standard_normal((batch_size, *size)).astype(np.float32)
@@ -110,7 +144,7 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
     report: Dict[str, Any] = {"schema": SCHEMA, "model": name, "input_size": list(size),
                               "batch_size": batch_size, "deploy": True, "seed": seed,
                               "atol": atol, "paddle_version": paddle.__version__,
-                              "artifacts": {}}
+                              "weights": weights, "artifacts": {}}
     arts = report["artifacts"]
     # the legacy program comes with Paddle Inference and is what Paddle Lite converts
     with_legacy = "paddle" in formats or "lite" in formats

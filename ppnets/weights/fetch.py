@@ -3,7 +3,8 @@ plain URL, resumable, verified, never leaving a partial file where a complete on
 
 * Hub files go through ``huggingface_hub.hf_hub_download`` into ``<PPNETS_HOME>/hub``. The
   endpoint is read from ``HF_ENDPOINT`` at call time (mirrors are how many users reach the hub)
-  and ``HF_HUB_OFFLINE=1`` (or ``PPNETS_OFFLINE=1``) serves only what is cached.
+  and ``HF_HUB_OFFLINE=1`` (or ``PPNETS_OFFLINE=1``) serves only what is cached. An endpoint
+  that does not answer, or refuses, fails at once with what to do (no retries).
 * URLs are downloaded to ``<file>.part`` with HTTP range requests, so an interrupted download
   resumes; the file is hashed (full SHA-256, or the hash prefix torchvision puts in its file
   names) and only then renamed into place. A mismatch deletes the partial file and raises.
@@ -11,6 +12,9 @@ plain URL, resumable, verified, never leaving a partial file where a complete on
   path under the mirror's base), as ``HF_ENDPOINT`` does for the hub.
 * A file put by hand into ``<PPNETS_HOME>/manual/`` under the name :func:`manual_path` gives is
   used when the network is not (the offline error message says where to put it).
+
+Callers hold the lock of the weight while they fetch it (:mod:`ppnets.weights.pretrained`): one
+process downloads, and the fixed ``.part`` name is never written by two.
 """
 from __future__ import annotations
 
@@ -34,6 +38,10 @@ CHUNK = 1 << 20
 # them all to the user
 for _client in ("httpx", "httpx2", "httpcore", "httpcore2"):
     logging.getLogger(_client).setLevel(logging.WARNING)
+# huggingface_hub prints its messages with a handler of its own, and importing Paddle gives the
+# root logger one too (paddle.distributed.utils.log_utils.get_logger names its logger "root"):
+# every message would appear twice
+logging.getLogger("huggingface_hub").propagate = False
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -87,27 +95,64 @@ def _unavailable(what: str, url: str, manual: str, reason: str) -> WeightsUnavai
         "(PPNETS_HOME), or pass pretrained=<path to the file>.")
 
 
+def _hub_download(repo_id: str, filename: str, revision: str, local_only: bool) -> str:
+    return huggingface_hub.hf_hub_download(
+        repo_id, filename, revision=revision, cache_dir=os.path.join(ppnets_home(), "hub"),
+        endpoint=_endpoint(), local_files_only=local_only)
+
+
+def _remove_abandoned_downloads(path: str) -> None:
+    """Delete the temporaries of downloads of this blob that a killed process left behind.
+
+    huggingface_hub >= 2 downloads into ``<blob>.<random>.incomplete`` (never resumed) and
+    removes it on errors, but SIGKILL leaves it forever. The caller holds the lock of this
+    weight (:func:`ppnets.weights.pretrained.converted_weights`) and no two weights share a hub
+    file, so none of them is being written now."""
+    blob = os.path.realpath(path)
+    folder, name = os.path.split(blob)
+    for leftover in os.listdir(folder):
+        if leftover.startswith(name + ".") and leftover.endswith(".incomplete"):
+            try:
+                os.remove(os.path.join(folder, leftover))
+            except FileNotFoundError:
+                pass
+
+
 def fetch_hub(repo_id: str, filename: str, revision: str, key: str) -> str:
     """Local path of ``filename`` of hub repo ``repo_id`` at ``revision`` (downloaded if needed,
-    from ``HF_ENDPOINT``); offline, the hub cache or the manual folder."""
-    manual = manual_path(key, filename)
-    cache_dir = os.path.join(ppnets_home(), "hub")
+    from ``HF_ENDPOINT``); offline or unreachable, the hub cache or the manual folder."""
+    url = hub_url(repo_id, filename, revision)
+    if offline():
+        reason = "offline (HF_HUB_OFFLINE/PPNETS_OFFLINE)"
+    else:
+        try:
+            # One request first: hf_hub_download retries an endpoint that does not answer (or
+            # answers 5xx) five times with backoff, ~25 s of warnings, before it gives up
+            huggingface_hub.get_hf_file_metadata(url)
+        except Exception as exc:  # noqa: BLE001 - no connection, HTTP errors of every kind
+            reason = f"{_endpoint()}: {_short_error(exc)}"
+        else:
+            try:
+                path = _hub_download(repo_id, filename, revision, local_only=False)
+            except Exception as exc:  # noqa: BLE001 - the transfer failed: say what to do
+                reason = _short_error(exc)
+            else:
+                _remove_abandoned_downloads(path)
+                return path
     try:
-        return huggingface_hub.hf_hub_download(
-            repo_id, filename, revision=revision, cache_dir=cache_dir, endpoint=_endpoint(),
-            local_files_only=offline())
-    except LocalEntryNotFoundError as exc:
-        if os.path.isfile(manual):
-            return manual
-        reason = "offline (HF_HUB_OFFLINE/PPNETS_OFFLINE)" if offline() else \
-            f"{_endpoint()} did not answer: {exc}"
-        raise _unavailable(f"{repo_id}/{filename}", hub_url(repo_id, filename, revision),
-                           manual, reason) from exc
-    except Exception as exc:  # noqa: BLE001 - HTTP errors of every kind: say what to do
-        if os.path.isfile(manual):
-            return manual
-        raise _unavailable(f"{repo_id}/{filename}", hub_url(repo_id, filename, revision),
-                           manual, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        return _hub_download(repo_id, filename, revision, local_only=True)  # downloaded before
+    except LocalEntryNotFoundError:
+        pass
+    manual = manual_path(key, filename)
+    if os.path.isfile(manual):
+        return manual
+    raise _unavailable(f"{repo_id}/{filename}", url, manual, reason)
+
+
+def _short_error(exc: BaseException) -> str:
+    """``Type: first line of the message`` (huggingface_hub's run to many lines)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def _matches(path: str, sha256: Optional[str], sha256_prefix: Optional[str]) -> bool:
@@ -153,7 +198,7 @@ def fetch_url(url: str, key: str, sha256: Optional[str] = None,
         if expected is not None and received < int(expected):
             raise OSError(f"the connection closed after {received} of {expected} bytes")
     except (urllib.error.URLError, OSError) as exc:  # the partial file stays: the next call resumes
-        raise _unavailable(url, mirrored(url), manual, f"{type(exc).__name__}: {exc}") from exc
+        raise _unavailable(url, mirrored(url), manual, _short_error(exc)) from None
     if not _matches(part, sha256, sha256_prefix):
         os.remove(part)  # never keep a file that could pass for the release
         raise WeightsIntegrityError(

@@ -195,7 +195,7 @@ def test_weights_command_lists_fetches_and_verifies(hub):
 
 @pytest.mark.parametrize("saved_classes, model_classes", [(0, 10), (1000, 0)])
 def test_headless_weights_and_headless_models_load_the_backbone(tmp_path, saved_classes,
-                                                                 model_classes):
+                                                                 model_classes, caplog):
     """Published backbones without classifier (timm's ``bamboo`` ResNet-50) and users building
     ``num_classes=0`` both load everything but the classifier."""
     paddle.seed(0)
@@ -203,9 +203,13 @@ def test_headless_weights_and_headless_models_load_the_backbone(tmp_path, saved_
     path = str(tmp_path / "w.pdparams")
     paddle.save(source.state_dict(), path)
     model = ppnets.create_model("mobilenetv2_050", num_classes=model_classes)
-    loaded, skipped = pretrained.load_weights(model, path, saved_classes, "test weights")
-    head = set(pretrained._classifier_key_names(model, saved_classes))
-    assert head and set(skipped) == head and model.num_classes == model_classes
+    with caplog.at_level(logging.WARNING, logger="ppnets"):
+        loaded = pretrained.load_weights(model, path, what="test weights")
+    head = set(pretrained._classifier_key_names(model))
+    assert head and model.num_classes == model_classes
+    assert set(loaded.classifier_kept) == (head if model_classes else set())
+    assert "test weights: loaded everything but the classifier" in caplog.text
+    assert ("the file has none" if not saved_classes else "this model has none") in caplog.text
     for key, value in source.state_dict().items():
         if key not in head:
             np.testing.assert_array_equal(model.state_dict()[key].numpy(), value.numpy())
