@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ppnets.cli.evaluate import add_arguments, evaluate_args, summary_line  # noqa: E402
+from ppnets.engine.data import DataUnavailableError  # noqa: E402
 from ppnets.experiments import RunRecord, save_json  # noqa: E402
 
 SCRIPT = "reproduce/evaluate.py"
@@ -44,7 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     record = RunRecord(SCRIPT, args, [SCRIPT, *(sys.argv[1:] if argv is None else argv)])
     try:
         result = evaluate_args(args)
-    except ValueError as exc:
+    except (ValueError, DataUnavailableError) as exc:  # unreadable images included
         raise SystemExit(f"error: {exc}")
     record.finish()
     print(summary_line(result, args))

@@ -5,7 +5,9 @@
 
 ``--pretrained`` takes what ``ppnets.create_model(pretrained=...)`` reads (ppnets ``.pdparams``
 or a reference ``.safetensors``/``.npz``/``.pth``, converted on the fly). Preprocessing is the
-model's timm evaluation transform (:mod:`ppnets.engine.evaluate`).
+model's timm evaluation transform (:mod:`ppnets.engine.evaluate`). Image files are checked
+before the first batch: an unreadable one is an error listing them all unless
+``--on-bad-image skip`` leaves them out (recorded in ``--json``'s ``bad_images``).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import argparse
 import sys
 from typing import Any, Dict, Optional, Sequence
 
+from ppnets.engine.data import ON_BAD_IMAGE, DataUnavailableError
 from ppnets.engine.evaluate import evaluate
 from ppnets.utils import atomic_write_json
 
@@ -46,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="write the results here (atomically)")
     p.add_argument("--save-logits", default=None, metavar="NPZ",
                    help="save per-image logits, labels and paths")
+    p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, default="error",
+                   help="unreadable image files: error (stop, listing them; default) or skip "
+                        "(evaluate without them, recorded in the results)")
 
 
 def evaluate_args(args: argparse.Namespace) -> Dict[str, Any]:
@@ -55,7 +61,7 @@ def evaluate_args(args: argparse.Namespace) -> Dict[str, Any]:
                     device=args.device, limit=args.limit, num_classes=args.num_classes,
                     input_size=args.input_size, crop_pct=args.crop_pct,
                     interpolation=args.interpolation, save_logits=args.save_logits,
-                    progress=True)
+                    progress=True, on_bad_image=args.on_bad_image)
 
 
 def summary_line(result: Dict[str, Any], args: argparse.Namespace) -> str:
@@ -68,7 +74,7 @@ def summary_line(result: Dict[str, Any], args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate_args(args)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, DataUnavailableError) as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}",
               file=sys.stderr)
         return 2

@@ -1,14 +1,19 @@
 """``ppnets train``: train a model from a YAML recipe with the engine (:func:`ppnets.engine.fit`).
 
-    ppnets train -c configs/fasternet/cifar10.yaml --data-file cifar-10-python.tar.gz \
+    ppnets train -c fasternet/cifar10 --data-file cifar-10-python.tar.gz \
         -o model.name=fasternet_t0 -o train.epochs=100 --output-dir runs/t0
 
-The config holds the recipe (``configs/``, every key in docs/training.md); ``-o key=value``
-overrides any key; the options below set the environment. Re-running the same command resumes
+The config holds the recipe (a shipped recipe by name -- ``ppnets configs`` -- or a file; every
+key in docs/training.md); ``-o key=value`` overrides any key; the options below set the
+environment. Re-running the same command resumes
 from the last checkpoint in ``--output-dir`` (``--no-resume`` starts over, moving the old run
 to ``previous-<time>/``). Writes checkpoints, VisualDL logs and ``results.json``; with
 ``export.formats`` set (the fine-tuning recipes of ``configs/finetune/``), the best checkpoint
 is then exported and verified into ``<output-dir>/export``.
+
+Image files are checked before the first step (``data.on_bad_image``: ``error`` lists every
+unreadable file and stops, ``skip`` leaves them out); ``ppnets data check FOLDER`` runs the same
+check alone. Ctrl-C stops with one line naming the last checkpoint (exit status 130).
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from typing import Optional, Sequence
 import paddle
 
 from ppnets.deploy import export
-from ppnets.engine import ConfigError, DataUnavailableError, ResumeMismatchError, fit, load_config
+from ppnets.engine import (ConfigError, DataUnavailableError, ResumeMismatchError, fit,
+                           load_config, read_latest)
 from ppnets.factory import create_model
 
 from .common import run_command
@@ -32,7 +38,9 @@ DESCRIPTION = ("Train a model from a YAML recipe with the training engine; re-ru
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", required=True, help="YAML recipe, e.g. configs/.../x.yaml")
+    p.add_argument("-c", "--config", required=True,
+                   help="YAML recipe: a shipped recipe's name (fasternet/cifar10; `ppnets "
+                        "configs` lists them) or a file")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. -o train.epochs=2 -o optim.lr=0.05 (repeatable)")
     p.add_argument("--output-dir", default=None, help="where checkpoints, logs and results go "
@@ -62,6 +70,17 @@ def overrides_from(args: argparse.Namespace) -> list:
     return out + list(args.override)
 
 
+def interrupted_message(cfg: dict, command: str) -> str:
+    """One line for Ctrl-C: where the last checkpoint is and how to resume."""
+    ckpt = os.path.join(cfg["output_dir"], "checkpoints")
+    pointer = read_latest(ckpt) if os.path.isdir(ckpt) else None
+    if pointer is None:
+        return ("interrupted before the first checkpoint was written: nothing to resume; "
+                f"`{command}` starts again")
+    return (f"interrupted: the last checkpoint is epoch {pointer['epoch']}/"
+            f"{cfg['train']['epochs']} in {ckpt}; `{command}` resumes from it")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, overrides_from(args))
@@ -73,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     except (DataUnavailableError, ResumeMismatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(cfg, args.command), file=sys.stderr)
+        return 130
     summary = {k: result.get(k) for k in ("model", "epochs_run", "epochs_planned", "final_top1",
                                           "final_top5", "best_top1", "best_epoch", "output_dir")}
     status = 0

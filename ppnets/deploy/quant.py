@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import paddle
 
 import ppnets
-from ppnets.engine.data import cifar10_transforms
+from ppnets.engine.data import build_cifar10
 
 __all__ = ["check_numpy_unchanged", "cifar10_arrays", "evaluate_layer", "evaluate_program",
            "predict_layer",
@@ -58,11 +59,12 @@ def check_numpy_unchanged() -> None:
 def cifar10_arrays(mode: str, data_file: str, image_size: int = 32,
                    limit: Optional[int] = None):
     """(images NCHW float32 normalised, labels int64) of CIFAR-10 ``mode`` without
-    augmentation (the engine's eval transform)."""
-
-    ds = paddle.vision.datasets.Cifar10(data_file=data_file, mode=mode, download=False,
-                                        transform=cifar10_transforms(False, image_size),
-                                        backend="pil")
+    augmentation (the engine's eval transform), read as the engine reads it
+    (:func:`ppnets.engine.data.build_cifar10`): a missing or damaged archive is a
+    DataUnavailableError saying what was expected."""
+    # no crop and no flip: the evaluation transform, for the training split too
+    ds = build_cifar10(mode, data_file, image_size, random_crop_padding=0, hflip=False,
+                       download=False)
     n = len(ds) if limit is None else min(limit, len(ds))
     xs, ys = zip(*(ds[i] for i in range(n)))
     return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64).reshape(-1)
@@ -120,6 +122,17 @@ def evaluate_program(model_dir: str, model_filename: str, params_filename: str, 
     return correct / total
 
 
+def _import_paddleslim() -> None:
+    """``import paddleslim`` without the two warnings it triggers about its own dependencies
+    (pkg_resources deprecated, setuptools replacing distutils): nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated",
+                                category=UserWarning)
+        warnings.filterwarnings("ignore", message="Setuptools is replacing distutils",
+                                category=UserWarning)
+        import paddleslim  # noqa: F401
+
+
 def ptq(model_file: str, params_file: str, out_dir: str, calib_x: np.ndarray,
         batch_size: int, weight_quantize_type: str = "channel_wise_abs_max",
         algo: str = "hist", onnx_format: bool = True) -> Dict[str, Any]:
@@ -129,6 +142,7 @@ def ptq(model_file: str, params_file: str, out_dir: str, calib_x: np.ndarray,
     (per tensor). Writes ``out_dir/model.pdmodel`` + ``.pdiparams``.
     """
     check_numpy_unchanged()
+    _import_paddleslim()
     from paddleslim.quant import quant_post_static
 
     model_dir = os.path.dirname(os.path.abspath(model_file))
@@ -170,6 +184,7 @@ def qat_fit(cfg: Dict[str, Any], fp32_state: Dict[str, Any], deploy: bool = Fals
     import importlib
 
     check_numpy_unchanged()
+    _import_paddleslim()
     from paddleslim import QAT
 
     fit_module = importlib.import_module("ppnets.engine.fit")  # the module, not the function

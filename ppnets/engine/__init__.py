@@ -1,9 +1,9 @@
 """Training engine: configs (:mod:`.config`), data I/O (:mod:`.data`), transforms
 (:mod:`.transforms`), augmentations (:mod:`.augment`), optimizers/schedules (:mod:`.optim`),
-resumable (and data-parallel) ``fit`` (:mod:`.fit`).
+resumable (and data-parallel) ``fit`` (:mod:`.fit`), checks of image data (:mod:`.datacheck`).
 
     from ppnets.engine import load_config, fit
-    cfg = load_config("configs/spconv/paper_resnet20.yaml", ["train.epochs=2"])
+    cfg = load_config("spconv/paper_cifar10", ["train.epochs=2"])   # a recipe name or a file
     results = fit(cfg)   # resumes automatically from cfg["output_dir"] when re-run
 
 See docs/training.md for every config key.
@@ -11,9 +11,11 @@ See docs/training.md for every config key.
 from .augment import AutoAugment, MixupCutmixCollate, RandAugment, SoftTargetCrossEntropy
 from .checkpoint import read_latest
 from .config import DEFAULTS, ConfigError, apply_overrides, dump_config, load_config, merge_config
-from .data import (DataUnavailableError, EpochBatchSampler, ImageListDataset, build_cifar10,
-                   build_datasets, build_imagenet, build_train_collate, count_cifar10_images,
-                   default_num_workers, resolve_cifar10_file, seed_everything)
+from .data import (BadImageError, DataUnavailableError, EpochBatchSampler, FailFastDataLoader,
+                   ImageListDataset, build_cifar10, build_datasets, build_imagenet,
+                   build_train_collate, count_cifar10_images, default_num_workers, load_image,
+                   resolve_cifar10_file, seed_everything)
+from .datacheck import DataCheckReport, check_data
 from .fit import ResumeMismatchError, build_model, fit
 from .optim import RMSPropTF, WarmupSchedule, build_optimizer, build_scheduler, lr_at
 from .transforms import (CIFAR10_MEAN, CIFAR10_STD, cifar10_transforms, eval_transform,
@@ -27,5 +29,6 @@ __all__ = [
     "RandAugment", "AutoAugment", "RMSPropTF", "build_imagenet", "eval_transform",
     "model_eval_transform", "train_transform", "MixupCutmixCollate", "SoftTargetCrossEntropy",
     "ResumeMismatchError", "build_model", "fit", "WarmupSchedule", "build_optimizer",
-    "build_scheduler", "lr_at", "read_latest",
+    "build_scheduler", "lr_at", "read_latest", "BadImageError", "load_image",
+    "FailFastDataLoader", "check_data", "DataCheckReport",
 ]

@@ -5,6 +5,12 @@ Preprocessing is timm's evaluation transform with the model's ``crop_pct``, ``in
 ``floor(size / crop_pct)`` with PIL, center crop, normalise
 (:func:`ppnets.engine.transforms.eval_transform`). ``images_per_s`` is end to end (decoding,
 preprocessing and the forward pass) after the first batch.
+
+Before the first batch every image file is checked (:func:`ppnets.engine.datacheck
+.screen_datasets`): ``on_bad_image="error"`` raises :class:`~ppnets.engine.data.BadImageError`
+listing every unreadable file, ``"skip"`` evaluates without them; a file that fails to decode
+during the evaluation raises within seconds (``error``) or is replaced by its neighbour in the
+list (``skip``). The result's ``bad_images`` records both.
 """
 from __future__ import annotations
 
@@ -21,31 +27,34 @@ from ppnets.factory import create_model
 from ppnets.utils import atomic_write, file_sha256
 from ppnets.weights.pretrained import resolve_weight
 
-from .data import ImageListDataset, default_num_workers
+from .data import FailFastDataLoader, ImageListDataset, default_num_workers
+from .datacheck import screen_datasets
 from .transforms import eval_transform, model_data_config
 
 __all__ = ["evaluate", "eval_dataset", "topk_correct"]
 
 
 def eval_dataset(transform, data_dir: Optional[str] = None, list_file: Optional[str] = None,
-                 root: Optional[str] = None, limit: Optional[int] = None):
+                 root: Optional[str] = None, limit: Optional[int] = None,
+                 on_bad_image: str = "error"):
     """(dataset, description) of an evaluation split: a PaddleClas list file (paths relative to
     ``root``, default the list's folder) or a folder ``data_dir`` holding ``val/<class>/`` or
-    the class folders themselves."""
+    the class folders themselves. Raises DataUnavailableError (what to do) when there is
+    neither."""
     if list_file:
-        ds = ImageListDataset.from_list(list_file, root, transform)
+        ds = ImageListDataset.from_list(list_file, root, transform, on_bad_image)
         source = {"list": os.path.abspath(list_file),
                   "root": os.path.abspath(root or os.path.dirname(list_file))}
     elif data_dir:
         split = os.path.join(data_dir, "val")
         split = split if os.path.isdir(split) else data_dir
-        ds = ImageListDataset.from_folder(split, transform)
+        ds = ImageListDataset.from_folder(split, transform, "eval", on_bad_image)
         source = {"folder": os.path.abspath(split), "classes": len(ds.classes)}
     else:
         raise ValueError("give data_dir (a folder of class folders, or with val/) or list_file "
                          "(a PaddleClas list: 'relative/path label' per line)")
     if limit is not None:
-        ds.samples = ds.samples[:int(limit)]
+        ds = ImageListDataset(ds.samples[:int(limit)], transform, ds.classes, on_bad_image)
     return ds, source
 
 
@@ -61,14 +70,15 @@ def evaluate(model: str, pretrained: Union[bool, str], data_dir: Optional[str] =
              limit: Optional[int] = None, num_classes: int = 1000,
              input_size: Optional[int] = None, crop_pct: Optional[float] = None,
              interpolation: Optional[str] = None, save_logits: Optional[str] = None,
-             progress: bool = False) -> Dict[str, Any]:
+             progress: bool = False, on_bad_image: str = "error") -> Dict[str, Any]:
     """Top-1/top-5 of registry model ``model`` with the weights ``pretrained`` (anything
     ``create_model(pretrained=...)`` reads: a checkpoint path, or True / a tag for the
     published weights) on an evaluation split (:func:`eval_dataset`), preprocessed with the
     model's eval transform -- for published weights the one they were evaluated with (their
     input size, crop, interpolation, mean and std) -- unless overridden. ``save_logits``: an
-    ``.npz`` of per-image logits, labels and paths. Raises ValueError with what to do on bad
-    input."""
+    ``.npz`` of per-image logits, labels and paths. ``on_bad_image``: see the module docstring.
+    Raises ValueError or DataUnavailableError (BadImageError: unreadable images) with what to
+    do on bad input."""
     if device == "gpu" and not paddle.device.is_compiled_with_cuda():
         raise ValueError("device 'gpu' but this paddlepaddle build has no CUDA support")
     paddle.set_device(device)
@@ -87,14 +97,25 @@ def evaluate(model: str, pretrained: Union[bool, str], data_dir: Optional[str] =
                                   ("interpolation", interpolation)) if v})
     transform = eval_transform(pre["input_size"], pre["crop_pct"], pre["interpolation"],
                                pre["mean"], pre["std"])
-    ds, source = eval_dataset(transform, data_dir, list_file, root, limit)
+    ds, source = eval_dataset(transform, data_dir, list_file, root, limit, on_bad_image)
     if len(ds) == 0:
         raise ValueError(f"no images to evaluate in {source}")
+    checked, screening = screen_datasets({"eval": ds}, on_bad_image,
+                                         image_size=int(pre["input_size"]), progress=progress)
+    ds = checked["eval"]
     nw = default_num_workers() if num_workers is None else int(num_workers)
-    loader = paddle.io.DataLoader(ds, batch_size=int(batch_size), shuffle=False,
-                                  drop_last=False, num_workers=nw, use_shared_memory=True,
-                                  return_list=True)
+    loader = FailFastDataLoader(ds, batch_size=int(batch_size), shuffle=False,
+                                drop_last=False, num_workers=nw, use_shared_memory=True,
+                                return_list=True)
     net = create_model(model, num_classes=int(num_classes), pretrained=pretrained)
+    kept = net.loaded_weights.classifier_kept if net.loaded_weights else []
+    if kept:
+        # create_model kept a fresh classifier (fine-tuning); evaluating it measures nothing
+        theirs = net.loaded_weights.source_classes
+        raise ValueError(f"{net.loaded_weights.source} has a classifier for "
+                         f"{theirs or 'another number of'} classes, not {num_classes}: pass "
+                         f"--num-classes {theirs or 'N'} (evaluating a random classifier measures "
+                         "nothing)")
     net.eval()
 
     logits_all, labels_all = [], []
@@ -130,6 +151,8 @@ def evaluate(model: str, pretrained: Union[bool, str], data_dir: Optional[str] =
         "preprocessing": {**pre, "mean": list(pre["mean"]), "std": list(pre["std"]),
                           "resize_shorter_to": int(np.floor(pre["input_size"] / pre["crop_pct"])),
                           "center_crop": pre["input_size"], "library": "PIL"},
+        "bad_images": {**screening.to_dict(), "unreadable_during_run": ds.unreadable(),
+                       "unreadable_during_run_count": len(ds.unreadable())},
     }
     if save_logits:
         paths = np.asarray([os.path.relpath(p, source.get("root", source.get("folder", "")))

@@ -14,7 +14,12 @@ this module adds what a reproduction needs around it:
   (:class:`~ppnets.engine.data.EpochBatchSampler`), so "2 epochs" and "1 epoch, stop, resume 1
   more" give the same weights;
 * VisualDL logs (``<output_dir>/vdl``), the resolved config (``checkpoints/config.yaml``) and a
-  results dict (``<output_dir>/results.json``).
+  results dict (``<output_dir>/results.json``);
+* image files checked before the first step (:func:`~ppnets.engine.datacheck.screen_datasets`,
+  cached in ``checkpoints/datacheck.json``): ``data.on_bad_image: error`` stops with the list of
+  unreadable files, ``skip`` leaves them out; files that fail to decode later are replaced by a
+  neighbour (``skip``) and recorded (``bad_images`` in the results), or stop the run with an error
+  naming the file within seconds (``error``; :class:`~ppnets.engine.data.FailFastDataLoader`).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import copy
 import math
 import os
 import shutil
+import sys
 import time
 import warnings
 from typing import Any, Dict, Mapping, Optional, Union
@@ -35,8 +41,9 @@ from ppnets.utils import atomic_write, atomic_write_json, atomic_write_text, is_
 from .checkpoint import (load_checkpoint, portable_optimizer_state, prune_checkpoints, read_latest,
                          restore_optimizer_state, save_checkpoint)
 from .config import _yaml_load, apply_overrides, config_differences, dump_config, load_config
-from .data import (EpochBatchSampler, build_datasets, build_train_collate, default_num_workers,
-                   seed_everything)
+from .data import (EpochBatchSampler, FailFastDataLoader, ImageListDataset, build_datasets,
+                   build_train_collate, default_num_workers, seed_everything)
+from .datacheck import screen_datasets
 from .distill import DistillationLoss, DistillationNet, build_teacher
 from .ema import EmaCallback, ModelEma
 from .augment import SoftTargetCrossEntropy
@@ -45,6 +52,11 @@ from .optim import build_optimizer, build_scheduler
 from .wd_schedule import WeightDecaySchedule
 
 __all__ = ["fit", "build_model", "ResumeMismatchError", "OffsetVisualDL"]
+
+# paddle.Model.train_batch/eval_batch pass the loader's label tensors through paddle.to_tensor,
+# which warns once per process to use clone().detach(): Paddle's own call, nothing to change here.
+warnings.filterwarnings("ignore", message="To copy construct from a tensor",
+                        category=UserWarning, module=r"paddle\.tensor\.creation")
 
 
 class ResumeMismatchError(RuntimeError):
@@ -187,6 +199,16 @@ class _Run:
 
         seed_everything(self.seed)
         self.train_set, self.test_set, self.num_classes = build_datasets(cfg)
+        self.screening = None
+        if isinstance(self.train_set, ImageListDataset):
+            # every rank checks its share of the files; all get the same sample lists
+            sets, self.screening = screen_datasets(
+                {"train": self.train_set, "val": self.test_set}, data["on_bad_image"],
+                image_size=int(data["image_size"]),
+                cache_file=os.path.join(self.ckpt_dir, "datacheck.json"), log=self.main,
+                progress=self.main and bool(train["verbose"]), world_size=self.world_size,
+                rank=paddle.distributed.get_rank())
+            self.train_set, self.test_set = sets["train"], sets["val"]
         self.net = build_model(cfg, num_classes=self.num_classes)
         # Training batches are sharded across ranks by EpochBatchSampler (it reads the world
         # size and rank); evaluation batches too, and paddle.Model gathers the outputs of all
@@ -200,12 +222,12 @@ class _Run:
         nw = data["num_workers"]
         nw = default_num_workers() if nw is None else int(nw)
         collate = build_train_collate(cfg, self.num_classes)
-        self.train_loader = paddle.io.DataLoader(self.train_set, batch_sampler=self.train_sampler,
-                                                 num_workers=nw, return_list=True,
-                                                 collate_fn=collate, use_shared_memory=True)
-        self.eval_loader = paddle.io.DataLoader(self.test_set, batch_sampler=eval_sampler,
-                                                num_workers=nw, return_list=True,
-                                                use_shared_memory=True)
+        self.train_loader = FailFastDataLoader(self.train_set, batch_sampler=self.train_sampler,
+                                               num_workers=nw, return_list=True,
+                                               collate_fn=collate, use_shared_memory=True)
+        self.eval_loader = FailFastDataLoader(self.test_set, batch_sampler=eval_sampler,
+                                              num_workers=nw, return_list=True,
+                                              use_shared_memory=True)
         self.steps_per_epoch = len(self.train_sampler)
 
         self.base_lr = float(cfg["optim"]["lr"])
@@ -264,6 +286,7 @@ class _Run:
             if self.main:
                 print(f"[ppnets.engine] resuming {self.out} after epoch {self.resumed_from}/"
                       f"{self.epochs}")
+        self.state.setdefault("unreadable_during_run", [])  # checkpoints of older versions
         self.start_epoch = int(self.state["epoch"])
         if is_rank0():
             atomic_write_text(os.path.join(self.ckpt_dir, "config.yaml"), dump_config(cfg))
@@ -306,6 +329,7 @@ class _Run:
                 self.state.update(best_top1=record["val_top1"], best_top5=record["val_top5"],
                                   best_epoch=done)
         st = self.state
+        self.record_unreadable()
         st["epoch"] = done
         st["history"].append(record)
         st["train_time_s"] += train_time
@@ -328,6 +352,26 @@ class _Run:
                             is_best=is_best)
             prune_checkpoints(self.ckpt_dir, int(train["keep_checkpoints"] or 0))
 
+    def record_unreadable(self) -> None:
+        """Add the files that failed to decode this epoch (``skip`` replaced them; any rank,
+        any loader worker) to the state; rank 0 names the new ones."""
+        if self.cfg["data"]["on_bad_image"] != "skip":
+            return
+        found = [p for ds in (self.train_set, self.test_set) if isinstance(ds, ImageListDataset)
+                 for p in ds.unreadable()]
+        if self.world_size > 1:
+            gathered: list = []
+            paddle.distributed.all_gather_object(gathered, found)
+            found = [p for part in gathered for p in part]
+        known = set(self.state["unreadable_during_run"])
+        new = sorted(set(found) - known)
+        if new:
+            self.state["unreadable_during_run"] = sorted(known | set(new))
+            if self.main:
+                print(f"[ppnets.engine] warning: epoch {self.epoch + 1}: {len(new)} image(s) "
+                      "failed to decode and a neighbouring sample stood in (data.on_bad_image="
+                      "skip): " + ", ".join(new), file=sys.stderr, flush=True)
+
     # ---- driver ------------------------------------------------------------------------
     def run(self) -> dict:
         self.call_t0 = time.perf_counter()
@@ -343,6 +387,14 @@ class _Run:
                            callbacks=[_EngineCallback(self), self.vdl,
                                       *self.extra_callbacks])
         return self.results()
+
+    def bad_images_record(self) -> Optional[dict]:
+        """Unreadable image files: left out before the run, and replaced during it."""
+        if self.screening is None:
+            return None   # CIFAR-10: no image files
+        during = list(self.state.get("unreadable_during_run", []))
+        return {**self.screening.to_dict(), "unreadable_during_run": during,
+                "unreadable_during_run_count": len(during)}
 
     def results(self) -> dict:
         st = self.state
@@ -371,6 +423,7 @@ class _Run:
             "num_classes": self.num_classes,
             "history": copy.deepcopy(st["history"]),
             "final_top1_ema": last.get("val_top1_ema"), "final_top5_ema": last.get("val_top5_ema"),
+            "bad_images": self.bad_images_record(),
         }
         if is_rank0():
             atomic_write_json(os.path.join(self.out, "results.json"), out)

@@ -8,7 +8,8 @@ float32 numpy arrays.
 
 ImageNet evaluation (:func:`eval_transform`) follows timm's
 ``create_transform(is_training=False)`` with ``crop_mode='center'`` step by step, so accuracies
-compare with timm's: decode with PIL and convert to RGB; resize the shorter side to
+compare with timm's: decode with PIL to RGB (:func:`ppnets.engine.data.load_image`, which also
+turns EXIF-rotated photos upright and composites transparency over white); resize the shorter side to
 ``floor(size / crop_pct)`` (longer side ``int(scaled * long / short)``, as torchvision's
 ``Resize(int)``) with the model's PIL filter; center crop ``size`` (offsets
 ``int(round((h - size) / 2))``); ``/255``; ``(x - mean) / std``. :func:`model_eval_transform`

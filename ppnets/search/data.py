@@ -19,6 +19,7 @@ import paddle.nn.functional as F
 
 from ppnets.engine import (
     EpochBatchSampler,
+    FailFastDataLoader,
     ImageListDataset,
     build_cifar10,
     build_imagenet,
@@ -43,13 +44,13 @@ class SearchData:
                      max_batches: Optional[int] = None) -> paddle.io.DataLoader:
         sampler = EpochBatchSampler(len(self.train), batch_size, shuffle=True, seed=seed,
                                     drop_last=True, max_batches=max_batches)
-        return paddle.io.DataLoader(self.train, batch_sampler=sampler,
-                                    num_workers=self.num_workers)
+        return FailFastDataLoader(self.train, batch_sampler=sampler,
+                                  num_workers=self.num_workers)
 
     def heldout_loader(self, batch_size: int) -> paddle.io.DataLoader:
         sampler = EpochBatchSampler(len(self.heldout), batch_size, shuffle=False)
-        return paddle.io.DataLoader(self.heldout, batch_sampler=sampler,
-                                    num_workers=self.num_workers)
+        return FailFastDataLoader(self.heldout, batch_sampler=sampler,
+                                  num_workers=self.num_workers)
 
     def calibration_batches(self, batches: int, batch_size: int, seed: int) -> List[np.ndarray]:
         """Fixed training batches (augmented) for BatchNorm re-estimation, drawn once."""

@@ -73,6 +73,13 @@ def test_cli_on_a_folder_tree_writes_json_with_run_record(tmp_path, capsys):
     x = paddle.to_tensor(np.stack([ds[i][0] for i in range(8)]))
     np.testing.assert_allclose(saved["logits"], net(x).numpy(), rtol=1e-4, atol=1e-4)
 
+    # the same 3-class weights evaluated as a 1000-class model: create_model would keep a fresh
+    # classifier (fine-tuning); the evaluation refuses and says which --num-classes fits
+    with pytest.raises(SystemExit, match="has a classifier for 3 classes, not 1000: pass "
+                                         "--num-classes 3"):
+        mod.main(["--model", PARITY_MODEL, "--pretrained", str(weights), "--data-dir",
+                  str(tmp_path / "imagenet"), "--num-workers", "0", "--limit", "2"])
+
 
 def _torch_reference(cache_dir, root):
     """timm's evaluation of a random-weight model on the sample (cached per script/library)."""
@@ -97,7 +104,7 @@ def _torch_reference(cache_dir, root):
 
 def test_parity_with_timm_evaluation_on_real_images(tmp_path, request):
     import ppnets
-    from ppnets.engine.data import pil_loader
+    from ppnets.engine.data import load_image
     from ppnets.engine.transforms import model_eval_transform
 
     root = require_shared(IMAGENET_SAMPLE)
@@ -118,7 +125,7 @@ def test_parity_with_timm_evaluation_on_real_images(tmp_path, request):
     # same preprocessed tensors (PIL decode and resize on both sides)
     paths = [line.split()[0] for line in open(os.path.join(root, "val_list.txt")) if line.strip()]
     transform = model_eval_transform(PARITY_MODEL)
-    ours = np.stack([transform(pil_loader(os.path.join(root, p)))
+    ours = np.stack([transform(load_image(os.path.join(root, p)))
                      for p in paths[:len(ref["inputs"])]])
     assert ours.shape == ref["inputs"].shape
     assert float(np.abs(ours - ref["inputs"]).max()) <= 1e-6
