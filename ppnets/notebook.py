@@ -15,26 +15,47 @@
   has the project's ``shared/data`` beside it); None when none exists.
 * :func:`find_data` -- a file or folder by name in the data folder or one level below it (AI
   Studio puts each mounted data set in its own sub-folder).
+* :func:`setup_plots` / :func:`plot_history` -- figures readable at a small file size; a
+  training history as loss and top-1 curves.
+
+Importing this module also makes ``tqdm.auto`` (the Hugging Face hub's download bars) choose
+tqdm's plain text bar quietly where ipywidgets is missing, instead of warning "IProgress not
+found" and choosing it anyway.
 """
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
-from typing import Any, Dict, Optional, Sequence
+import warnings
+from typing import Any, Dict, List, Optional, Sequence
 
 from ppnets.experiments.record import SOURCE_TREE, git_commit
 from ppnets.utils import machine_info, utc_now
 from ppnets.weights.fetch import offline
 
 __all__ = ["AISTUDIO_DATA", "SHARED_DATA", "smoke", "data_dir", "find_data", "device",
-           "setup_plots", "source_state", "provenance", "show_provenance"]
+           "setup_plots", "plot_history", "source_state", "provenance", "show_provenance"]
 
 ENV_SMOKE = "PPNETS_SMOKE"
 ENV_DATA = "PPNETS_DATA_DIR"
 AISTUDIO_DATA = "/home/aistudio/data"
 SHARED_DATA = os.path.join("..", "..", "shared", "data")
-PLOT_DPI = 72  # keeps the committed notebooks' images small
+PLOT_DPI = 90  # readable, and the committed notebooks' images stay small (tens of kB)
+FIGSIZE = (8.0, 3.6)
+
+
+def _plain_progress_bars() -> None:
+    """Import ``tqdm.auto`` with exactly its "IProgress not found" warning silenced: without
+    ipywidgets it then keeps the plain bar it falls back to, and later imports reuse that."""
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+        import tqdm.auto  # noqa: F401
+
+
+_plain_progress_bars()
 
 
 def smoke() -> bool:
@@ -95,11 +116,44 @@ def device() -> str:
 
 
 def setup_plots(dpi: int = PLOT_DPI) -> None:
-    """Inline figures at a small resolution (the executed notebooks are committed)."""
+    """Inline figures sized to be read at a moderate resolution (the executed notebooks are
+    committed), saved with everything drawn inside them (``bbox_inches="tight"``, as Jupyter's
+    inline display does)."""
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "figure.figsize": (7.0, 3.2),
-                         "font.size": 8})
+    plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "figure.figsize": FIGSIZE,
+                         "font.size": 9, "savefig.bbox": "tight"})
+
+
+def plot_history(history: List[Dict[str, Any]], title: str):
+    """Train loss and validation top-1 (%) per epoch (``fit(...)["history"]``), with markers
+    and the values written beside the points when there are only a few (a smoke run's single
+    epoch is one point per curve, and says so). Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [h["epoch"] for h in history]
+    top1 = [None if h.get("val_top1") is None else 100 * h["val_top1"] for h in history]
+    fig, axes = plt.subplots(1, 2, layout="constrained")
+    for ax, values, label, fmt in ((axes[0], [h.get("train_loss") for h in history],
+                                    "train loss", "{:.3f}"),
+                                   (axes[1], top1, "validation top-1 (%)", "{:.1f}")):
+        ax.plot(epochs, values, marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.margins(x=0.08, y=0.2)   # room for the values written above the points
+        if len(epochs) <= 5:
+            for x, y in zip(epochs, values):
+                if y is not None:
+                    ax.annotate(fmt.format(y), (x, y), textcoords="offset points",
+                                xytext=(0, 6), ha="center")
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+    if len(epochs) == 1:
+        title += "\n(one epoch: one point per curve)"
+    fig.suptitle(title)
+    return fig
 
 
 def source_state(repo: str = SOURCE_TREE) -> str:

@@ -66,8 +66,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "RegNetY-16GF, so expect lower accuracy than published")
     return run_variants(script=SCRIPT, schema=SCHEMA, title="EfficientFormer V1/V2 on ImageNet-1k",
                         args=args, argv=argv, variants=variants(ov), data=imagenet_data(args, IMAGENET_SAMPLE),
-                        extra_columns=[("published_top1", "paper top-1 (%)", 1),
-                                       ("top1_ema", "EMA top-1", 4)], notes=notes,
+                        extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1),
+                                       ("top1_ema_pct", "EMA top-1 (%)", 2)], notes=notes,
                         smoke_rows=["efficientformer_l1"])
 
 

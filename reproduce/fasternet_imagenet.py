@@ -46,7 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     return run_variants(script=SCRIPT, schema=SCHEMA, title="FasterNet on ImageNet-1k",
                         args=args, argv=argv, variants=variants(), data=imagenet_data(args, IMAGENET_SAMPLE),
-                        extra_columns=[("published_top1", "paper top-1 (%)", 1)], notes=NOTES,
+                        extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1)], notes=NOTES,
                         smoke_rows=["fasternet_t0"])
 
 

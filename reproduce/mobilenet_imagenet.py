@@ -45,8 +45,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     return run_variants(script=SCRIPT, schema=SCHEMA, title="MobileNet V1/V2/V3 on ImageNet-1k",
                         args=args, argv=argv, variants=variants(), data=imagenet_data(args, IMAGENET_SAMPLE),
-                        extra_columns=[("published_top1", "paper top-1 (%)", 1),
-                                       ("top1_ema", "EMA top-1", 4)], notes=NOTES,
+                        extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1),
+                                       ("top1_ema_pct", "EMA top-1 (%)", 2)], notes=NOTES,
                         smoke_rows=["mobilenetv3_large_100"])
 
 

@@ -82,7 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_variants(script=SCRIPT, schema=SCHEMA,
                         title="RepViT: MobileNetV3 -> RepViT steps on CIFAR-10", args=args,
                         argv=argv, variants=variants(), data=cifar_data(args),
-                        extra_columns=[("published_top1", "ImageNet top-1 (paper)", 1)],
+                        extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1)],
                         notes=NOTES, plot=dict(name="roadmap", x="step", xlabel="step",
                                                title="MobileNetV3-L -> RepViT-M1.0, CIFAR-10"))
 

@@ -10,18 +10,69 @@ and ``PPNETS_DATA_DIR`` set as given and this checkout first on ``PYTHONPATH`` (
 imports the ppnets of this tree, whatever is installed). A cell error stops that notebook, is
 printed, and makes the exit status 1; the notebook is then left unchanged. Needs the ``dev``
 extra (nbclient, nbformat, ipykernel).
+
+Before it runs, a notebook's first code cell is set to :data:`INSTALL_CELL`, the install cell
+all notebooks share. The executed copy is meant to be committed, so the folders of the machine
+that ran it are replaced in its text outputs (:func:`portable_outputs`): this checkout by
+``<ppnets checkout>``, the data folder by ``$PPNETS_DATA_DIR``, the temporary folder by
+``$TMPDIR`` (a notebook cell's own file by ``<notebook cell>``), the Python environment by
+``<site-packages>`` / ``<python env>``, the home folder by ``~``, a Paddle Lite Python
+(``PPNETS_PADDLELITE_PYTHON``) by that name. A path that remains is printed as a warning.
 """
 from __future__ import annotations
 
 import argparse
 import glob
 import os
+import re
+import site
 import sys
+import tempfile
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(REPO, "notebooks")
+
+# Every notebook's first code cell (written into each notebook before it runs). ppnets names no
+# Paddle build in its requirements (setup.py): a Paddle that is there (AI Studio's GPU build)
+# stays, and only a machine without any gets the CPU build through the ``cpu`` extra.
+INSTALL_CELL = """\
+# ppnets install cell: installs ppnets into this notebook's environment unless it is importable
+# already (a checkout installed with `pip install -e ".[dev]"`, CI): then nothing is installed.
+# With a Paddle present (AI Studio's GPU build, or one installed from paddlepaddle.org.cn),
+# ppnets is installed without Paddle; without one, the `cpu` extra brings the CPU build.
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+if importlib.util.find_spec("ppnets") is not None:
+    print("ppnets is importable already: nothing to install")
+else:
+    checkout = os.path.isfile(os.path.join("..", "setup.py"))  # this notebook in a checkout
+    if importlib.util.find_spec("paddle") is not None:
+        extra = ""
+        print("Paddle is installed: installing ppnets without Paddle (yours is kept)")
+    else:
+        extra = "[cpu]"
+        print("no Paddle is installed: installing ppnets with the CPU build (the cpu extra)")
+    if checkout:
+        target = ["-e", ".." + extra]
+    elif extra:
+        target = [f"ppnets{extra} @ git+https://github.com/ppnets/ppnets"]
+    else:
+        target = ["git+https://github.com/ppnets/ppnets"]
+    print("pip install", " ".join(target))
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *target])
+    if checkout:
+        sys.path.insert(0, os.path.abspath(".."))  # an editable install is seen by new kernels only
+importlib.invalidate_caches()
+import ppnets  # noqa: E402 (imported after the install; also silences Paddle's ccache warning)
+
+print("ppnets", ppnets.__version__, "from", os.path.dirname(ppnets.__file__))"""
+INSTALL_MARK = "# ppnets install cell"
 
 
 def notebook_paths(names: Sequence[str] = ()) -> List[str]:
@@ -37,6 +88,70 @@ def notebook_paths(names: Sequence[str] = ()) -> List[str]:
             raise SystemExit(f"error: no notebook {path}; the notebooks are {known}")
         paths.append(path)
     return paths
+
+
+# An absolute path of a machine (not of AI Studio's documented mount): what a committed
+# notebook must not show.
+MACHINE_PATH = re.compile(r"(?<![\w.~$<>/-])/(?!home/aistudio\b)(?:work|root|tmp|home|Users|opt|"
+                          r"usr|var|mnt|srv)/[^\s'\"),;]*|(?<!<)site-packages(?!>)")
+LITE_ENV = "PPNETS_PADDLELITE_PYTHON"
+
+
+def machine_folders(data_dir: Optional[str]) -> List[Tuple[str, str]]:
+    """(folder of this machine, what a committed notebook shows instead), longest first."""
+    pairs = [(tempfile.gettempdir(), "$TMPDIR"), (REPO, "<ppnets checkout>"),
+             (sys.prefix, "<python env>"), (os.path.expanduser("~"), "~")]
+    pairs += [(p, "<site-packages>") for p in site.getsitepackages() + [site.getusersitepackages()]]
+    data = data_dir or os.path.join(REPO, "..", "shared", "data")  # the notebooks' default
+    pairs.append((data, "$PPNETS_DATA_DIR"))
+    lite = os.environ.get(LITE_ENV)
+    if lite:
+        pairs += [(lite, "$" + LITE_ENV), (os.path.dirname(lite), "<Paddle Lite root>")]
+    out = {}
+    for folder, label in pairs:
+        for variant in {os.path.abspath(folder), os.path.realpath(folder)}:
+            if len(variant) > 1:   # never "/"
+                out.setdefault(variant.rstrip(os.sep), label)
+    return sorted(out.items(), key=lambda kv: -len(kv[0]))
+
+
+def portable_text(text: str, folders: Sequence[Tuple[str, str]]) -> str:
+    """``text`` with each folder of ``folders`` (and a notebook cell's temporary source file)
+    replaced by its label; a folder matches only as a whole path component."""
+    tmp = os.path.realpath(tempfile.gettempdir())
+    for cell_tmp in {tmp, os.path.abspath(tempfile.gettempdir())}:
+        text = re.sub(re.escape(cell_tmp) + r"/ipykernel_\d+/\d+\.py", "<notebook cell>", text)
+    for folder, label in folders:
+        text = re.sub(re.escape(folder) + r"(?![\w-]|\.\w)", lambda _: label, text)
+    return text
+
+
+def portable_outputs(nb, folders: Sequence[Tuple[str, str]]) -> List[str]:
+    """Replace the machine's folders in every text output of ``nb`` (in place); returns the
+    absolute paths that remain (:data:`MACHINE_PATH`)."""
+    left = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts = [(out, key) for key in ("text", "traceback", "evalue") if key in out]
+            texts += [(out["data"], mime) for mime in out.get("data", {})
+                      if mime.startswith("text/")]
+            for holder, key in texts:
+                value = holder[key]
+                if isinstance(value, list):
+                    holder[key] = [portable_text(v, folders) for v in value]
+                    left += MACHINE_PATH.findall("".join(holder[key]))
+                else:
+                    holder[key] = portable_text(value, folders)
+                    left += MACHINE_PATH.findall(holder[key])
+    return left
+
+
+def set_install_cell(nb) -> None:
+    """Make the first code cell :data:`INSTALL_CELL` (it must be an install cell already)."""
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    if INSTALL_MARK not in first.source:
+        raise SystemExit(f"error: the first code cell is not the install cell ({INSTALL_MARK!r})")
+    first.source = INSTALL_CELL
 
 
 def kernel_env(smoke: bool, data_dir: Optional[str]) -> dict:
@@ -58,6 +173,7 @@ def execute(path: str, out_path: str, smoke: bool, data_dir: Optional[str],
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    set_install_cell(nb)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": NOTEBOOKS}})
     saved = dict(os.environ)
@@ -72,6 +188,10 @@ def execute(path: str, out_path: str, smoke: bool, data_dir: Optional[str],
         os.environ.update(saved)
     seconds = time.time() - start
     nb.metadata.pop("widgets", None)
+    left = portable_outputs(nb, machine_folders(data_dir))
+    if left:
+        print(f"warning: {os.path.basename(path)} still shows paths of this machine: "
+              f"{sorted(set(left))[:10]}", flush=True)
     tmp = out_path + ".tmp"
     nbformat.write(nb, tmp)
     os.replace(tmp, out_path)

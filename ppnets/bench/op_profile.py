@@ -15,11 +15,9 @@ runtime spends outside its ops.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import os
 import re
-import sys
 import tempfile
 from typing import Any, Dict, List
 
@@ -28,28 +26,13 @@ import paddle
 from paddle import inference
 
 from ppnets.runtime import export_program, stage_input
-from ppnets.utils import markdown_table
+from ppnets.utils import markdown_table, redirect_fd
 
 from .timing import latency_stats, time_calls
 
 __all__ = ["paddle_profile", "onnxruntime_profile", "profile_model", "format_profile"]
 
 _ROW = re.compile(r"^(\S+)\s+(\d+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s*$")
-
-
-@contextlib.contextmanager
-def _capture_fd1(path: str):
-    """Send what C++ writes to stdout (file descriptor 1) to ``path`` meanwhile."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(path, "w") as f:
-        os.dup2(f.fileno(), 1)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
 
 
 def parse_paddle_report(text: str) -> Dict[str, Dict[str, float]]:
@@ -84,7 +67,7 @@ def paddle_profile(model_file: str, params_file: str, x: np.ndarray, runs: int =
         cwd = os.getcwd()
         os.chdir(tmp)  # the profiler also writes a binary profile.log into the working folder
         try:
-            with _capture_fd1(report):
+            with open(report, "w") as captured, redirect_fd(1, captured):
                 predictor = inference.create_predictor(config)
                 stage_input(predictor, x)
                 for _ in range(runs):

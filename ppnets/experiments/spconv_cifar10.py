@@ -29,7 +29,8 @@ from ppnets.utils import dict_table, file_md5
 from .options import common_overrides
 from .record import RunRecord, provenance_lines, save_json, save_text
 
-__all__ = ["EXPERIMENTS", "plan_runs", "measure", "write_results", "run"]
+__all__ = ["EXPERIMENTS", "plan_runs", "measure", "published_cifar10_top1", "table_rows",
+           "render_results", "write_results", "run"]
 
 SCHEMA = "ppnets.reproduce.spconv_cifar10/1"
 # experiment name -> config file name under configs/spconv/
@@ -42,13 +43,15 @@ RESNET20_ALPHA_NOTE = (
     "which the 2-group GWC cannot split. alpha = 1/8 can be built (2 channels, one per GWC "
     "group; `ppnets.models.spconv.spconv_net('resnet20', alpha=1/8)`) but the paper publishes "
     "no figures for it, so neither is registered (ppnets/models/spconv.py).")
+PAPER = "arXiv:2006.12085 Table 1"
+# Accuracies are stored as fractions (results.json) and shown in percent, beside the paper's.
 COLUMNS = [("experiment", "experiment", 0), ("model", "model", 0), ("alpha", "alpha", 0),
            ("image_size", "input", 0), ("epochs_run", "epochs", 0),
-           ("eval_images", "eval images", 0), ("top1", "top-1", 4),
-           ("top5", "top-5", 4), ("best_top1", "best top-1", 4),
-           ("paper_top1", "paper top-1 (%, full CIFAR-10)", 2), ("params_m", "params (M)", 3),
-           ("macs_m", "MACs (M)", 1), ("latency_ms", "latency (ms)", 2),
-           ("train_images_per_s", "train img/s", 1)]
+           ("eval_images", "eval images", 0), ("top1_pct", "top-1 (%)", 2),
+           ("top5_pct", "top-5 (%)", 2), ("best_top1_pct", "best top-1 (%)", 2),
+           ("paper_top1_pct", f"paper top-1 (%, full CIFAR-10, {PAPER})", 2),
+           ("params_m", "params (M)", 3), ("macs_m", "MACs (M)", 1),
+           ("latency_ms", "latency (ms)", 2), ("train_images_per_s", "train img/s", 1)]
 
 
 def alpha_of(name: str) -> str:
@@ -112,11 +115,34 @@ def measure(cfg: Dict[str, Any], device: str, bench: bool) -> Dict[str, Any]:
     return out
 
 
-def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool) -> None:
-    save_json(os.path.join(out_dir, "results.json"),
-               {"schema": SCHEMA, "smoke": smoke, "run": record.data, "rows": rows})
-    record.write(os.path.join(out_dir, "run_record.json"))
-    r = record.data
+def published_cifar10_top1(model: str) -> Optional[float]:
+    """The paper's CIFAR-10 top-1 (%) of ``model`` from the registry; None when the registry's
+    published top-1 is for another data set (the seed experiment's ``resnet18``: ImageNet's) or
+    there is none (``spconv_resnet18``, alpha 1/8)."""
+    try:
+        info = model_info(model)
+    except KeyError:
+        return None
+    return info.get("top1") if info.get("dataset") == "cifar10" else None
+
+
+def _percent(value: Optional[float]) -> Optional[float]:
+    return None if value is None else 100.0 * value
+
+
+def table_rows(rows: List[dict]) -> List[dict]:
+    """The rows as the table shows them: accuracies in percent, the paper's top-1 only where it
+    is a CIFAR-10 figure (rows of results.json written before that rule carry the registry's
+    top-1 whatever its data set)."""
+    return [dict(row, top1_pct=_percent(row.get("top1")), top5_pct=_percent(row.get("top5")),
+                 best_top1_pct=_percent(row.get("best_top1")),
+                 paper_top1_pct=published_cifar10_top1(row["model"]))
+            for row in rows]
+
+
+def render_results(results: Dict[str, Any]) -> str:
+    """results.md from the content of results.json (``smoke``, ``run``, ``rows``)."""
+    r, rows, smoke = results["run"], results["rows"], bool(results.get("smoke"))
     lines = ["# SPConv on CIFAR-10", ""]
     if smoke:
         lines += ["> **SMOKE RUN, not a reproduction.** Each model trained for a few steps of one "
@@ -132,12 +158,14 @@ def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool
                   "comparable with the paper's full-data top-1, printed beside them.", ""]
     lines += provenance_lines(r, f"{data.get('file')} ({data.get('train_images')} train / "
                                  f"{data.get('test_images')} test images)") + [
-        "- top-1/top-5: last evaluation on the test split; best top-1: best epoch's; epochs: "
-        "completed epochs",
+        "- top-1/top-5 (%): last evaluation on the test split; best top-1 (%): best epoch's; "
+        "epochs: completed epochs",
+        f"- paper top-1: the CIFAR-10 top-1 the SPConv paper publishes ({PAPER}, full "
+        "training set, 32x32); n/a where it publishes none",
         f"- latency: median of {BENCH['repeats']} runs after {BENCH['warmup']} warm-up, batch 1, "
         f"{BENCH['threads']} thread, Paddle Inference, deploy form, at the training input size",
         "",
-        dict_table(rows, COLUMNS),
+        dict_table(table_rows(rows), COLUMNS),
     ]
     notes = [f"- {row['model']}: {e}" for row in rows for e in row.get("errors", [])]
     notes += [f"- {m}: listed by the experiment but not registered in ppnets, so not run"
@@ -147,9 +175,20 @@ def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool
               f"(training time over all runs {row['train_time_s'] / 60:.0f} min); params, "
               "MACs and latency were measured by this run"
               for row in rows if row.get("resumed_from_epoch")]
+    if any(row.get("experiment") == "seed" for row in rows):
+        notes.append("- The seed experiment's ResNet-18 models are ImageNet architectures trained "
+                     "here on CIFAR-10; the paper publishes no CIFAR-10 (nor any ResNet-18) "
+                     "figure for them.")
     notes.append(RESNET20_ALPHA_NOTE)
     lines += ["Notes:", *notes, ""]
-    save_text(os.path.join(out_dir, "results.md"), "\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool) -> None:
+    results = {"schema": SCHEMA, "smoke": smoke, "run": record.data, "rows": rows}
+    save_json(os.path.join(out_dir, "results.json"), results)
+    record.write(os.path.join(out_dir, "run_record.json"))
+    save_text(os.path.join(out_dir, "results.md"), render_results(results))
 
 
 def run(args: argparse.Namespace, config_dir: str, command: Sequence[str]) -> int:
@@ -203,7 +242,7 @@ def run(args: argparse.Namespace, config_dir: str, command: Sequence[str]) -> in
             "complete": res["complete"], "smoke": bool(args.smoke),
             "smoke_overrides": smoke_overrides,
             "top1": res["final_top1"], "top5": res["final_top5"], "best_top1": res["best_top1"],
-            "paper_top1": model_info(model).get("top1"),
+            "paper_top1": published_cifar10_top1(model),
             "resumed_from_epoch": res["resumed_from_epoch"], "train_time_s": res["train_time_s"],
             "best_epoch": res["best_epoch"],
             "params": meas["params"], "macs": meas["macs"],

@@ -22,7 +22,8 @@ from ppnets.utils import dict_table, file_md5, is_rank0
 from .options import common_overrides
 from .record import RunRecord, provenance_lines, save_json, save_text
 
-__all__ = ["Variant", "published", "cifar_data", "imagenet_data", "run_variants", "BASE_COLUMNS"]
+__all__ = ["Variant", "published", "cifar_data", "imagenet_data", "run_variants", "BASE_COLUMNS",
+           "render_variant_results"]
 
 
 class Variant(dict):
@@ -119,12 +120,14 @@ def _measure(cfg: Dict[str, Any], num_classes: int) -> Dict[str, Any]:
                 "errors": [f"params/MACs not counted: {type(exc).__name__}: {exc}"]}
 
 
+# Accuracies are stored as fractions (results.json) and shown in percent, as published ones are.
 BASE_COLUMNS = [("label", "row", 0), ("model", "model", 0), ("image_size", "input", 0),
                 ("epochs_run", "epochs", 0), ("max_steps_per_epoch", "batches/epoch cap", 0),
                 ("batch_size", "batch", 0), ("train_images", "train images", 0),
-                ("eval_images", "eval images", 0), ("top1", "top-1", 4), ("top5", "top-5", 4),
-                ("best_top1", "best top-1", 4), ("params_m", "params (M)", 3),
-                ("macs_m", "MACs (M)", 1), ("train_images_per_s", "train img/s", 1)]
+                ("eval_images", "eval images", 0), ("top1_pct", "top-1 (%)", 2),
+                ("top5_pct", "top-5 (%)", 2), ("best_top1_pct", "best top-1 (%)", 2),
+                ("params_m", "params (M)", 3), ("macs_m", "MACs (M)", 1),
+                ("train_images_per_s", "train img/s", 1)]
 
 
 def run_variants(*, script: str, schema: str, title: str, args: argparse.Namespace,
@@ -192,13 +195,13 @@ def run_variants(*, script: str, schema: str, title: str, args: argparse.Namespa
         row["errors"] += meas.pop("errors", [])
         row.update(meas)
         rows.append(row)
-        _write_variant_results(out_root, schema, title, record, rows, args.smoke, data,
+        _write_variant_results(out_root, schema, title, record, rows, args.smoke,
                                list(extra_columns), notes, None)
     record.finish()
     png = None
     if plot and not getattr(args, "no_plot", False) and rows:
         png = _plot(out_root, rows, plot, args.smoke, data)
-    _write_variant_results(out_root, schema, title, record, rows, args.smoke, data,
+    _write_variant_results(out_root, schema, title, record, rows, args.smoke,
                            list(extra_columns), notes, png)
     print(f"results: {os.path.join(out_root, 'results.md')}")
     return 0
@@ -239,34 +242,53 @@ def _plot(out_root, rows, plot, smoke, data) -> Optional[str]:
     return os.path.basename(path)
 
 
-def _write_variant_results(out_root, schema, title, record, rows, smoke, data, extra_columns,
-                           notes, png) -> None:
-    save_json(os.path.join(out_root, "results.json"),
-               {"schema": schema, "smoke": bool(smoke), "run": record.data, "rows": rows,
-                "figure": png})
-    record.write(os.path.join(out_root, "run_record.json"))
-    r = record.data
+def _percent_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The rows with their accuracies in percent (``top1_pct``, ..., ``top1_ema_pct``)."""
+    def pct(value):
+        return None if value is None else 100.0 * value
+    return [dict(row, top1_pct=pct(row.get("top1")), top5_pct=pct(row.get("top5")),
+                 best_top1_pct=pct(row.get("best_top1")), top1_ema_pct=pct(row.get("top1_ema")))
+            for row in rows]
+
+
+def render_variant_results(results: Dict[str, Any], title: str,
+                           extra_columns: Sequence[tuple] = (),
+                           notes: Sequence[str] = ()) -> str:
+    """results.md from the content of results.json (``smoke``, ``run``, ``rows``, ``figure``)
+    and the script's title, extra columns and notes."""
+    r, rows, smoke = results["run"], results["rows"], bool(results.get("smoke"))
+    d = r.get("data", {})
     lines = [f"# {title}", ""]
     if smoke:
         lines += ["> **SMOKE RUN, not a reproduction.** Each row trained for a few steps of one "
                   "epoch on tiny batches (the `smoke_overrides` in results.json); accuracies "
                   "are meaningless and only show that the pipeline runs end to end.", ""]
-    if data.get("note"):
-        lines += [f"> **{data['note']}**", ""]
-    d = r.get("data", {})
+    if d.get("note"):
+        lines += [f"> **{d['note']}**", ""]
     src = d.get("file") or d.get("data_dir") or d.get("train_list")
     lines += provenance_lines(
         r, f"{d.get('dataset')} from {src} ({d.get('train_images')} train / "
            f"{d.get('test_images')} eval images)") + [
-        "- top-1/top-5: last evaluation on `eval images`; epochs: completed epochs, each of at "
-        "most `batches/epoch cap` batches (n/a: the whole training set) of `batch` images; "
+        "- top-1/top-5 (%): last evaluation on `eval images`; epochs: completed epochs, each of "
+        "at most `batches/epoch cap` batches (n/a: the whole training set) of `batch` images; "
         "`train images`: size of the training set",
         "",
-        dict_table(rows, BASE_COLUMNS[:1] + list(extra_columns) + BASE_COLUMNS[1:]),
+        dict_table(_percent_rows(rows), BASE_COLUMNS[:1] + list(extra_columns) + BASE_COLUMNS[1:]),
     ]
+    png = results.get("figure")
     if png:
         lines += [f"![{title}]({png})", ""]
     errs = [f"- {row['label']}: {e}" for row in rows for e in row.get("errors", [])]
     if notes or errs:
         lines += ["Notes:", *[f"- {n}" for n in notes], *errs, ""]
-    save_text(os.path.join(out_root, "results.md"), "\n".join(lines))
+    return "\n".join(lines)
+
+
+def _write_variant_results(out_root, schema, title, record, rows, smoke, extra_columns, notes,
+                           png) -> None:
+    results = {"schema": schema, "smoke": bool(smoke), "run": record.data, "rows": rows,
+               "figure": png}
+    save_json(os.path.join(out_root, "results.json"), results)
+    record.write(os.path.join(out_root, "run_record.json"))
+    save_text(os.path.join(out_root, "results.md"),
+              render_variant_results(results, title, extra_columns, notes))

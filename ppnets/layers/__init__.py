@@ -1,4 +1,6 @@
 """Layers shared by the model families."""
+import warnings
+
 from .activations import HardSigmoid, HardSwish, ReLU6, create_act, hard_sigmoid, register_act
 from .conv_bn import BNLinear, ConvBN
 from .drop import DropPath, LayerScale, drop_path
@@ -10,6 +12,12 @@ from .reparam import (ReparamMixin, assign, bn_scale_shift, default_dtype_like, 
                       pad_1x1_to_kxk, reparameterize_children, reparameterize_model,
                       scale_outputs)
 from .se import SqueezeExcite
+
+# Paddle 3.x's BatchNorm1D/2D/3D warn "When training, we now always track global mean and
+# variance." on every train-mode forward, whatever the arguments: a note about a past change of
+# Paddle's, with nothing for the user to do. Exactly that message is silenced.
+warnings.filterwarnings("ignore", message="When training, we now always track global mean and "
+                        "variance", category=UserWarning, module=r"paddle\.nn\.layer\.norm")
 
 __all__ = [
     "HardSigmoid", "HardSwish", "ReLU6", "create_act", "hard_sigmoid", "register_act",

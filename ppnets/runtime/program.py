@@ -7,10 +7,13 @@ program); :func:`program_op_names` lists the ops of such a program.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
-from typing import Optional, Sequence, Tuple
+import sys
+import tempfile
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -19,8 +22,36 @@ import paddle.nn as nn
 from ppnets.factory import create_model
 from ppnets.layers import reparameterize_model
 from ppnets.registry import model_info
+from ppnets.utils import redirect_fd
 
 __all__ = ["deploy_form", "export_program", "program_op_names", "check_input_size"]
+
+
+# Paddle 3.3 logs this (C++, on stderr, once per process) when it traces the first tensor sum
+# (``x + y`` passes ``out=None`` to the add op); the program is right, the line is noise.
+PIR_OUT_NOTICE = "Paddle static graph(PIR) not support input out tensor"
+
+
+@contextlib.contextmanager
+def _without_stderr_line(text: str) -> Iterator[None]:
+    """Hold what is written to file descriptor 2 (C++ logs included) meanwhile and pass it on
+    afterwards, without the lines that contain ``text``."""
+    try:
+        os.fstat(2)
+    except OSError:   # no stderr to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        try:
+            with redirect_fd(2, held):
+                yield
+        finally:
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(True)
+                    if text not in line]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def export_program(model: nn.Layer, input_size: Sequence[int], batch_size: int,
@@ -32,10 +63,13 @@ def export_program(model: nn.Layer, input_size: Sequence[int], batch_size: int,
     """
     prefix = os.path.join(out_dir, "inference")
     spec = paddle.static.InputSpec([batch_size, *input_size], dtype="float32", name="x")
-    paddle.jit.save(model, prefix, input_spec=[spec])
+    with _without_stderr_line(PIR_OUT_NOTICE):
+        paddle.jit.save(model, prefix, input_spec=[spec])
     params_file = prefix + ".pdiparams"
     for suffix in (".json", ".pdmodel"):
-        if os.path.isfile(prefix + suffix) and os.path.isfile(params_file):
+        # a program without parameters (a softmax) gets no parameters file
+        if os.path.isfile(prefix + suffix) and (os.path.isfile(params_file) or
+                                                 not model.parameters()):
             return prefix + suffix, params_file
     raise RuntimeError(f"paddle.jit.save wrote no program next to {prefix!r}: found "
                        f"{sorted(os.listdir(out_dir))}")

@@ -1,4 +1,5 @@
-"""Files a user must be able to trust: atomic writes, hashes, UTC timestamps, Markdown tables.
+"""Files a user must be able to trust: atomic writes, hashes, UTC timestamps, Markdown tables,
+and file-descriptor redirection (what C++ code prints).
 
 Every result, record and checkpoint ppnets writes goes through :func:`atomic_write`: a temporary
 file in the same folder, fsynced, then ``os.replace``d onto the target, so an interrupted run
@@ -6,17 +7,20 @@ never leaves a half-written file where a complete one was (a user's earlier resu
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import math
 import os
 import stat
+import sys
 import uuid
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "file_digest", "file_md5",
-           "file_sha256", "utc_now", "format_value", "markdown_table", "dict_table"]
+           "file_sha256", "utc_now", "format_value", "markdown_table", "dict_table",
+           "redirect_fd"]
 
 
 def _fsync_dir(path: str) -> None:
@@ -132,3 +136,19 @@ def dict_table(rows: Iterable[dict], columns: Sequence[tuple]) -> str:
                           [[row.get(k) for k, _, _ in columns] for row in rows],
                           digits=[d for _, _, d in columns],
                           align="|".join("---" for _ in columns)) + "\n"
+
+
+@contextlib.contextmanager
+def redirect_fd(fd: int, target: IO) -> Iterator[None]:
+    """Send what is written to file descriptor ``fd`` (1 or 2: C++ logs included, which
+    ``sys.stdout``/``sys.stderr`` redirection misses) to the open file ``target`` meanwhile."""
+    stream = sys.stdout if fd == 1 else sys.stderr
+    stream.flush()
+    saved = os.dup(fd)
+    os.dup2(target.fileno(), fd)
+    try:
+        yield
+    finally:
+        stream.flush()
+        os.dup2(saved, fd)
+        os.close(saved)

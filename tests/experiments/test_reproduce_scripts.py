@@ -64,7 +64,7 @@ def _check(out_root, script, labels, n_train, banner):
         assert os.path.isfile(os.path.join(row["output_dir"], "checkpoints", "latest.json"))
         line = next(l for l in lines if l.startswith(f"| {row['label']} |"))
         assert line.count("|") == header.count("|")
-        assert f"{row['top1']:.4f}" in line and f"{row['params_m']:.3f}" in line
+        assert f"| {100 * row['top1']:.2f} |" in line and f"{row['params_m']:.3f}" in line
     return results, md
 
 

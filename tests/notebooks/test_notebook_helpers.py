@@ -79,3 +79,41 @@ def test_provenance_says_smoke_and_commit(monkeypatch, capsys):
         assert info[key]
     assert "Provenance of this run" in capsys.readouterr().out
     assert nb.provenance(smoke_run=False)["run"] == "full"
+
+
+def test_plot_history_of_one_epoch_says_so_and_shows_the_values():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = nb.plot_history([{"epoch": 1, "train_loss": 2.764, "val_top1": 0.084}], "smoke run")
+    try:
+        assert "one epoch" in fig._suptitle.get_text()
+        loss_ax, top1_ax = fig.axes
+        assert [t.get_text() for t in loss_ax.texts] == ["2.764"]
+        assert [t.get_text() for t in top1_ax.texts] == ["8.4"]      # percent
+        assert top1_ax.get_ylabel() == "validation top-1 (%)"
+        assert loss_ax.get_xlim() == (0.0, 2.0)                      # the point is not at an edge
+    finally:
+        plt.close(fig)
+
+
+def test_plot_history_of_many_epochs_draws_lines_with_integer_epochs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_top1": e / 8} for e in range(1, 9)]
+    fig = nb.plot_history(history, "full run")
+    try:
+        assert "one epoch" not in fig._suptitle.get_text()
+        loss_ax, top1_ax = fig.axes
+        assert list(top1_ax.lines[0].get_ydata()) == [12.5 * e for e in range(1, 9)]
+        assert not loss_ax.texts                                     # many points: no labels
+        fig.canvas.draw()
+        ticks = [t for t in loss_ax.get_xticks() if 1 <= t <= 8]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    finally:
+        plt.close(fig)
