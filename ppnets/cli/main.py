@@ -2,9 +2,11 @@
 
     ppnets models 'fasternet_*'                  # list, with published figures
     ppnets models --info fasternet_t0            # one model's model_info
-    ppnets train -c configs/spconv/paper_cifar10.yaml -o train.epochs=2 --output-dir runs/x
+    ppnets train -c spconv/paper_cifar10 -o train.epochs=2 --output-dir runs/x
+    ppnets configs 'fasternet*'                  # the shipped recipes (configs show NAME: merged)
+    ppnets data check my_images/                 # unreadable, odd or duplicated image files
     ppnets eval --model resnet18 --pretrained r18.safetensors --data-dir /data/imagenet
-    ppnets export --model fasternet_t0 --formats paddle onnx lite --output-dir exports/t0
+    ppnets export --model fasternet_t0 --pretrained --formats paddle onnx --output-dir exports/t0
     ppnets bench --models resnet18 'spconv_*' --threads 1 --json bench.json
     ppnets complexity --models 'repvgg_*' --deploy
     ppnets convert --model fasternet_t0 --src fasternet_t0.safetensors --out t0.pdparams
@@ -21,14 +23,16 @@ import shlex
 import sys
 from typing import Optional, Sequence
 
-from . import bench, complexity, convert, evaluate, export, models, train, weights
+from . import (bench, complexity, configs, convert, data, evaluate, export, models, train,
+               weights)
 from .common import configure_parser
 
 __all__ = ["main", "COMMANDS"]
 
 # command name -> module (see ppnets.cli.common for what a command module defines)
 COMMANDS = {"train": train, "eval": evaluate, "export": export, "bench": bench,
-            "complexity": complexity, "convert": convert, "models": models, "weights": weights}
+            "complexity": complexity, "convert": convert, "models": models, "weights": weights,
+            "configs": configs, "data": data}
 
 
 def build_parser() -> argparse.ArgumentParser:

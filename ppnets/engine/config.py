@@ -4,12 +4,21 @@ A config is a plain nested dict. :func:`load_config` starts from :data:`DEFAULTS
 file's bases (``_base_: ../base/x.yaml`` or a list, resolved relative to the file, later bases
 win), then the file itself, then the overrides, and validates the result: an unknown key
 anywhere outside the free-form sections (``model.kwargs``, ``experiment``) is an error that names
-the key and lists the accepted ones, so a typo cannot silently fall back to a default.
+the key and lists the accepted ones, so a typo cannot silently fall back to a default; a value of
+the wrong type (``optim.lr=0,01``) names the key and the expected type; a YAML syntax error names
+the file, line, column and key.
+
+The recipes ship inside the package (``ppnets/configs/``; ``configs/`` in a checkout is a link to
+it), so an installed ppnets has them too: a config is named by path or by recipe name,
+``fasternet/cifar10`` (:func:`resolve_config`, :func:`list_configs`), and ``_base_`` entries
+resolve the same way (relative to the file first).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
+import fnmatch
 import os
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional
@@ -17,7 +26,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import yaml
 
 __all__ = ["DEFAULTS", "load_config", "merge_config", "apply_overrides", "validate_config",
-           "dump_config", "ConfigError", "config_differences", "RESUME_FREE_KEYS"]
+           "dump_config", "ConfigError", "config_differences", "RESUME_FREE_KEYS", "CONFIG_DIR",
+           "resolve_config", "list_configs", "Recipe"]
+
+# The recipes shipped with the package (ppnets/configs/<family>/<name>.yaml).
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 class _Loader(yaml.SafeLoader):
@@ -66,6 +79,7 @@ DEFAULTS: Dict[str, Any] = {
         "batch_size": 128,
         "eval_batch_size": None,  # None: same as batch_size
         "num_workers": None,     # DataLoader workers; None: min(8, usable cores)
+        "on_bad_image": "error",  # unreadable image files: error (stop, list them) | skip
         "mean": [0.4914, 0.4822, 0.4465],  # None: the model's (model_info), for pretrained nets
         "std": [0.2470, 0.2435, 0.2616],
         "augment": {
@@ -154,6 +168,94 @@ def merge_config(base: Mapping, update: Mapping) -> dict:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A shipped recipe: its name (``fasternet/cifar10``), file and first comment line."""
+    name: str
+    path: str
+    description: str
+
+
+def _recipe_name(path: str) -> str:
+    return os.path.splitext(os.path.relpath(path, CONFIG_DIR))[0].replace(os.sep, "/")
+
+
+def _description(path: str, width: int = 90) -> str:
+    """The first sentence of the file's leading comment, cut to ``width`` characters."""
+    words: List[str] = []
+    with open(path, "r", encoding="utf-8") as f:
+        for line in f:
+            if not line.strip().startswith("#"):
+                break
+            text = line.strip().lstrip("#").strip()
+            if not text and words:
+                break
+            words += text.split()
+    text = " ".join(words)
+    end = re.search(r"(?<!al)\.(\s+[A-Z(]|$)", text)
+    text = text[:end.start()] if end else text
+    return text if len(text) <= width else text[:width - 3].rsplit(" ", 1)[0] + "..."
+
+
+def list_configs(pattern: str = "*") -> List[Recipe]:
+    """The shipped recipes whose name matches the shell ``pattern`` (``fasternet/*``,
+    ``*cifar10``; a pattern without ``*`` or ``?`` matches as a substring), sorted by name."""
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
+    found = []
+    for folder, _, files in os.walk(CONFIG_DIR):
+        for name in files:
+            if name.endswith((".yaml", ".yml")):
+                path = os.path.join(folder, name)
+                if fnmatch.fnmatch(_recipe_name(path), pattern):
+                    found.append(Recipe(_recipe_name(path), path, _description(path)))
+    return sorted(found, key=lambda r: r.name)
+
+
+def resolve_config(spec: str) -> str:
+    """The file a config argument names: an existing path, else a shipped recipe by name
+    (``fasternet/cifar10``, with or without ``.yaml`` and a leading ``configs/``, as written in
+    the checkout's docs). Raises :class:`ConfigError` listing close names when neither exists."""
+    path = os.path.expanduser(str(spec))
+    if os.path.isfile(path):
+        return os.path.abspath(path)
+    name = path.replace("\\", "/")
+    if name.startswith("./"):
+        name = name[2:]
+    for prefix in ("ppnets/configs/", "configs/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    name = re.sub(r"\.ya?ml$", "", name)
+    for suffix in (".yaml", ".yml"):
+        candidate = os.path.join(CONFIG_DIR, *name.split("/")) + suffix
+        if os.path.isfile(candidate):
+            return candidate
+    names = [r.name for r in list_configs()]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    raise ConfigError(f"config {spec!r} is neither a file nor a shipped recipe.{hint} "
+                      "`ppnets configs` lists the recipes.")
+
+
+def _yaml_error(path: str, exc: yaml.YAMLError) -> ConfigError:
+    """One line: file, line, column, the key written there and what YAML found wrong."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return ConfigError(f"{path}: not valid YAML: {problem}")
+    key = ""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        match = re.match(r"\s*-?\s*([^:#\s][^:#]*?)\s*:", lines[mark.line])
+        key = f" (key {match.group(1)!r})" if match else ""
+    except (OSError, IndexError):
+        pass
+    return ConfigError(f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML{key}: {problem}; "
+                       "check the indentation (spaces, two per level) and the 'key: value' "
+                       "form of that line")
+
+
 def _read_yaml(path: str, _stack: tuple = ()) -> dict:
     path = os.path.abspath(path)
     if path in _stack:
@@ -161,8 +263,11 @@ def _read_yaml(path: str, _stack: tuple = ()) -> dict:
         raise ConfigError(f"circular _base_ chain: {chain}")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    with open(path, "r", encoding="utf-8") as f:
-        raw = _yaml_load(f) or {}
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            raw = _yaml_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a mapping at the top level, got "
                           f"{type(raw).__name__}")
@@ -172,6 +277,13 @@ def _read_yaml(path: str, _stack: tuple = ()) -> dict:
     merged: dict = {}
     for base in bases:
         base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+        if not os.path.isfile(base_path):  # a recipe name: a user's file may build on ours
+            try:
+                base_path = resolve_config(base)
+            except ConfigError:
+                raise ConfigError(f"{path}: _base_ {base!r} is neither a file (relative to "
+                                  f"{os.path.dirname(path)}) nor a shipped recipe; "
+                                  "`ppnets configs` lists the recipes") from None
         merged = merge_config(merged, _read_yaml(base_path, _stack + (path,)))
     return merge_config(merged, raw)
 
@@ -187,7 +299,9 @@ def _parse_override(item: str):
     try:
         parsed = _yaml_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value {value!r} is not valid YAML ({exc})")
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"override {item!r}: value {value!r} is not valid YAML ({problem}); "
+                          "quote a string, write lists as [a, b]") from None
     return key.split("."), parsed
 
 
@@ -238,19 +352,59 @@ _CHOICES = {
     ("sched", "name"): ("cosine", "linear", "step", "multistep", "constant"),
     ("device",): ("cpu", "gpu"),
     ("distill", "type"): ("hard", "soft", "none"),
+    ("data", "on_bad_image"): ("error", "skip"),
 }
 
 
-def validate_config(cfg: Mapping, source: str = "config") -> None:
-    """Reject unknown keys and values outside the accepted choices."""
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _type_problem(value, default) -> Optional[str]:
+    """What is wrong with ``value`` for a key whose default is ``default``, or None. Only keys
+    with a typed default are checked (None defaults are free: a path, a number or null)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if _is_number(default):
+        if value is None or _is_number(value):
+            return None  # null: "not set" for the optional numbers
+        return "a number (with a dot as the decimal separator, e.g. 0.01)"
+    if isinstance(default, list) and default and all(_is_number(v) for v in default):
+        if value is None or (isinstance(value, (list, tuple)) and
+                             all(_is_number(v) for v in value)):
+            return None
+        return "a list of numbers, e.g. [0.9, 0.999]"
+    return None
+
+
+def _check_types(cfg: Mapping, ref: Mapping, prefix: tuple, source: str) -> None:
+    for key, default in ref.items():
+        if key not in cfg or prefix + (key,) in _FREE_FORM:
+            continue
+        value = cfg[key]
+        if isinstance(default, dict):
+            if isinstance(value, dict):
+                _check_types(value, default, prefix + (key,), source)
+            continue
+        expected = _type_problem(value, default)
+        if expected:
+            raise ConfigError(f"{source}: {'.'.join(prefix + (key,))}={value!r} is not valid: "
+                              f"expected {expected}")
+
+
+def validate_config(cfg: Mapping, source: str = "config", complete: bool = True) -> None:
+    """Reject unknown keys, values of the wrong type and values outside the accepted
+    choices; ``complete`` also requires what a run needs (``model.name``), which a recipe
+    meant to be completed on the command line (``configs/finetune/``) leaves out."""
     _check_keys(cfg, DEFAULTS, (), source)
+    _check_types(cfg, DEFAULTS, (), source)
     for path, choices in _CHOICES.items():
         node: Any = cfg
         for part in path:
             node = node[part]
         if node not in choices:
             raise ConfigError(f"{source}: {'.'.join(path)}={node!r} is not one of {choices}")
-    if not cfg["model"]["name"]:
+    if complete and not cfg["model"]["name"]:
         raise ConfigError(f"{source}: model.name is required (a name from ppnets.list_models())")
     train = cfg["train"]
     for key in ("epochs", "eval_freq", "save_freq"):
@@ -262,20 +416,23 @@ def validate_config(cfg: Mapping, source: str = "config") -> None:
 
 
 def load_config(path: Optional[str] = None, overrides: Iterable[str] = (),
-                base: Optional[Mapping] = None) -> dict:
+                base: Optional[Mapping] = None, complete: bool = True) -> dict:
     """Resolve a config file: defaults <- bases <- file <- ``overrides``; returns a plain dict.
 
-    ``path`` may be None to build a config from overrides (and ``base``, a dict merged before
-    the file) alone.
+    ``path`` is a file or a shipped recipe's name (:func:`resolve_config`); it may be None to
+    build a config from overrides (and ``base``, a dict merged before the file) alone. ``complete=False`` accepts a recipe that still lacks ``model.name``
+    (``ppnets configs show``).
     """
     cfg = copy.deepcopy(DEFAULTS)
     if base:
         cfg = merge_config(cfg, base)
     source = path or "config"
     if path:
+        path = resolve_config(path)
+        source = path
         cfg = merge_config(cfg, _read_yaml(path))
     cfg = apply_overrides(cfg, overrides)
-    validate_config(cfg, source)
+    validate_config(cfg, source, complete)
     return cfg
 
 
@@ -296,6 +453,9 @@ def _plain(obj):
 # Keys that may change between the interrupted run and its resumption: they do not change what
 # is computed, only where data come from and how progress is reported/saved.
 RESUME_FREE_KEYS = {
+    # a run stopped by an unreadable file resumes with data.on_bad_image=skip, as its error
+    # message suggests
+    ("data", "on_bad_image"),
     ("data", "num_workers"), ("data", "data_file"), ("data", "eval_batch_size"),
     ("data", "data_dir"), ("data", "train_list"), ("data", "val_list"),
     ("train", "log_freq"), ("train", "verbose"), ("train", "eval_freq"), ("train", "save_freq"),

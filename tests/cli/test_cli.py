@@ -12,7 +12,8 @@ import pytest
 from ppnets.cli.main import COMMANDS, build_parser
 from tests.conftest import REPO, TinyCNN, temporary_models, write_cifar_archive
 
-VERBS = ["train", "eval", "export", "bench", "complexity", "convert", "models", "weights"]
+VERBS = ["train", "eval", "export", "bench", "complexity", "convert", "models", "weights",
+         "configs", "data"]
 
 
 def _ppnets(*args, timeout=600):
@@ -25,7 +26,7 @@ MINIMAL_ARGS = {"train": ["-c", "x.yaml"],
                 "export": ["--model", "m"], "bench": ["--models", "m"],
                 "complexity": ["--models", "m"],
                 "convert": ["--model", "m", "--src", "s", "--out", "o"], "models": [],
-                "weights": ["list"]}
+                "weights": ["list"], "configs": [], "data": ["check", "d"]}
 
 
 def test_every_verb_is_registered():

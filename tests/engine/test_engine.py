@@ -89,13 +89,69 @@ def test_config_errors_are_clear(tmp_path):
         load_config(_write(tmp_path / "e.yaml", {"train": {"epochs": 1}}))
     with pytest.raises(ConfigError, match="train.epochs must be a positive integer"):
         load_config(_write(tmp_path / "f.yaml", ok), ["train.epochs=0"])
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="_base_ 'missing.yaml' is neither a file"):
         load_config(_write(tmp_path / "g.yaml", {**ok, "_base_": "missing.yaml"}))
     _write(tmp_path / "h.yaml", {**ok, "_base_": "i.yaml"})
     with pytest.raises(ConfigError, match="circular _base_ chain"):
         load_config(_write(tmp_path / "i.yaml", {**ok, "_base_": "h.yaml"}))
     with pytest.raises(ConfigError, match="'data' must be a section"):
         load_config(_write(tmp_path / "j.yaml", ok), ["data=3"])
+
+
+def test_values_of_the_wrong_type_name_the_key(tmp_path):
+    from ppnets.engine import ConfigError, load_config
+
+    ok = _write(tmp_path / "ok.yaml", {"model": {"name": "m"}})
+    # a decimal comma: YAML reads the string '0,01', which used to reach the optimizer
+    with pytest.raises(ConfigError, match=r"optim.lr='0,01' is not valid: expected a number "
+                                          r"\(with a dot as the decimal separator"):
+        load_config(ok, ["optim.lr=0,01"])
+    with pytest.raises(ConfigError, match=r"train.amp='yes please' is not valid: expected true"):
+        load_config(ok, ["train.amp=yes please"])
+    with pytest.raises(ConfigError, match=r"optim.betas=.* expected a list of numbers"):
+        load_config(ok, ["optim.betas=[0.9, x]"])
+    with pytest.raises(ConfigError, match=r"value '\[0.9' is not valid YAML"):
+        load_config(ok, ["optim.betas=[0.9"])
+    cfg = load_config(ok, ["optim.lr=0.01", "data.mean=null", "train.max_steps_per_epoch=null"])
+    assert cfg["optim"]["lr"] == 0.01 and cfg["data"]["mean"] is None
+
+
+def test_yaml_syntax_error_is_one_line_with_file_line_column_and_key(tmp_path):
+    from ppnets.engine import ConfigError, load_config
+
+    path = _write(tmp_path / "bad.yaml", "model:\n  name: fasternet_t0\n optim:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:3:2: not valid YAML (key 'optim')"), message
+
+
+def test_recipes_resolve_by_name_and_path_with_inheritance(tmp_path, monkeypatch):
+    from ppnets.engine import ConfigError, load_config
+    from ppnets.engine.config import CONFIG_DIR, list_configs, resolve_config
+
+    monkeypatch.chdir(tmp_path)  # no checkout here: names resolve inside the package
+    by_file = load_config(os.path.join(CONFIG_DIR, "fasternet", "cifar10.yaml"))
+    for spec in ("fasternet/cifar10", "fasternet/cifar10.yaml", "configs/fasternet/cifar10.yaml"):
+        assert resolve_config(spec) == os.path.join(CONFIG_DIR, "fasternet", "cifar10.yaml")
+        assert load_config(spec) == by_file
+    # the recipe's own bases came through (optimizer from base/adamw_cosine_cifar.yaml)
+    assert by_file["optim"]["name"] == "adamw" and by_file["model"]["name"] == "fasternet_t0"
+    # a user's file builds on a shipped recipe by name; a local file of that name would win
+    mine = _write(tmp_path / "mine.yaml", {"_base_": "fasternet/cifar10", "train": {"epochs": 3}})
+    cfg = load_config(mine)
+    assert cfg["train"]["epochs"] == 3 and cfg["optim"] == by_file["optim"]
+    with pytest.raises(ConfigError, match=r"'fasternet/cifar1' is neither a file nor a shipped "
+                                          r"recipe\. Did you mean fasternet/cifar10"):
+        load_config("fasternet/cifar1")
+    names = [r.name for r in list_configs()]
+    assert "finetune/full" in names and "base/runtime" in names and names == sorted(names)
+    assert [r.name for r in list_configs("finetune")] == [n for n in names if "finetune" in n]
+    assert [r.name for r in list_configs("*/cifar10")] == [n for n in names
+                                                           if n.endswith("/cifar10")]
+    shipped = sorted(glob.glob(os.path.join(REPO, "configs", "*", "*.yaml")))
+    assert len(shipped) == len(names), "a recipe in configs/ is not listed"
 
 
 def test_shipped_configs_load():
