@@ -6,6 +6,12 @@
 """
 import warnings
 
+from .paddle_check import require_paddle
+
+# Before anything imports Paddle: a missing or too old Paddle is reported with the pip commands
+# for the user's machine, not as an ImportError from deep inside a model file.
+require_paddle()
+
 # Paddle warns at import that ccache is missing, which only matters when compiling custom C++
 # operators; ppnets compiles none, so the warning is noise for every ppnets user.
 warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)

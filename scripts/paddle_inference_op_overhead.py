@@ -100,7 +100,15 @@ def measure(n, channels, size, threads, block, folder, warmup=50, repeats=200,
     config.enable_mkldnn()
     config.switch_ir_optim(True)
     config.disable_glog_info()
-    predictor = inference.create_predictor(config)
+    try:
+        predictor = inference.create_predictor(config)
+    except RuntimeError:
+        if os.path.exists(prefix + ".pdiparams"):
+            raise
+        # the chains have no parameters, hence no parameters file, which Paddle 3.0's predictor
+        # insists on (Paddle 3.3 loads them)
+        sys.exit(f"error: Paddle {paddle.__version__} cannot load a program without parameters "
+                 f"(the {block} chain). Run this script with a newer Paddle (3.3.1 loads it).")
     x = np.random.default_rng(0).standard_normal((1, channels, size, size)).astype(np.float32)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(x.shape)

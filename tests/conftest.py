@@ -39,6 +39,12 @@ def torch_python() -> str:
     return TORCH_PYTHON
 
 
+def in_eval_mode(model: paddle.nn.Layer) -> paddle.nn.Layer:
+    """``model`` after ``model.eval()`` (Paddle 3.0's ``eval()`` returns None, not the model)."""
+    model.eval()
+    return model
+
+
 def randomize_bn(model: paddle.nn.Layer, seed: int = 0) -> None:
     """Random running statistics and affine parameters for every BatchNorm, so that BN folding is
     actually exercised (fresh BN is the identity up to eps)."""

@@ -343,15 +343,17 @@ class _Counter:
 
     def _pre(self, layer, args, kwargs):
         self._record(layer)  # first-call order = table order (parents before children)
-        self.stack.append([layer, 0])
+        # [layer, functional ops counted inside it, its inputs]: the post hook reads the keyword
+        # inputs from here (Paddle 3.0's post hooks do not receive them)
+        self.stack.append([layer, 0, (args, kwargs)])
 
-    def _post(self, layer, args, kwargs, output):
-        functional_ops = 0
+    def _post(self, layer, args, output):
+        functional_ops, call_inputs = 0, args
         if self.stack and self.stack[-1][0] is layer:
-            functional_ops = self.stack.pop()[1]
+            _, functional_ops, call_inputs = self.stack.pop()
         rec = self._record(layer)
         rec.calls += 1
-        inputs = _tensors((args, kwargs))
+        inputs = _tensors(call_inputs)
         outputs = _tensors(output)
         if rec.input_shape is None and inputs:
             rec.input_shape = _shape(inputs[0])
@@ -399,7 +401,7 @@ class _Counter:
         try:
             for _, layer in self.model.named_sublayers(include_self=True):
                 self.handles.append(layer.register_forward_pre_hook(self._pre, with_kwargs=True))
-                self.handles.append(layer.register_forward_post_hook(self._post, with_kwargs=True))
+                self.handles.append(layer.register_forward_post_hook(self._post))
             for owner, attr, cost_fn in _patch_targets():
                 had_own = attr in vars(owner)
                 original = vars(owner)[attr] if had_own else getattr(owner, attr)

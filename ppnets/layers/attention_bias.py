@@ -103,14 +103,15 @@ class AttentionBiasOwner:
                     layer.build_attention_bias_cache()
 
     def train(self, mode: bool = True):
-        out = super().train(mode)
+        # Paddle 3.0's Layer.train() takes no mode and returns None: self, as Paddle 3.3 does
+        super().train() if mode else super().eval()
         self._refresh_attention_bias_caches()
-        return out
+        return self
 
     def eval(self):
-        out = super().eval()
+        super().eval()
         self._refresh_attention_bias_caches()
-        return out
+        return self
 
     def set_state_dict(self, *args, **kwargs):
         result = super().set_state_dict(*args, **kwargs)

@@ -7,6 +7,7 @@ so). :func:`run_predictor` feeds one input and returns every output.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -91,8 +92,18 @@ def create_predictor(model_file: str, params_file: str, device: str = "cpu", thr
 
     deleted = [w["deleted_pass"] for w in pass_workarounds(model_file, device, mkldnn)] \
         if workarounds else []
-    return inference.create_predictor(
-        make_config(model_file, params_file, device, threads, mkldnn, gpu_id, deleted))
+    config = make_config(model_file, params_file, device, threads, mkldnn, gpu_id, deleted)
+    if os.path.isfile(params_file):
+        return inference.create_predictor(config)
+    # A program without parameters (a softmax, a channel shuffle) has no parameters file:
+    # Paddle 3.3 loads it so; Paddle 3.0's predictor insists on the file.
+    try:
+        return inference.create_predictor(config)
+    except (RuntimeError, OSError) as exc:
+        raise RuntimeError(
+            f"Paddle {paddle.__version__} cannot load {model_file}, a program without "
+            f"parameters (no {os.path.basename(params_file)}): its predictor needs a parameters "
+            "file. Timing such a block needs a newer Paddle (3.3.1 loads it).") from exc
 
 
 def stage_input(predictor, x: np.ndarray) -> List[Any]:

