@@ -10,7 +10,7 @@ from typing import Optional, Union
 from ppnets import models  # noqa: F401  (registers every family)
 from ppnets.convert import CHECKPOINT_SUFFIXES
 from ppnets.registry import DATASET_CLASSES, get_entry
-from ppnets.weights.pretrained import converted_weights, load_weights, resolve_weight
+from ppnets.weights.pretrained import load_published, load_weights, resolve_weight
 
 __all__ = ["create_model"]
 
@@ -30,11 +30,12 @@ def create_model(name: str, num_classes: Optional[int] = None,
     ``pretrained``:
 
     * ``True`` or a weight tag (``"in1k"``, ``"dist_in1k"``, ...; ``ppnets weights list NAME``):
-      the published weights of the reference (``ppnets.weights.sources``), downloaded once
-      (Hugging Face hub through ``HF_ENDPOINT``, or the release URL), converted and cached under
-      ``PPNETS_HOME``; later calls need no network. With another ``num_classes`` everything but
-      the classifier loads (a log line says so). With ``deploy=True`` the weights are loaded
-      into the train form, which is then reparameterized (the returned model is in eval mode).
+      the published weights of the reference (the variant's ``weights`` in its family file),
+      downloaded once (Hugging Face hub through ``HF_ENDPOINT``, or the release URL), converted
+      into the model and cached under ``PPNETS_HOME``; later calls need no network. With
+      another ``num_classes`` everything but the classifier loads (a log line says so). With
+      ``deploy=True`` the weights are loaded into the train form, which is then reparameterized
+      (the returned model is in eval mode).
     * a path: a ppnets ``.pdparams`` or a reference checkpoint (``.safetensors``, ``.npz``,
       ``.pth``) that :mod:`ppnets.convert` maps to our layout; ``deploy=True`` then builds the
       fused structure first, so a state dict saved after ``reparameterize()`` loads into it.
@@ -59,10 +60,7 @@ def create_model(name: str, num_classes: Optional[int] = None,
     model.loaded_weights = None
     if published:
         src = resolve_weight(entry.name, pretrained)
-        cached = converted_weights(src)
-        model.loaded_weights = load_weights(
-            model, cached["weights_path"], what=f"{src.model}.{src.tag}",
-            source_classes=src.num_classes, published=True)
+        model.loaded_weights = load_published(model, src, entry.key_maps)
         model.pretrained_cfg = src
         if deploy:
             model.eval()

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 entry = converted_weights(resolve_weight(name, args.tag or True))
                 tqdm.write(f"{name}: {entry['weights_path']}", file=sys.stderr)
             except (WeightNotFoundError, WeightsUnavailableError, WeightsIntegrityError,
-                    RuntimeError) as exc:
+                    RuntimeError, ValueError) as exc:
                 failed.append(name)
                 tqdm.write(f"{name}: FAILED: {exc}", file=sys.stderr)
         print(f"{len(todo) - len(failed)}/{len(todo)} cached under {ppnets_home()}")

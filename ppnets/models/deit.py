@@ -19,7 +19,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ppnets.layers import DropPath
-from ppnets.registry import register_models
+from ppnets.registry import TIMM_WEIGHT, register_models
 
 from .base import ImageClassifier
 
@@ -136,8 +136,12 @@ VARIANTS = {
                               macs_g="DeiT paper Table 1 (4.6 GFLOPs, counted as MACs); "
                                      "timm card 4.61 GMACs",
                               top1="DeiT paper Table 1 (79.8); timm card 79.86"),
-                  reference=dict(lib="timm", name="deit_small_patch16_224", batch=1),
-                  crop_pct=0.9, interpolation="bicubic")),
+                  reference=dict(lib="timm", name="deit_small_patch16_224", batch=1)),
+        weights=[dict(TIMM_WEIGHT, tag="fb_in1k", crop_pct=0.9, interpolation="bicubic",
+                      top1=79.856, top5=95.056,
+                      notes="Not distilled: the distilled DeiT-S is timm's "
+                            "deit_small_distilled_patch16_224, another architecture "
+                            "(distillation token).")]),
 }
 
 register_models("deit", VisionTransformer, VARIANTS,

@@ -43,7 +43,7 @@ from ppnets.layers import (DropPath, LayerScale, create_act, fold_layer_scale, f
                            init_trunc_normal, known_size, new_conv_like, reparameterize_children,
                            to_2tuple)
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
-from ppnets.registry import register_models
+from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
 from .base import DistilledHead, ImageClassifier
 
@@ -347,24 +347,29 @@ _SOURCE = dict(params_m="mmpretrain EfficientFormer model zoo (official weights)
 _NOTES = ("Parameters include both heads (head, head_dist). Our MACs count convs, linears and "
           "the attention matmuls only (ppnets.analysis), which puts us 0.4-0.7% under the "
           "published MACs.")
+# timm's weights (the official distilled ones); top-1/top-5: timm's results table
+_WEIGHT = dict(TIMM_WEIGHT, **DISTILLED_WEIGHT, tag="snap_dist_in1k", crop_pct=0.95,
+               interpolation="bicubic")
 
 VARIANTS = {
     "efficientformer_l1": dict(
         cfg=dict(depths=(3, 2, 6, 4), dims=(48, 96, 224, 448), num_vit=1),
         info=dict(params_m=12.29, macs_g=1.30, top1=79.2, source=_SOURCE, notes=_NOTES,
-                  reference=dict(_REF, name="efficientformer_l1"))),
+                  reference=dict(_REF, name="efficientformer_l1")),
+        weights=[dict(_WEIGHT, top1=80.502, top5=94.992)]),
     "efficientformer_l3": dict(
         cfg=dict(depths=(4, 4, 12, 6), dims=(64, 128, 320, 512), num_vit=4),
         info=dict(params_m=31.41, macs_g=3.93, top1=82.4, source=_SOURCE, notes=_NOTES,
-                  reference=dict(_REF, name="efficientformer_l3"))),
+                  reference=dict(_REF, name="efficientformer_l3")),
+        weights=[dict(_WEIGHT, top1=82.562, top5=96.25)]),
     "efficientformer_l7": dict(
         cfg=dict(depths=(6, 6, 18, 8), dims=(96, 192, 384, 768), num_vit=8),
         info=dict(params_m=82.23, macs_g=10.16, top1=83.3, source=_SOURCE, notes=_NOTES,
-                  reference=dict(_REF, name="efficientformer_l7", batch=1))),
+                  reference=dict(_REF, name="efficientformer_l7", batch=1)),
+        weights=[dict(_WEIGHT, top1=83.396, top5=96.532)]),
 }
 
 register_models("efficientformer", EfficientFormer, VARIANTS,
                 paper="EfficientFormer: Vision Transformers at MobileNet Speed", arxiv="2206.01191",
-                defaults=dict(crop_pct=0.95, interpolation="bicubic",
-                              test_input_size=(3, 224, 224)),
+                defaults=dict(test_input_size=(3, 224, 224)),
                 key_maps={"timm": _from_timm})

@@ -57,7 +57,7 @@ import paddle.nn.functional as F
 from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, fold_layer_scale,
                            init_trunc_normal, known_size, reparameterize_children, to_2tuple)
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
-from ppnets.registry import register_models
+from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
 from .base import DistilledHead, ImageClassifier
 
@@ -462,6 +462,11 @@ _NOTES = ("The paper's parameter counts are 1-3% below the official/timm model (
           "1.0% under the paper's 0.40 G for S0.")
 
 
+# timm's weights (the official distilled ones); top-1/top-5: timm's results table
+_WEIGHT = dict(TIMM_WEIGHT, **DISTILLED_WEIGHT, tag="snap_dist_in1k", crop_pct=0.95,
+               interpolation="bicubic")
+
+
 def _info(params_m, macs_g, top1, measured, name, **ref):
     return dict(params_m=params_m, macs_g=macs_g, top1=top1, source=_SOURCE, notes=_NOTES,
                 measured=dict(params_m=measured[0], macs_g=measured[1],
@@ -474,26 +479,29 @@ VARIANTS = {
     "efficientformerv2_s0": dict(
         cfg=dict(depths=(2, 2, 6, 4), dims=(32, 48, 96, 176), num_vit=2,
                  mlp_ratios=(4, 4, (4, 3, 3, 3, 4, 4), (4, 3, 3, 4))),
-        info=_info(3.5, 0.40, 75.7, (3.600256, 0.395893), "efficientformerv2_s0")),
+        info=_info(3.5, 0.40, 75.7, (3.600256, 0.395893), "efficientformerv2_s0"),
+        weights=[dict(_WEIGHT, top1=76.102, top5=92.85)]),
     "efficientformerv2_s1": dict(
         cfg=dict(depths=(3, 3, 9, 6), dims=(32, 48, 120, 224), num_vit=2,
                  mlp_ratios=(4, 4, (4, 4, 3, 3, 3, 3, 4, 4, 4), (4, 4, 3, 3, 4, 4))),
-        info=_info(6.1, 0.65, 79.0, (6.185560, 0.651970), "efficientformerv2_s1")),
+        info=_info(6.1, 0.65, 79.0, (6.185560, 0.651970), "efficientformerv2_s1"),
+        weights=[dict(_WEIGHT, top1=79.684, top5=94.712)]),
     "efficientformerv2_s2": dict(
         cfg=dict(depths=(4, 4, 12, 8), dims=(32, 64, 144, 288), num_vit=4,
                  mlp_ratios=(4, 4, (4, 4, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4),
                              (4, 4, 3, 3, 3, 3, 4, 4))),
-        info=_info(12.6, 1.25, 81.6, (12.710112, 1.246864), "efficientformerv2_s2")),
+        info=_info(12.6, 1.25, 81.6, (12.710112, 1.246864), "efficientformerv2_s2"),
+        weights=[dict(_WEIGHT, top1=82.156, top5=95.912)]),
     "efficientformerv2_l": dict(
         cfg=dict(depths=(5, 5, 15, 10), dims=(40, 80, 192, 384), num_vit=6,
                  mlp_ratios=(4, 4, (4, 4, 4, 4, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4),
                              (4, 4, 4, 3, 3, 3, 3, 4, 4, 4))),
-        info=_info(26.1, 2.56, 83.3, (26.322288, 2.552547), "efficientformerv2_l", batch=1)),
+        info=_info(26.1, 2.56, 83.3, (26.322288, 2.552547), "efficientformerv2_l", batch=1),
+        weights=[dict(_WEIGHT, top1=83.642, top5=96.546)]),
 }
 
 register_models("efficientformerv2", EfficientFormerV2, VARIANTS,
                 paper="Rethinking Vision Transformers for MobileNet Size and Speed",
                 arxiv="2212.08059",
-                defaults=dict(crop_pct=0.95, interpolation="bicubic",
-                              test_input_size=(3, 224, 224)),
+                defaults=dict(test_input_size=(3, 224, 224)),
                 key_maps={"timm": _from_timm})

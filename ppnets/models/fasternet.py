@@ -59,7 +59,7 @@ import paddle.nn as nn
 
 from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, init_trunc_normal,
                            reparameterize_model)
-from ppnets.registry import register_models
+from ppnets.registry import TIMM_WEIGHT, register_models
 
 from .base import ImageClassifier, flatten_tokens
 
@@ -328,10 +328,16 @@ _PAPER_TABLE = ("paper, appendix Table 8 (arXiv:2303.03667v3; Table 3 rounds dif
 _PAPER_TOP1 = "paper Table 3 (arXiv:2303.03667v3)"
 
 
+# timm's published weights (its pretrained_cfg); each variant's in1k = (top-1, top-5) of timm's
+# results table (TIMM_RESULTS).
+_WEIGHT = dict(TIMM_WEIGHT, crop_pct=1.0, test_crop_pct=0.9, interpolation="bicubic")
+
+
 def _variant(*, embed_dim, depths, act, drop_path_rate, params_m, macs_g, top1,
-             measured_params_m, measured_macs_g):
+             measured_params_m, measured_macs_g, in1k):
     return dict(
         cfg=dict(embed_dim=embed_dim, depths=depths, act=act, drop_path_rate=drop_path_rate),
+        weights=[dict(_WEIGHT, tag="in1k", top1=in1k[0], top5=in1k[1])],
         info=dict(params_m=params_m, macs_g=macs_g, top1=top1,
                   measured=dict(params_m=measured_params_m, macs_g=measured_macs_g,
                                 by="timm reference, torch.utils.flop_counter at 224x224 "
@@ -346,22 +352,28 @@ def _variant(*, embed_dim, depths, act, drop_path_rate, params_m, macs_g, top1,
 _VARIANTS = {
     "fasternet_t0": _variant(embed_dim=40, depths=(1, 2, 8, 2), act="gelu", drop_path_rate=0.0,
                              params_m=3.9, macs_g=0.34, top1=71.9,
-                             measured_params_m=3.905500, measured_macs_g=0.335423),
+                             measured_params_m=3.905500, measured_macs_g=0.335423,
+                             in1k=(71.732, 90.074)),
     "fasternet_t1": _variant(embed_dim=64, depths=(1, 2, 8, 2), act="gelu", drop_path_rate=0.02,
                              params_m=7.6, macs_g=0.85, top1=76.2,
-                             measured_params_m=7.595368, measured_macs_g=0.850512),
+                             measured_params_m=7.595368, measured_macs_g=0.850512,
+                             in1k=(75.922, 92.808)),
     "fasternet_t2": _variant(embed_dim=96, depths=(1, 2, 8, 2), act="relu", drop_path_rate=0.05,
                              params_m=15.0, macs_g=1.90, top1=78.9,
-                             measured_params_m=14.982888, measured_macs_g=1.904335),
+                             measured_params_m=14.982888, measured_macs_g=1.904335,
+                             in1k=(78.738, 94.332)),
     "fasternet_s": _variant(embed_dim=128, depths=(1, 2, 13, 2), act="relu", drop_path_rate=0.1,
                             params_m=31.1, macs_g=4.55, top1=81.3,
-                            measured_params_m=31.181032, measured_macs_g=4.549741),
+                            measured_params_m=31.181032, measured_macs_g=4.549741,
+                            in1k=(81.328, 95.678)),
     "fasternet_m": _variant(embed_dim=144, depths=(3, 4, 18, 3), act="relu", drop_path_rate=0.2,
                             params_m=53.5, macs_g=8.72, top1=83.0,
-                            measured_params_m=53.521464, measured_macs_g=8.721938),
+                            measured_params_m=53.521464, measured_macs_g=8.721938,
+                            in1k=(82.848, 96.388)),
     "fasternet_l": _variant(embed_dim=192, depths=(3, 4, 18, 3), act="relu", drop_path_rate=0.3,
                             params_m=93.4, macs_g=15.49, top1=83.5,
-                            measured_params_m=93.465192, measured_macs_g=15.494384),
+                            measured_params_m=93.465192, measured_macs_g=15.494384,
+                            in1k=(83.516, 96.658)),
 }
 for _name, _spec in _VARIANTS.items():
     _spec["info"]["reference"] = dict(lib="timm", name=_name, input_size=(3, 64, 64))
@@ -380,7 +392,6 @@ register_models(
     variants=_VARIANTS,
     paper="Run, Don't Walk: Chasing Higher FLOPS for Faster Neural Networks (CVPR 2023)",
     arxiv="2303.03667",
-    defaults=dict(
-        crop_pct=1.0, interpolation="bicubic", test_input_size=(3, 64, 64)),
+    defaults=dict(test_input_size=(3, 64, 64)),
     key_maps={"timm": _from_timm, "official": _from_official},
 )

@@ -53,7 +53,7 @@ import paddle.nn.functional as F
 from ppnets.layers import (BNLinear, ConvBN, DropPath, create_act, fuse_linear_bn,
                            torch_default_init)
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
-from ppnets.registry import register_models
+from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
 from .base import DistilledHead, ImageClassifier
 
@@ -362,8 +362,9 @@ VARIANTS = {
                         "both heads) equals timm's; the paper's 1120M FLOPs are multiply-adds "
                         "and round the same network.",
                   reference=dict(lib="timm", name="levit_256"),
-                  test_input_size=(3, 224, 224),
-                  crop_pct=0.9, interpolation="bicubic")),
+                  test_input_size=(3, 224, 224)),
+        weights=[dict(TIMM_WEIGHT, **DISTILLED_WEIGHT, tag="fb_dist_in1k", crop_pct=0.9,
+                      interpolation="bicubic", top1=81.506, top5=95.466)]),
 }
 
 register_models("levit", LeViT, VARIANTS,

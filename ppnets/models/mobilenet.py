@@ -32,20 +32,31 @@ and its BN held by one ``ConvBN`` (``conv_dw.conv``/``conv_dw.bn``) so BN folds 
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Dict, Sequence
 
 import paddle.nn as nn
 
 from ppnets.layers import ConvBN, DropPath, SqueezeExcite, create_act, make_divisible
 from ppnets.models.base import ClassifierHead, ImageClassifier, flatten_tokens
+from ppnets.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, TIMM_WEIGHT
 
 __all__ = ["DepthwiseSeparable", "InvertedResidual", "ConvBNBlock", "EfficientHead", "MobileNet",
-           "timm_key_map", "PARITY_INPUT"]
+           "timm_key_map", "PARITY_INPUT", "TIMM_MOBILENET_WEIGHT", "TIMM_RA4_WEIGHT"]
 
 # Input of the parity check against timm (info["reference"]["input_size"]): at 64x64 the last maps
 # are 2x2, BN statistics calibrated on them by the parity harness push the reference's logits to
 # ~20 and float32 noise to ~1e-4; at 96x96 logits stay of order 1 (measured: max |diff| <= 2.1e-5).
 PARITY_INPUT = (3, 96, 96)
+
+# The two kinds of timm MobileNet weights the family files list: its older ones (ImageNet
+# statistics, crop 0.875, bicubic) and "ra4" (3600 epochs at 224 px, inputs in [-1, 1]; timm also
+# evaluates them at 256).
+TIMM_MOBILENET_WEIGHT = MappingProxyType(dict(TIMM_WEIGHT, crop_pct=0.875,
+                                              interpolation="bicubic"))
+TIMM_RA4_WEIGHT = MappingProxyType(dict(
+    TIMM_WEIGHT, mean=IMAGENET_INCEPTION_MEAN, std=IMAGENET_INCEPTION_STD,
+    interpolation="bicubic", test_input_size=(3, 256, 256)))
 
 
 def _mobilenet_se(channels: int, ratio: float) -> SqueezeExcite:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ppnets.models.mobilenet import PARITY_INPUT, MobileNet, timm_key_map
+from ppnets.models.mobilenet import PARITY_INPUT, TIMM_RA4_WEIGHT, MobileNet, timm_key_map
 from ppnets.registry import register_models
 
 # Paper Table 1 grouped by output resolution; every row is a depthwise separable layer whose
@@ -52,7 +52,6 @@ def mobilenetv1(width_mult: float = 1.0, **kwargs) -> MobileNet:
 
 _MEASURED_BY = ("timm 1.0.31, random init: sum of parameter sizes; MACs = "
                 "torch.utils.flop_counter FLOPs / 2 at 1x3x224x224")
-_TIMM_PRETRAINED = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
 
 VARIANTS = {
     "mobilenetv1_100": dict(
@@ -64,8 +63,9 @@ VARIANTS = {
                         top1="paper Table 8"),
             notes="Published params (4.2 M) and MACs (569 M) agree with timm's structure within "
                   "1%; timm's ra4 weights reach a higher top-1 with a modern recipe.",
-            reference=dict(lib="timm", name="mobilenetv1_100", input_size=PARITY_INPUT),
-            crop_pct=0.875, **_TIMM_PRETRAINED)),
+            reference=dict(lib="timm", name="mobilenetv1_100", input_size=PARITY_INPUT)),
+        weights=[dict(TIMM_RA4_WEIGHT, tag="ra4_e3600_r224_in1k", crop_pct=0.875,
+                      test_crop_pct=0.95, top1=75.388, top5=92.31)]),
     "mobilenetv1_125": dict(
         cfg=dict(width_mult=1.25),
         info=dict(
@@ -76,8 +76,9 @@ VARIANTS = {
             notes="Width 1.25 is not in the paper (Table 6 has 1.0/0.75/0.5/0.25); figures from "
                   "timm's model card, which rounds to one decimal (0.9 GMACs for timm's exact "
                   "0.8795 G, see measured). No top-1 is recorded here.",
-            reference=dict(lib="timm", name="mobilenetv1_125", input_size=PARITY_INPUT),
-            crop_pct=0.9, **_TIMM_PRETRAINED)),
+            reference=dict(lib="timm", name="mobilenetv1_125", input_size=PARITY_INPUT)),
+        weights=[dict(TIMM_RA4_WEIGHT, tag="ra4_e3600_r224_in1k", crop_pct=0.9,
+                      test_crop_pct=1.0, top1=76.92, top5=93.232)]),
 }
 
 register_models(

@@ -25,7 +25,7 @@ from __future__ import annotations
 from functools import partial
 
 from ppnets.layers import make_divisible
-from ppnets.models.mobilenet import PARITY_INPUT, MobileNet, timm_key_map
+from ppnets.models.mobilenet import PARITY_INPUT, TIMM_MOBILENET_WEIGHT, MobileNet, timm_key_map
 from ppnets.registry import register_models
 
 # Paper Table 2, one stage per (t, c, n, s) row.
@@ -66,8 +66,8 @@ VARIANTS = {
             measured=dict(params_m=1.968680, macs_g=0.097132, by=_MEASURED_BY),
             notes="Width 0.5 is only plotted in the paper (Fig. 5); figures from the official "
                   "checkpoint table. " + _BN_NOTE.format(bn=9272, tf=1.950136, readme=1.95),
-            reference=dict(lib="timm", name="mobilenetv2_050", input_size=PARITY_INPUT),
-            interpolation="bicubic")),
+            reference=dict(lib="timm", name="mobilenetv2_050", input_size=PARITY_INPUT)),
+        weights=[dict(TIMM_MOBILENET_WEIGHT, tag="lamb_in1k", top1=65.928, top5=86.114)]),
     "mobilenetv2_075": dict(
         cfg=dict(width_mult=0.75),
         info=dict(
@@ -80,7 +80,12 @@ VARIANTS = {
                   "checkpoint table (timm has no trained weights for it). "
                   + _BN_NOTE.format(bn=13320, tf=2.609784, readme=2.61),
             reference=dict(lib="timm", name="mobilenetv2_075", input_size=PARITY_INPUT),
-            interpolation="bicubic")),
+            interpolation="bicubic"),
+        no_weights=("timm 1.0.31 registers mobilenetv2_075 without trained weights (its only tag "
+                    "is 'untrained') and torchvision has MobileNetV2 at width 1.0 only. The "
+                    "official width-0.75 checkpoint (tensorflow/models research/slim, "
+                    "mobilenet_v2_0.75_224, the source of model_info's figures) is a TensorFlow "
+                    "checkpoint, not a state dict of this layout.")),
     "mobilenetv2_100": dict(
         cfg=dict(width_mult=1.0),
         info=dict(
@@ -91,8 +96,8 @@ VARIANTS = {
                   "the official README's 3.47 M leave out the BatchNorm scale and offset: "
                   + _BN_NOTE.format(bn=17056, tf=3.470760, readme=3.47)
                   + " The architecture is the same.",
-            reference=dict(lib="timm", name="mobilenetv2_100", input_size=PARITY_INPUT),
-            interpolation="bicubic")),
+            reference=dict(lib="timm", name="mobilenetv2_100", input_size=PARITY_INPUT)),
+        weights=[dict(TIMM_MOBILENET_WEIGHT, tag="ra_in1k", top1=72.91, top5=91.0)]),
     "mobilenetv2_140": dict(
         cfg=dict(width_mult=1.4),
         info=dict(
@@ -104,8 +109,8 @@ VARIANTS = {
             notes="The paper's 6.9 M parameters disagree with its own official checkpoint table "
                   "(6.06 M, 582 M MACs for mobilenet_v2_1.4_224) and with timm's 6.11 M; "
                   + _BN_NOTE.format(bn=23968, tf=6.060840, readme=6.06),
-            reference=dict(lib="timm", name="mobilenetv2_140", input_size=PARITY_INPUT),
-            interpolation="bicubic")),
+            reference=dict(lib="timm", name="mobilenetv2_140", input_size=PARITY_INPUT)),
+        weights=[dict(TIMM_MOBILENET_WEIGHT, tag="ra_in1k", top1=76.528, top5=93.008)]),
 }
 
 register_models(

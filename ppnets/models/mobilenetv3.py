@@ -36,8 +36,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from ppnets.models.mobilenet import PARITY_INPUT, MobileNet, timm_key_map
-from ppnets.registry import register_models
+from ppnets.models.mobilenet import (PARITY_INPUT, TIMM_MOBILENET_WEIGHT, TIMM_RA4_WEIGHT,
+                                     MobileNet, timm_key_map)
+from ppnets.registry import TIMM_WEIGHT, register_models
 
 _SE = 0.25
 # Paper Table 1 (Large): rows grouped by timm's stages. "e" = exp size / input width.
@@ -85,6 +86,9 @@ _MEASURED_BY = ("timm 1.0.31, random init: sum of parameter sizes; MACs = "
 _PAPER_T3 = "paper Table 3"
 _ROUNDING = ("The structure is the paper's Table 1/2; the paper's counts are rounded, and the "
              "official TF checkpoint table lists {tf} for this model.")
+# Alibaba MIIL's ImageNet-21K-P weights, ported by timm: inputs in [0, 1], crop 0.875, bilinear.
+_MIIL_WEIGHT = dict(TIMM_WEIGHT, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_pct=0.875,
+                    interpolation="bilinear")
 
 VARIANTS = {
     "mobilenetv3_large_075": dict(
@@ -95,7 +99,11 @@ VARIANTS = {
                         top1=_PAPER_T3 + " (Large 0.75)"),
             notes="timm has no trained weights for this width (its default config is untrained).",
             reference=dict(lib="timm", name="mobilenetv3_large_075", input_size=PARITY_INPUT),
-            interpolation="bilinear")),
+            interpolation="bilinear"),
+        no_weights=("timm 1.0.31 registers mobilenetv3_large_075 without trained weights (its "
+                    "only tag is 'untrained') and torchvision has MobileNetV3 at width 1.0 only. "
+                    "timm's tf_mobilenetv3_large_075.in1k (ported from the official TF "
+                    "checkpoint) is another network: TF 'same' padding and BatchNorm eps 1e-3.")),
     "mobilenetv3_large_100": dict(
         cfg=dict(arch="large", width_mult=1.0),
         info=dict(
@@ -106,8 +114,19 @@ VARIANTS = {
             notes="Our count equals timm's: 5.48 M parameters (1.5% above the paper's 5.4 M) and "
                   "216.6 M MACs (1.1% below the paper's 219 M). "
                   + _ROUNDING.format(tf="217 M MACs, 5.4 M parameters"),
-            reference=dict(lib="timm", name="mobilenetv3_large_100", input_size=PARITY_INPUT),
-            interpolation="bicubic")),
+            reference=dict(lib="timm", name="mobilenetv3_large_100", input_size=PARITY_INPUT)),
+        weights=[
+            dict(TIMM_MOBILENET_WEIGHT, tag="ra_in1k", top1=75.784, top5=92.528),
+            dict(TIMM_RA4_WEIGHT, tag="ra4_e3600_r224_in1k", crop_pct=0.95, test_crop_pct=1.0,
+                 top1=76.31, top5=92.842),
+            dict(_MIIL_WEIGHT, tag="miil_in21k_ft_in1k", top1=77.92, top5=92.894,
+                 notes="Alibaba MIIL ImageNet-21K-P pre-training, fine-tuned on ImageNet-1k "
+                       "(arXiv:2104.10972)."),
+            dict(_MIIL_WEIGHT, tag="miil_in21k", num_classes=11221, top1=None, top5=None,
+                 top1_source="none: an ImageNet-21K-P classifier (11221 classes)",
+                 notes="Alibaba MIIL ImageNet-21K-P (winter 2021) classifier, not fine-tuned on "
+                       "ImageNet-1k: build with num_classes=11221 (arXiv:2104.10972)."),
+        ]),
     "mobilenetv3_small_050": dict(
         cfg=dict(arch="small", width_mult=0.5),
         info=dict(
@@ -118,8 +137,8 @@ VARIANTS = {
             measured=dict(params_m=1.593224, macs_g=0.024189, by=_MEASURED_BY),
             notes="Width 0.5 is not in the paper; figures from timm's evaluation of its "
                   "lamb_in1k weights (no published MACs: timm's count is in measured).",
-            reference=dict(lib="timm", name="mobilenetv3_small_050", input_size=PARITY_INPUT),
-            interpolation="bicubic")),
+            reference=dict(lib="timm", name="mobilenetv3_small_050", input_size=PARITY_INPUT)),
+        weights=[dict(TIMM_MOBILENET_WEIGHT, tag="lamb_in1k", top1=57.918, top5=80.144)]),
     "mobilenetv3_small_075": dict(
         cfg=dict(arch="small", width_mult=0.75),
         info=dict(
@@ -130,8 +149,8 @@ VARIANTS = {
             notes="Our count equals timm's: 2.04 M parameters and 43.4 M MACs vs the paper's "
                   "rounded 2.0 M / 44 M. "
                   + _ROUNDING.format(tf="44 M MACs, 2.4 M parameters"),
-            reference=dict(lib="timm", name="mobilenetv3_small_075", input_size=PARITY_INPUT),
-            interpolation="bicubic")),
+            reference=dict(lib="timm", name="mobilenetv3_small_075", input_size=PARITY_INPUT)),
+        weights=[dict(TIMM_MOBILENET_WEIGHT, tag="lamb_in1k", top1=65.284, top5=85.462)]),
     "mobilenetv3_small_100": dict(
         cfg=dict(arch="small", width_mult=1.0),
         info=dict(
@@ -141,8 +160,8 @@ VARIANTS = {
             measured=dict(params_m=2.542856, macs_g=0.056510, by=_MEASURED_BY),
             notes="Our count equals timm's: 2.54 M parameters (1.7% above the paper's 2.5 M) and "
                   "56.5 M MACs. " + _ROUNDING.format(tf="66 M MACs, 2.9 M parameters"),
-            reference=dict(lib="timm", name="mobilenetv3_small_100", input_size=PARITY_INPUT),
-            interpolation="bicubic")),
+            reference=dict(lib="timm", name="mobilenetv3_small_100", input_size=PARITY_INPUT)),
+        weights=[dict(TIMM_MOBILENET_WEIGHT, tag="lamb_in1k", top1=67.636, top5=87.638)]),
 }
 
 register_models(

@@ -38,7 +38,7 @@ import paddle.nn as nn
 from ppnets.layers import SqueezeExcite, make_divisible
 from ppnets.layers import RepConvBN, init_weights_fan_out
 from ppnets.models.base import ClassifierHead, ImageClassifier
-from ppnets.registry import register_models
+from ppnets.registry import TIMM_WEIGHT, register_models
 
 __all__ = ["MobileOne"]
 
@@ -123,7 +123,7 @@ _NOTES = ("The paper reports only the fused (deploy) model: its 'FLOPs' (275M ..
           "exact counts in 'measured').")
 
 
-def _variant(name, cfg, published, timm, crop_pct=0.9, parity_input_size=None):
+def _variant(name, cfg, published, timm, in1k, crop_pct=0.9, parity_input_size=None):
     source = dict(params_m=_CARD.format(name), macs_g=_CARD.format(name),
                   params_m_deploy=_PAPER + " 'Params (M)'",
                   macs_g_deploy=_PAPER + " 'FLOPs (M)' (MACs)", top1=_PAPER + " 'Top-1'")
@@ -132,38 +132,42 @@ def _variant(name, cfg, published, timm, crop_pct=0.9, parity_input_size=None):
     reference = dict(lib="timm", name=name)
     if parity_input_size is not None:
         reference.update(input_size=parity_input_size, batch=1)
-    return dict(cfg=cfg, info=dict(**published, crop_pct=crop_pct, notes=_NOTES, source=source,
-                                   measured=measured, reference=reference))
+    # timm's port of Apple's weights; in1k: (top-1, top-5) of timm's results table
+    weight = dict(TIMM_WEIGHT, tag="apple_in1k", crop_pct=crop_pct, interpolation="bilinear",
+                  license="mobileone-license", top1=in1k[0], top5=in1k[1])
+    return dict(cfg=cfg, info=dict(**published, notes=_NOTES, source=source, measured=measured,
+                                   reference=reference),
+                weights=[weight])
 
 
 # cfg: the paper's specification table (width multipliers alpha, k) and the S4 SE placement;
 # published: train params/MACs (timm cards), deploy params/MACs and top-1 (paper's ImageNet
-# table); timm: the reference's own counts.
+# table); timm: the reference's own counts; in1k and crop_pct: its weight's top-1/top-5 and crop.
 _TABLE = {
     "mobileone_s0": dict(
         cfg=dict(width_multipliers=(0.75, 1.0, 1.0, 2.0), num_conv_branches=4), crop_pct=0.875,
         published=dict(params_m=5.3, macs_g=1.1, params_m_deploy=2.1, macs_g_deploy=0.275,
                        top1=71.4),
         timm=dict(params_m=5.293272, macs_g=1.051935, params_m_deploy=2.078504,
-                  macs_g_deploy=0.275110)),
+                  macs_g_deploy=0.275110), in1k=(71.398, 89.864)),
     "mobileone_s1": dict(
         cfg=dict(width_multipliers=(1.5, 1.5, 2.0, 2.5)),
         published=dict(params_m=4.8, macs_g=0.8, params_m_deploy=4.8, macs_g_deploy=0.825,
                        top1=75.9),
         timm=dict(params_m=4.825192, macs_g=0.830062, params_m_deploy=4.76484,
-                  macs_g_deploy=0.825057)),
+                  macs_g_deploy=0.825057), in1k=(75.76, 92.788)),
     "mobileone_s2": dict(
         cfg=dict(width_multipliers=(1.5, 2.0, 2.5, 4.0)),
         published=dict(params_m=7.9, macs_g=1.3, params_m_deploy=7.8, macs_g_deploy=1.299,
                        top1=77.4),
         timm=dict(params_m=7.884648, macs_g=1.304027, params_m_deploy=7.808168,
-                  macs_g_deploy=1.298426)),
+                  macs_g_deploy=1.298426), in1k=(77.504, 93.664)),
     "mobileone_s3": dict(
         cfg=dict(width_multipliers=(2.0, 2.5, 3.0, 4.0)),
         published=dict(params_m=10.2, macs_g=1.9, params_m_deploy=10.1, macs_g_deploy=1.896,
                        top1=78.1),
         timm=dict(params_m=10.1706, macs_g=1.902113, params_m_deploy=10.078312,
-                  macs_g_deploy=1.895791)),
+                  macs_g_deploy=1.895791), in1k=(78.002, 93.864)),
     "mobileone_s4": dict(
         cfg=dict(width_multipliers=(3.0, 3.5, 3.5, 4.0), num_se_blocks=(0, 0, 5, 1)),
         # With random weights at 64x64 (2x2 final maps) timm's own float32 output is 0.62 off
@@ -173,7 +177,7 @@ _TABLE = {
         published=dict(params_m=15.0, macs_g=3.0, params_m_deploy=14.8, macs_g_deploy=2.978,
                        top1=79.4),
         timm=dict(params_m=14.951248, macs_g=2.986802, params_m_deploy=14.838352,
-                  macs_g_deploy=2.97927)),
+                  macs_g_deploy=2.97927), in1k=(79.446, 94.49)),
 }
 VARIANTS = {name: _variant(name, **row) for name, row in _TABLE.items()}
 
@@ -186,7 +190,6 @@ register_models(
     # deploy_check_input_size: with random weights and BN calibrated on one random batch the
     # 64x64 logits reach 10-420 and float32 itself is then off by more than a 1e-4-relative band
     # (S4: float32 vs float64 eager differ by 2.9), so deploy checks (zoo_check) run at 224x224.
-    defaults=dict(interpolation="bilinear", test_input_size=(3, 64, 64),
-                  deploy_check_input_size=(3, 224, 224)),
+    defaults=dict(test_input_size=(3, 64, 64), deploy_check_input_size=(3, 224, 224)),
     key_maps={"timm": _from_timm},
 )

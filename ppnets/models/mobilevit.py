@@ -41,7 +41,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ppnets.layers import ConvBN, DropPath, create_act, dtype_name, make_divisible
-from ppnets.registry import register_models
+from ppnets.registry import TIMM_WEIGHT, register_models
 
 from .base import ClassifierHead, ImageClassifier
 
@@ -258,12 +258,15 @@ class MobileViT(ImageClassifier):
 # top-1 69.0 / 74.8 / 78.4 at 256x256). The paper gives no MAC counts for the three; the timm model cards give
 # 0.4 / 1.1 / 2.0 GMACs at 256x256 (rounded).
 _COMMON = dict(
-    input_size=(3, 256, 256), test_input_size=(3, 64, 64),
-    crop_pct=0.9, interpolation="bicubic", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+    test_input_size=(3, 64, 64),
     notes="MACs: the paper gives none for MobileViT v1; the published figure is the timm model "
           "card's (rounded to 0.1 G; its 1.1 for XS is above timm's own count). Our count "
           "(conv/linear/matmul MACs at 256x256, the bilinear resizes and LayerNorms count 0) "
           "equals timm's own count in 'measured'. Params: paper rounds 1.272M to 1.3M.")
+# timm's port of Apple's CVNets weights: 256x256 inputs in [0, 1].
+_WEIGHT = dict(TIMM_WEIGHT, tag="cvnets_in1k", input_size=(3, 256, 256), mean=(0.0, 0.0, 0.0),
+               std=(1.0, 1.0, 1.0), crop_pct=0.9, interpolation="bicubic",
+               license="cvnets-license")
 _BY = ("timm {} at 256x256: parameter count, torch.utils.flop_counter FLOPs / 2 with "
        "TIMM_FUSED_ATTN=0 (the fused attention kernel is not counted by the flop counter)")
 
@@ -276,7 +279,8 @@ VARIANTS = {
                   source=dict(params_m="MobileViT paper Sec. 4.1 (1.3M); timm card 1.3M",
                               macs_g="timm model card mobilevit_xxs.cvnets_in1k (0.4 GMACs)",
                               top1="MobileViT paper Sec. 4.1 (69.0)"),
-                  reference=dict(lib="timm", name="mobilevit_xxs", input_size=(3, 96, 96)))),
+                  reference=dict(lib="timm", name="mobilevit_xxs", input_size=(3, 96, 96))),
+        weights=[dict(_WEIGHT, top1=68.936, top5=88.942)]),
     "mobilevit_xs": dict(
         cfg=dict(widths=(32, 48, 64, 80, 96), transformer_dims=(96, 120, 144),
                  transformer_depths=(2, 4, 3), expansion=4.0, num_features=384),
@@ -285,7 +289,8 @@ VARIANTS = {
                   source=dict(params_m="MobileViT paper Sec. 4.1 (2.3M); timm card 2.3M",
                               macs_g="timm model card mobilevit_xs.cvnets_in1k (1.1 GMACs)",
                               top1="MobileViT paper Sec. 4.1 (74.8)"),
-                  reference=dict(lib="timm", name="mobilevit_xs", input_size=(3, 96, 96)))),
+                  reference=dict(lib="timm", name="mobilevit_xs", input_size=(3, 96, 96))),
+        weights=[dict(_WEIGHT, top1=74.618, top5=92.35)]),
     "mobilevit_s": dict(
         cfg=dict(widths=(32, 64, 96, 128, 160), transformer_dims=(144, 192, 240),
                  transformer_depths=(2, 4, 3), expansion=4.0, num_features=640),
@@ -294,7 +299,8 @@ VARIANTS = {
                   source=dict(params_m="MobileViT paper Sec. 4.1 (5.6M); timm card 5.6M",
                               macs_g="timm model card mobilevit_s.cvnets_in1k (2.0 GMACs)",
                               top1="MobileViT paper Sec. 4.1 (78.4)"),
-                  reference=dict(lib="timm", name="mobilevit_s", input_size=(3, 96, 96)))),
+                  reference=dict(lib="timm", name="mobilevit_s", input_size=(3, 96, 96))),
+        weights=[dict(_WEIGHT, top1=78.298, top5=94.168)]),
 }
 
 register_models("mobilevit", MobileViT, VARIANTS,

@@ -29,7 +29,7 @@ from typing import Sequence
 import paddle.nn as nn
 
 from ppnets.layers import DropPath, LayerScale, create_act
-from ppnets.registry import register_models
+from ppnets.registry import TIMM_WEIGHT, register_models
 
 from .base import ImageClassifier
 
@@ -170,6 +170,8 @@ def _from_timm(state: dict) -> dict:
 
 # Paper Table 1 / official README: S12 12M params, 1.8G MACs, 77.2 top-1; S24 21M, 3.4G, 80.3;
 # S36 31M, 5.0G, 81.4. The more precise parameter counts (11.9/21.4/30.9 M) are timm's model cards.
+# timm's port of the official (Sea AI Lab) weights; top-1/top-5: timm's results table
+_WEIGHT = dict(TIMM_WEIGHT, tag="sail_in1k", crop_pct=0.9, interpolation="bicubic")
 _COMMON_SOURCE = dict(params_m="timm model card (paper Table 1 rounds to 12/21/31 M)",
                       macs_g="paper Table 1 (MACs)", top1="paper Table 1 (ImageNet-1k, 224)")
 
@@ -177,18 +179,21 @@ VARIANTS = {
     "poolformer_s12": dict(
         cfg=dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512), layer_scale_init=1e-5),
         info=dict(params_m=11.9, macs_g=1.8, top1=77.2, source=_COMMON_SOURCE,
-                  reference=dict(lib="timm", name="poolformer_s12", input_size=(3, 64, 64)))),
+                  reference=dict(lib="timm", name="poolformer_s12", input_size=(3, 64, 64))),
+        weights=[dict(_WEIGHT, top1=77.238, top5=93.538)]),
     "poolformer_s24": dict(
         cfg=dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512), layer_scale_init=1e-5),
         info=dict(params_m=21.4, macs_g=3.4, top1=80.3, source=_COMMON_SOURCE,
-                  reference=dict(lib="timm", name="poolformer_s24", input_size=(3, 64, 64)))),
+                  reference=dict(lib="timm", name="poolformer_s24", input_size=(3, 64, 64))),
+        weights=[dict(_WEIGHT, top1=80.294, top5=95.06)]),
     "poolformer_s36": dict(
         cfg=dict(depths=(6, 6, 18, 6), dims=(64, 128, 320, 512), layer_scale_init=1e-6),
         info=dict(params_m=30.9, macs_g=5.0, top1=81.4, source=_COMMON_SOURCE,
-                  reference=dict(lib="timm", name="poolformer_s36", input_size=(3, 64, 64)))),
+                  reference=dict(lib="timm", name="poolformer_s36", input_size=(3, 64, 64))),
+        weights=[dict(_WEIGHT, top1=81.428, top5=95.442)]),
 }
 
 register_models("poolformer", PoolFormer, VARIANTS,
                 paper="MetaFormer Is Actually What You Need for Vision", arxiv="2111.11418",
-                defaults=dict(crop_pct=0.9, interpolation="bicubic", test_input_size=(3, 64, 64)),
+                defaults=dict(test_input_size=(3, 64, 64)),
                 key_maps={"timm": _from_timm})

@@ -44,7 +44,7 @@ import paddle.nn as nn
 
 from ppnets.layers import RepConvBN, init_weights_fan_out
 from ppnets.models.base import ClassifierHead, ImageClassifier
-from ppnets.registry import register_models
+from ppnets.registry import TIMM_WEIGHT, register_models
 
 __all__ = ["RepVGG"]
 
@@ -124,7 +124,20 @@ def _measured(timm):
     return dict(params_m=timm["params_m"], macs_g=timm["macs_g"], by=_BY, deploy=deploy)
 
 
-def _variant(name, cfg, published, timm=None, epochs=120, reference=None, counted=None):
+# timm's port of the official weights; top-1/top-5: timm's results table (TIMM_RESULTS)
+_WEIGHT = dict(TIMM_WEIGHT, tag="rvgg_in1k", crop_pct=0.875, interpolation="bilinear",
+               license="mit")
+_NO_G2_WEIGHTS = (
+    "timm 1.0.31 has no RepVGG g2 variant. The official RepVGG-{}g2-train.pth "
+    "(github.com/DingXiaoH/RepVGG README) is published only in a Google Drive folder and on Baidu "
+    "Cloud: no stable URL or published hash to record; its key layout "
+    "(stage1.0.rbr_dense.conv...) is also not one of this family's key maps (timm).")
+
+
+def _variant(name, cfg, published, timm=None, epochs=120, reference=None, counted=None,
+             in1k=None, no_weights=None):
+    weights = (dict(weights=[dict(_WEIGHT, top1=in1k[0], top5=in1k[1])]) if in1k else
+               dict(no_weights=no_weights))
     if not published:
         notes = ("Not published: the official repository defines this model (its g2_map) but "
                  "released neither weights nor accuracy, and neither the paper nor mmpretrain "
@@ -139,7 +152,7 @@ def _variant(name, cfg, published, timm=None, epochs=120, reference=None, counte
                                     macs_g=counted["macs_g_deploy"], by=by))
         # None, not absent: every model_info carries the count fields (tests/models/test_registry.py)
         return dict(cfg=cfg, info=dict(params_m=None, macs_g=None, notes=notes,
-                                       measured=measured, reference=reference))
+                                       measured=measured, reference=reference), **weights)
     notes = ("Published train-time MACs come from the mmcv counter, which also counts BN and "
              "ReLU, hence ~0.5% above our conv+linear count. ")
     if epochs != 120:
@@ -149,7 +162,7 @@ def _variant(name, cfg, published, timm=None, epochs=120, reference=None, counte
     info = dict(**published, notes=notes, reference=reference or dict(lib="timm", name=name))
     if timm is not None:
         info["measured"] = _measured(timm)
-    return dict(cfg=cfg, info=info)
+    return dict(cfg=cfg, info=info, **weights)
 
 
 def _g2(g4_sibling):
@@ -158,83 +171,97 @@ def _g2(g4_sibling):
 
 
 # cfg: paper Sec. 3.4 (layers per stage, width multipliers a and b, groups of the g2/g4 models);
-# published: train/deploy params (M) and MACs (G), top-1 (%); timm: the reference's own counts.
+# published: train/deploy params (M) and MACs (G), top-1 (%); timm: the reference's own counts;
+# in1k: top-1/top-5 of its timm weights, or no_weights: why it has none.
 _TABLE = {
     "repvgg_a0": dict(
         cfg=dict(depths=_A, width_multipliers=(0.75, 2.5)),
         published=dict(params_m=9.11, macs_g=1.52, params_m_deploy=8.31, macs_g_deploy=1.36,
                        top1=72.41),
         timm=dict(params_m=9.108968, macs_g=1.512581, params_m_deploy=8.309384,
-                  macs_g_deploy=1.361451)),
+                  macs_g_deploy=1.361451),
+        in1k=(72.426, 90.506)),
     "repvgg_a1": dict(
         cfg=dict(depths=_A, width_multipliers=(1.0, 2.5)),
         published=dict(params_m=14.09, macs_g=2.64, params_m_deploy=12.79, macs_g_deploy=2.37,
                        top1=74.46),
         timm=dict(params_m=14.092264, macs_g=2.626488, params_m_deploy=12.789864,
-                  macs_g_deploy=2.363967)),
+                  macs_g_deploy=2.363967),
+        in1k=(74.474, 91.852)),
     "repvgg_a2": dict(
         cfg=dict(depths=_A, width_multipliers=(1.5, 2.75)),
         published=dict(params_m=28.21, macs_g=5.70, params_m_deploy=25.50, macs_g_deploy=5.12,
                        top1=76.48),
         timm=dict(params_m=28.2106, macs_g=5.685345, params_m_deploy=25.499944,
-                  macs_g_deploy=5.116952)),
+                  macs_g_deploy=5.116952),
+        in1k=(76.488, 93.016)),
     "repvgg_b0": dict(
         cfg=dict(depths=_B, width_multipliers=(1.0, 2.5)),
         published=dict(params_m=15.82, macs_g=3.42, params_m_deploy=14.34, macs_g_deploy=3.06,
                        top1=75.14),
         timm=dict(params_m=15.81796, macs_g=3.397192, params_m_deploy=14.339048,
-                  macs_g_deploy=3.057601)),
+                  macs_g_deploy=3.057601),
+        in1k=(75.158, 92.41)),
     "repvgg_b1": dict(
         cfg=dict(depths=_B, width_multipliers=(2.0, 4.0)),
         published=dict(params_m=57.42, macs_g=13.16, params_m_deploy=51.83, macs_g_deploy=11.82,
                        top1=78.37),
         timm=dict(params_m=57.415016, macs_g=13.12809, params_m_deploy=51.82948,
-                  macs_g_deploy=11.815485)),
+                  macs_g_deploy=11.815485),
+        in1k=(78.37, 94.106)),
     "repvgg_b1g2": dict(
         cfg=dict(depths=_B, width_multipliers=(2.0, 4.0), groups=2),
         published=dict(params_m=45.78, macs_g=9.82, params_m_deploy=41.36, macs_g_deploy=8.82,
                        top1=77.79),
-        reference=_g2("repvgg_b1g4")),
+        reference=_g2("repvgg_b1g4"),
+        no_weights=_NO_G2_WEIGHTS.format("B1")),
     "repvgg_b1g4": dict(
         cfg=dict(depths=_B, width_multipliers=(2.0, 4.0), groups=4),
         published=dict(params_m=39.97, macs_g=8.15, params_m_deploy=36.13, macs_g_deploy=7.31,
                        top1=77.58),
         timm=dict(params_m=39.966056, macs_g=8.118518, params_m_deploy=36.125416,
-                  macs_g_deploy=7.306871)),
+                  macs_g_deploy=7.306871),
+        in1k=(77.608, 93.846)),
     "repvgg_b2": dict(
         cfg=dict(depths=_B, width_multipliers=(2.5, 5.0)),
         published=dict(params_m=89.02, macs_g=20.46, params_m_deploy=80.32, macs_g_deploy=18.38,
                        top1=78.78),
         timm=dict(params_m=89.022376, macs_g=20.418171, params_m_deploy=80.315112,
-                  macs_g_deploy=18.37661)),
+                  macs_g_deploy=18.37661),
+        in1k=(78.788, 94.414)),
     "repvgg_b2g4": dict(
         cfg=dict(depths=_B, width_multipliers=(2.5, 5.0), groups=4), epochs=200,
         published=dict(params_m=61.76, macs_g=12.63, params_m_deploy=55.78, macs_g_deploy=11.34,
                        top1=79.38),
         timm=dict(params_m=61.758376, macs_g=12.590715, params_m_deploy=55.777512,
-                  macs_g_deploy=11.331899)),
+                  macs_g_deploy=11.331899),
+        in1k=(79.396, 94.68)),
     "repvgg_b2g2": dict(
         cfg=dict(depths=_B, width_multipliers=(2.5, 5.0), groups=2), published={},
         reference=_g2("repvgg_b2g4"),
         counted=dict(params_m=70.846376, macs_g=15.199867, params_m_deploy=63.956712,
-                  macs_g_deploy=13.680136)),
+                  macs_g_deploy=13.680136),
+        no_weights=_NO_G2_WEIGHTS.format("B2")),
     "repvgg_b3": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0)), epochs=200,
         published=dict(params_m=123.09, macs_g=29.17, params_m_deploy=110.96,
                        macs_g_deploy=26.21, top1=80.52),
         timm=dict(params_m=123.085288, macs_g=29.120696, params_m_deploy=110.960872,
-                  macs_g_deploy=26.208883)),
+                  macs_g_deploy=26.208883),
+        in1k=(80.528, 95.254)),
     "repvgg_b3g2": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=2), published={},
         reference=_g2("repvgg_b3g4"),
         counted=dict(params_m=96.911848, macs_g=21.606339, params_m_deploy=87.404776,
-                  macs_g_deploy=19.445961)),
+                  macs_g_deploy=19.445961),
+        no_weights=_NO_G2_WEIGHTS.format("B3")),
     "repvgg_b3g4": dict(
         cfg=dict(depths=_B, width_multipliers=(3.0, 5.0), groups=4), epochs=200,
         published=dict(params_m=83.83, macs_g=17.90, params_m_deploy=75.63, macs_g_deploy=16.07,
                        top1=80.22),
         timm=dict(params_m=83.825128, macs_g=17.84916, params_m_deploy=75.626728,
-                  macs_g_deploy=16.0645)),
+                  macs_g_deploy=16.0645),
+        in1k=(80.224, 95.1)),
 }
 VARIANTS = {name: _variant(name, **row) for name, row in _TABLE.items()}
 
@@ -244,7 +271,6 @@ register_models(
     variants=VARIANTS,
     paper="RepVGG: Making VGG-style ConvNets Great Again (CVPR 2021)",
     arxiv="2101.03697",
-    defaults=dict(source=_SOURCE, crop_pct=0.875, interpolation="bilinear",
-                  test_input_size=(3, 64, 64)),
+    defaults=dict(source=_SOURCE, test_input_size=(3, 64, 64)),
     key_maps={"timm": _from_timm},
 )

@@ -47,7 +47,7 @@ from ppnets.layers import (BNLinear, ConvBN, DropPath, SqueezeExcite, assign, cr
                            default_dtype_like, fuse_bn, identity_kernel, make_divisible,
                            pad_1x1_to_kxk, torch_default_init)
 from ppnets.models.base import DistilledHead, ImageClassifier, flatten_tokens
-from ppnets.registry import register_models
+from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
 __all__ = ["RepViT"]
 
@@ -321,49 +321,62 @@ _NOTES = ("Published params/MACs are for the fused model with one averaged head;
           "300-epoch distilled model (450 epochs: {}).")
 
 
-def _variant(name, cfg, published, top1_450e, timm):
+# timm's ports of the official distilled weights (300 and 450 epochs)
+_WEIGHT = dict(TIMM_WEIGHT, **DISTILLED_WEIGHT, crop_pct=0.95, interpolation="bicubic")
+
+
+def _variant(name, cfg, published, top1_450e, timm, in1k_300e, in1k_450e):
     source = dict(params_m=f"timm model card {name}.dist_300e_in1k (unfused)",
                   macs_g=_README + " 'MACs'", params_m_deploy=_README + " '#params'",
                   macs_g_deploy=_README + " 'MACs'", top1=_README + " 'Top-1 (300 / 450)'")
     deploy = dict(params_m=timm["params_m_deploy"], macs_g=timm["macs_g_deploy"], by=_BY)
     measured = dict(params_m=timm["params_m"], macs_g=timm["macs_g"], by=_BY, deploy=deploy)
+    weights = [dict(_WEIGHT, tag="dist_300e_in1k", top1=in1k_300e[0], top5=in1k_300e[1]),
+               dict(_WEIGHT, tag="dist_450e_in1k", top1=in1k_450e[0], top5=in1k_450e[1])]
     return dict(cfg=cfg, info=dict(**published, notes=_NOTES.format(top1_450e), source=source,
-                                   measured=measured, reference=dict(lib="timm", name=name)))
+                                   measured=measured, reference=dict(lib="timm", name=name)),
+                weights=weights)
 
 
 # cfg: embed dims and depths of the official model definitions; published: train params (timm
-# cards), fused params, MACs and 300-epoch top-1 (official README); timm: its own counts.
+# cards), fused params, MACs and 300-epoch top-1 (official README); timm: its own counts;
+# in1k_300e/in1k_450e: top-1/top-5 of its two timm weights (TIMM_RESULTS).
 _TABLE = {
     "repvit_m0_9": dict(
         cfg=dict(embed_dims=(48, 96, 192, 384), depths=(2, 2, 14, 2)),
         published=dict(params_m=5.5, macs_g=0.8, params_m_deploy=5.1, macs_g_deploy=0.8,
                        top1=78.7), top1_450e=79.1,
         timm=dict(params_m=5.489328, macs_g=0.817281, params_m_deploy=5.067056,
-                  macs_g_deploy=0.815617)),
+                  macs_g_deploy=0.815617),
+        in1k_300e=(78.652, 94.114), in1k_450e=(79.058, 94.388)),
     "repvit_m1_0": dict(
         cfg=dict(embed_dims=(56, 112, 224, 448), depths=(2, 2, 14, 2)),
         published=dict(params_m=7.3, macs_g=1.1, params_m_deploy=6.8, macs_g_deploy=1.1,
                        top1=80.0), top1_450e=80.3,
         timm=dict(params_m=7.302796, macs_g=1.108078, params_m_deploy=6.810312,
-                  macs_g_deploy=1.106137)),
+                  macs_g_deploy=1.106137),
+        in1k_300e=(80.152, 94.77), in1k_450e=(80.43, 94.922)),
     "repvit_m1_1": dict(
         cfg=dict(embed_dims=(64, 128, 256, 512), depths=(2, 2, 12, 2)),
         published=dict(params_m=8.8, macs_g=1.3, params_m_deploy=8.2, macs_g_deploy=1.3,
                        top1=80.7), top1_450e=81.2,
         timm=dict(params_m=8.802912, macs_g=1.339242, params_m_deploy=8.244312,
-                  macs_g_deploy=1.337125)),
+                  macs_g_deploy=1.337125),
+        in1k_300e=(80.826, 95.174), in1k_450e=(81.314, 95.568)),
     "repvit_m1_5": dict(
         cfg=dict(embed_dims=(64, 128, 256, 512), depths=(4, 4, 24, 4)),
         published=dict(params_m=14.6, macs_g=2.3, params_m_deploy=14.0, macs_g_deploy=2.3,
                        top1=82.3), top1_450e=82.5,
         timm=dict(params_m=14.644432, macs_g=2.276968, params_m_deploy=14.049992,
-                  macs_g_deploy=2.273596)),
+                  macs_g_deploy=2.273596),
+        in1k_300e=(82.382, 96.026), in1k_450e=(82.52, 96.112)),
     "repvit_m2_3": dict(
         cfg=dict(embed_dims=(80, 160, 320, 640), depths=(6, 6, 34, 2)),
         published=dict(params_m=23.7, macs_g=4.5, params_m_deploy=22.9, macs_g_deploy=4.5,
                        top1=83.3), top1_450e=83.7,
         timm=dict(params_m=23.688792, macs_g=4.521491, params_m_deploy=22.926792,
-                  macs_g_deploy=4.515959)),
+                  macs_g_deploy=4.515959),
+        in1k_300e=(83.524, 96.532), in1k_450e=(83.746, 96.65)),
 }
 VARIANTS = {name: _variant(name, **row) for name, row in _TABLE.items()}
 
@@ -373,6 +386,6 @@ register_models(
     variants=VARIANTS,
     paper="RepViT: Revisiting Mobile CNN From ViT Perspective (CVPR 2024)",
     arxiv="2307.09283",
-    defaults=dict(crop_pct=0.95, interpolation="bicubic", test_input_size=(3, 64, 64)),
+    defaults=dict(test_input_size=(3, 64, 64)),
     key_maps={"timm": _from_timm},
 )

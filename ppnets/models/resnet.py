@@ -8,7 +8,7 @@ shortcuts when the shape changes (option B).
 
 Structure and names: every conv is followed by its BN inside one :class:`ppnets.layers.ConvBN`
 (``conv1.conv``/``conv1.bn`` where timm has ``conv1``/``bn1``), so ``reparameterize()`` folds all
-BNs and ``deploy=True`` builds the folded convs directly; ``_timm_keys`` maps timm state dicts to
+BNs and ``deploy=True`` builds the folded convs directly; :func:`timm_keys` maps timm state dicts to
 these names (``downsample.0/1`` -> ``downsample.conv/bn``, ``fc`` -> ``head.fc``).
 
 The 3x3 convolution of the blocks is pluggable (``conv3x3_layer``): a factory
@@ -28,11 +28,12 @@ from typing import Callable, Optional, Sequence
 import paddle.nn as nn
 
 from ppnets.layers import ConvBN, DropPath
-from ppnets.registry import register_models
+from ppnets.registry import (IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, TIMM_WEIGHT,
+                             register_models)
 
 from .base import ClassifierHead, ImageClassifier
 
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "conv3x3_bn"]
+__all__ = ["ResNet", "BasicBlock", "Bottleneck", "conv3x3_bn", "timm_keys"]
 
 
 def conv3x3_bn(in_chs: int, out_chs: int, stride: int = 1, act=None, deploy: bool = False):
@@ -175,8 +176,9 @@ class ResNet(ImageClassifier):
         return x
 
 
-def _timm_keys(state: dict) -> dict:
-    """timm/torchvision ResNet keys -> ours (``convN``+``bnN`` pairs live in one ConvBN)."""
+def timm_keys(state: dict) -> dict:
+    """timm/torchvision ResNet keys -> ours (``convN``+``bnN`` pairs live in one ConvBN); the
+    key map of this family's ``timm`` layout, which SPConv-ResNet's reuses."""
     out = {}
     for key, value in state.items():
         key = re.sub(r"(^|\.)conv(\d)\.weight$", r"\1conv\2.conv.weight", key)
@@ -188,9 +190,26 @@ def _timm_keys(state: dict) -> dict:
     return out
 
 
+# timm's ResNet weights by their evaluation settings: its "ResNet strikes back" release
+# (arXiv:2110.00476; a1/a2/b1k/b2k/c1/c2/d, and a3 trained at 160 px), its earlier ra/ram/bt
+# weights, and ports of torchvision, GluonCV and FAIR weights. top-1/top-5: timm's results table.
+_RSB = dict(TIMM_WEIGHT, crop_pct=0.95, interpolation="bicubic", test_input_size=(3, 288, 288),
+            test_crop_pct=1.0)
+_RSB_A3 = dict(_RSB, input_size=(3, 160, 160), test_input_size=(3, 224, 224), test_crop_pct=0.95)
+_TIMM_RA = dict(TIMM_WEIGHT, crop_pct=0.875, interpolation="bicubic",
+                test_input_size=(3, 288, 288), test_crop_pct=0.95)
+_TV_V1 = dict(TIMM_WEIGHT, crop_pct=0.875, interpolation="bilinear", license="bsd-3-clause",
+              notes="torchvision's IMAGENET1K_V1 weights, re-hosted by timm.")
+_GLUON = dict(TIMM_WEIGHT, crop_pct=0.875, interpolation="bicubic",
+              notes="GluonCV ResNet-v1b weights, ported by timm.")
+_FB_SEMI = dict(TIMM_WEIGHT, crop_pct=0.875, interpolation="bilinear", license="cc-by-nc-4.0",
+                notes="FAIR semi-supervised (YFCC100M) / semi-weakly supervised (IG-1B) "
+                      "pre-training, fine-tuned on ImageNet-1k (arXiv:1905.00546); "
+                      "non-commercial license.")
+
 # Published figures: torchvision's IMAGENET1K_V1 weights (timm ships them as `<name>.tv_in1k`,
-# evaluated at 224 with crop 0.875, bilinear), whose model pages give top-1, parameter count and
-# "GFLOPS" (which are in fact GMACs); timm's model cards give 1.8/3.7/4.1 GMACs.
+# the eval_weight: model_info's preprocessing is theirs), whose model pages give top-1, parameter
+# count and "GFLOPS" (which are in fact GMACs); timm's model cards give 1.8/3.7/4.1 GMACs.
 _TV = "torchvision.models.{} docs, {}_Weights.IMAGENET1K_V1 (acc@1, num_params, GFLOPS = GMACs)"
 _VARIANTS = {
     "resnet18": dict(
@@ -203,14 +222,33 @@ _VARIANTS = {
                   notes="timm's default tag resnet18.a1_in1k (ResNet Strikes Back A1 recipe, "
                         "arXiv:2110.00476) is trained differently and evaluated at crop 0.95 "
                         "bicubic; the figures here are those of the torchvision weights.",
-                  reference=dict(lib="timm", name="resnet18"))),
+                  reference=dict(lib="timm", name="resnet18")),
+        weights=[
+            dict(_RSB, tag="a1_in1k", top1=71.504, top5=90.086),
+            dict(_RSB, tag="a2_in1k", top1=70.634, top5=89.486),
+            dict(_RSB_A3, tag="a3_in1k", top1=65.67, top5=86.268),
+            dict(_TV_V1, tag="tv_in1k", top1=69.752, top5=89.082),
+            dict(_FB_SEMI, tag="fb_ssl_yfcc100m_ft_in1k", top1=72.636, top5=91.416),
+            dict(_FB_SEMI, tag="fb_swsl_ig1b_ft_in1k", top1=73.286, top5=91.754),
+            dict(_GLUON, tag="gluon_in1k", top1=70.844, top5=89.75),
+        ], eval_weight="tv_in1k"),
     "resnet34": dict(
         cfg=dict(block="basic", layers=(3, 4, 6, 3)),
         info=dict(params_m=21.80, macs_g=3.66, top1=73.314,
                   source=dict(top1=_TV.format("resnet34", "ResNet34"),
                               params_m=_TV.format("resnet34", "ResNet34") + ": 21,797,672",
                               macs_g=_TV.format("resnet34", "ResNet34")),
-                  reference=dict(lib="timm", name="resnet34"))),
+                  reference=dict(lib="timm", name="resnet34")),
+        weights=[
+            dict(_RSB, tag="a1_in1k", top1=76.42, top5=92.896),
+            dict(_RSB, tag="a2_in1k", top1=75.52, top5=92.454),
+            dict(_RSB_A3, tag="a3_in1k", top1=70.58, top5=89.54),
+            dict(_TIMM_RA, tag="bt_in1k", top1=75.176, top5=92.166),
+            dict(_RSB, mean=IMAGENET_INCEPTION_MEAN, std=IMAGENET_INCEPTION_STD,
+                 tag="ra4_e3600_r224_in1k", crop_pct=0.9, top1=77.492, top5=93.498),
+            dict(_TV_V1, tag="tv_in1k", top1=73.298, top5=91.422),
+            dict(_GLUON, tag="gluon_in1k", top1=74.574, top5=91.988),
+        ], eval_weight="tv_in1k"),
     "resnet50": dict(
         cfg=dict(block="bottleneck", layers=(3, 4, 6, 3)),
         info=dict(params_m=25.56, macs_g=4.09, top1=76.13,
@@ -221,10 +259,40 @@ _VARIANTS = {
                   notes="ResNet v1.5 (stride on the 3x3 conv), as timm and torchvision. With the "
                         "ResNet Strikes Back A1 recipe (timm resnet50.a1_in1k, arXiv:2110.00476 "
                         "Table 1) the same architecture reaches 80.4 top-1 at 224.",
-                  reference=dict(lib="timm", name="resnet50"))),
+                  reference=dict(lib="timm", name="resnet50")),
+        weights=[
+            dict(_RSB, tag="a1_in1k", top1=80.382, top5=94.598),
+            dict(_RSB, tag="a1h_in1k", input_size=(3, 176, 176), test_input_size=(3, 224, 224),
+                 crop_pct=0.9, top1=79.264, top5=94.498),
+            dict(_RSB, tag="a2_in1k", top1=79.828, top5=94.56),
+            dict(_RSB_A3, tag="a3_in1k", top1=75.994, top5=92.494),
+            dict(_RSB, tag="b1k_in1k", top1=79.564, top5=94.622),
+            dict(_RSB, tag="b2k_in1k", top1=79.388, top5=94.58),
+            dict(_RSB, tag="c1_in1k", top1=79.766, top5=94.954),
+            dict(_RSB, tag="c2_in1k", top1=79.868, top5=94.862),
+            dict(_RSB, tag="d_in1k", top1=79.904, top5=94.666),
+            dict(_TIMM_RA, tag="ram_in1k", top1=79.034, top5=94.386),
+            dict(TIMM_WEIGHT, tag="am_in1k", crop_pct=0.875, interpolation="bicubic",
+                 top1=79.004, top5=94.392),
+            dict(_TIMM_RA, tag="ra_in1k", top1=78.82, top5=94.314),
+            dict(_TIMM_RA, tag="bt_in1k", top1=78.444, top5=94.274),
+            dict(_TV_V1, tag="tv_in1k", top1=76.156, top5=92.866),
+            dict(_TV_V1, tag="tv2_in1k", input_size=(3, 176, 176), test_input_size=(3, 224, 224),
+                 test_crop_pct=0.965, top1=79.434, top5=94.64,
+                 notes="torchvision's IMAGENET1K_V2 weights (its 2021 recipe), re-hosted by timm."),
+            dict(TIMM_WEIGHT, tag="bamboo", num_classes=0, crop_pct=1.0, interpolation="bicubic",
+                 license=None, top1=None, top5=None,
+                 top1_source="none: a backbone without classifier",
+                 notes="Bamboo pre-training (arXiv:2203.07845), no classifier (timm's cfg: "
+                       "num_classes=0): build with num_classes=0 and fine-tune a head. timm's "
+                       "cfg names no license."),
+            dict(_FB_SEMI, tag="fb_ssl_yfcc100m_ft_in1k", top1=79.252, top5=94.826),
+            dict(_FB_SEMI, tag="fb_swsl_ig1b_ft_in1k", top1=81.146, top5=95.98),
+            dict(_GLUON, tag="gluon_in1k", top1=77.58, top5=93.704),
+        ], eval_weight="tv_in1k"),
 }
 
 register_models("resnet", ResNet, _VARIANTS,
                 paper="Deep Residual Learning for Image Recognition", arxiv="1512.03385",
                 defaults=dict(test_input_size=(3, 64, 64)),
-                key_maps={"timm": _timm_keys})
+                key_maps={"timm": timm_keys})

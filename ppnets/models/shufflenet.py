@@ -60,7 +60,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ppnets.layers import ConvBN, DropPath, channel_shuffle
-from ppnets.registry import register_models
+from ppnets.registry import IMAGENET_MEAN, IMAGENET_STD, register_models
 
 from .base import ClassifierHead, ImageClassifier
 
@@ -257,12 +257,28 @@ _TV_BY = ("torchvision 0.29.1 reference: parameter count (= weights meta num_par
           "torch.utils.flop_counter MACs (conv + linear) at 224x224, torch 2.14.1")
 
 
-def _v2(*, stage_channels, final_channels, params_m, macs_g, top1, top1_official, top1_tv,
-        measured_params_m, measured_macs_g, crop_pct):
+# torchvision's IMAGENET1K_V1 weights: its release URL, the sha256 prefix in the file name (what
+# torch.hub checks), its transforms (resize the short side to 256 or 232, centre crop 224) and
+# meta['_metrics'] (top-1/top-5).
+_TORCHVISION = dict(library="torchvision", kind="url", file_format="pth", num_classes=1000,
+                    input_size=(3, 224, 224), interpolation="bilinear", mean=IMAGENET_MEAN,
+                    std=IMAGENET_STD, tag="IMAGENET1K_V1")
+_TV_SOURCE = "torchvision 0.29.1 {}.IMAGENET1K_V1.meta['_metrics']['ImageNet-1K'] (acc@1, acc@5)"
+_TV_ERICSUN = dict(_TORCHVISION, crop_pct=224 / 256,
+                   notes="torchvision: trained from scratch to reproduce the paper closely "
+                         "(recipe: github.com/ericsun99/Shufflenet-v2-Pytorch).")
+_TV_NEW_RECIPE = dict(_TORCHVISION, crop_pct=224 / 232,
+                      notes="torchvision's new training recipe (pytorch/vision#5906).")
+
+
+def _v2(*, stage_channels, final_channels, params_m, macs_g, top1, top1_official,
+        measured_params_m, measured_macs_g, weight):
+    top1_tv, crop_pct = weight["top1"], weight["crop_pct"]
     return dict(
         cfg=dict(stage_channels=stage_channels, final_channels=final_channels),
+        weights=[weight],
         info=dict(
-            params_m=params_m, macs_g=macs_g, top1=top1, crop_pct=crop_pct,
+            params_m=params_m, macs_g=macs_g, top1=top1,
             measured=dict(params_m=measured_params_m, macs_g=measured_macs_g, by=_TV_BY),
             source=dict(params_m=f"{_V2_PAPER}, Table 5 (# of weights)",
                         macs_g=f"{_V2_PAPER}, Table 5 / Table 8 (FLOPs = multiply-adds)",
@@ -278,28 +294,45 @@ def _v2(*, stage_channels, final_channels, params_m, macs_g, top1, top1_official
             reference=dict(lib="torchvision", name=None, input_size=(3, 64, 64))))
 
 
-# Paper Table 5 widths; published figures (paper), official/torchvision top-1, exact counts.
+# Paper Table 5 widths; published figures (paper), official top-1, exact counts; torchvision's
+# weights.
 _V2_VARIANTS = {
     "shufflenet_v2_x0_5": _v2(stage_channels=(48, 96, 192), final_channels=1024,
                               params_m=1.4, macs_g=0.041, top1=60.3,
-                              top1_official=61.1, top1_tv=60.552,
+                              top1_official=61.1,
                               measured_params_m=1.366792, measured_macs_g=0.040476,
-                              crop_pct=224 / 256),
+                              weight=dict(
+                                  _TV_ERICSUN, url="https://download.pytorch.org/models/"
+                                                   "shufflenetv2_x0.5-f707e7126e.pth",
+                                  sha256_prefix="f707e7126e", top1=60.552, top5=81.746,
+                                  top1_source=_TV_SOURCE.format("ShuffleNet_V2_X0_5_Weights"))),
     "shufflenet_v2_x1_0": _v2(stage_channels=(116, 232, 464), final_channels=1024,
                               params_m=2.3, macs_g=0.146, top1=69.4,
-                              top1_official=69.4, top1_tv=69.362,
+                              top1_official=69.4,
                               measured_params_m=2.278604, measured_macs_g=0.144908,
-                              crop_pct=224 / 256),
+                              weight=dict(
+                                  _TV_ERICSUN, url="https://download.pytorch.org/models/"
+                                                   "shufflenetv2_x1-5666bf0f80.pth",
+                                  sha256_prefix="5666bf0f80", top1=69.362, top5=88.316,
+                                  top1_source=_TV_SOURCE.format("ShuffleNet_V2_X1_0_Weights"))),
     "shufflenet_v2_x1_5": _v2(stage_channels=(176, 352, 704), final_channels=1024,
                               params_m=3.5, macs_g=0.299, top1=72.6,
-                              top1_official=72.6, top1_tv=72.996,
+                              top1_official=72.6,
                               measured_params_m=3.503624, measured_macs_g=0.295759,
-                              crop_pct=224 / 232),
+                              weight=dict(
+                                  _TV_NEW_RECIPE, url="https://download.pytorch.org/models/"
+                                                      "shufflenetv2_x1_5-3c479a10.pth",
+                                  sha256_prefix="3c479a10", top1=72.996, top5=91.086,
+                                  top1_source=_TV_SOURCE.format("ShuffleNet_V2_X1_5_Weights"))),
     "shufflenet_v2_x2_0": _v2(stage_channels=(244, 488, 976), final_channels=2048,
                               params_m=7.4, macs_g=0.591, top1=74.9,
-                              top1_official=75.0, top1_tv=76.230,
+                              top1_official=75.0,
                               measured_params_m=7.393996, measured_macs_g=0.583253,
-                              crop_pct=224 / 232),
+                              weight=dict(
+                                  _TV_NEW_RECIPE, url="https://download.pytorch.org/models/"
+                                                      "shufflenetv2_x2_0-8be3c8ee.pth",
+                                  sha256_prefix="8be3c8ee", top1=76.23, top5=93.006,
+                                  top1_source=_TV_SOURCE.format("ShuffleNet_V2_X2_0_Weights"))),
 }
 for _name, _spec in _V2_VARIANTS.items():
     _spec["info"]["reference"]["name"] = _name
@@ -310,7 +343,7 @@ register_models(
     variants=_V2_VARIANTS,
     paper="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design (ECCV 2018)",
     arxiv="1807.11164",
-    defaults=dict(interpolation="bilinear", test_input_size=(3, 64, 64)),
+    defaults=dict(test_input_size=(3, 64, 64)),
     key_maps={"torchvision": _from_torchvision},
 )
 
@@ -342,7 +375,13 @@ register_models(
                        "later tables: 140 M) and 1,865,728 params = the official code's "
                        "1,864,728 + 1000 for our classifier bias (the official Linear has "
                        "none); the README's 1.9 M is that count rounded."),
-                test_input_size=(3, 64, 64))),
+                test_input_size=(3, 64, 64)),
+            no_weights=(
+                "Neither timm nor torchvision implements ShuffleNetV1. The official weights "
+                "(github.com/megvii-model/ShuffleNet-Series README, 'Trained Models') are one "
+                "OneDrive folder link: no per-file URL or published hash that could be verified, "
+                "so none is recorded; this family has no key map for the official layout "
+                "either.")),
     },
     paper="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices "
           "(CVPR 2018)",

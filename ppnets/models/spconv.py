@@ -81,7 +81,7 @@ from ppnets.layers import ConvBN, bn_scale_shift, create_act, fuse_bn, fuse_line
 from ppnets.registry import IMAGENET_MEAN, IMAGENET_STD, register_models
 
 from .base import ImageClassifier, flatten_tokens
-from .resnet import ResNet, _timm_keys
+from .resnet import ResNet, timm_keys
 
 __all__ = ["SPConv3x3", "SPConvBN", "VGGCifar", "spconv_resnet", "spconv_net", "spconv_factory",
            "CIFAR_MEAN", "CIFAR_STD"]
@@ -284,7 +284,7 @@ def _official_keys(state: dict) -> dict:
         if m:
             out[f"{m.group(1) or ''}conv{m.group(2)}.spconv.{m.group(3)}.{m.group(4)}"] = value
         else:
-            out.update(_timm_keys({key: value}))
+            out.update(timm_keys({key: value}))
     return out
 
 
@@ -335,6 +335,16 @@ def _cifar_info(params_m, macs_m, top1, ours_params_m, ours_macs_m, thop, extra=
 _CIFAR_DEFAULTS = dict(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0,
                        dataset="cifar10")
 
+_NO_CIFAR_REFERENCE = ("timm and torchvision have no CIFAR models. Third-party CIFAR-10 "
+                       "checkpoints of this name exist (other trainings, other key layouts); none "
+                       "was checked against this architecture, so none is recorded.")
+# why the CIFAR-10 models have no published weights
+_NO_SPCONV_WEIGHTS = ("CIFAR-10 model of the SPConv paper (arXiv:2006.12085): its official "
+                      "repository (github.com/qiulinzhang/SPConv.pytorch) publishes no trained "
+                      "weights (its README links none). " + _NO_CIFAR_REFERENCE)
+_NO_BASELINE_WEIGHTS = ("CIFAR-10 baseline of the SPConv paper (arXiv:2006.12085); its official "
+                        "repository publishes no weights. " + _NO_CIFAR_REFERENCE)
+
 _RESNET20 = ("The paper's 0.27 M / 41.62 M baseline is the option-B ResNet-20 (thop: "
              "41.620 M); the remaining SPConv gap to thop (~0.19 M) is in ops thop 0.1.1 does "
              "not count the way the authors' profiler did.")
@@ -342,13 +352,16 @@ _RESNET20 = ("The paper's 0.27 M / 41.62 M baseline is the option-B ResNet-20 (t
 _VARIANTS = {
     "resnet20_cifar": dict(
         cfg=dict(arch="resnet20", vanilla=True),
-        info=_cifar_info(0.27, 41.62, 92.0, 0.272474, 40.813, "41.620 M", _RESNET20)),
+        info=_cifar_info(0.27, 41.62, 92.0, 0.272474, 40.813, "41.620 M", _RESNET20),
+        no_weights=_NO_BASELINE_WEIGHTS),
     "spconv_resnet20_cifar_a2": dict(
         cfg=dict(arch="resnet20", alpha=1 / 2),
-        info=_cifar_info(0.10, 17.91, 92.23, 0.105082, 15.189, "17.723 M", _RESNET20)),
+        info=_cifar_info(0.10, 17.91, 92.23, 0.105082, 15.189, "17.723 M", _RESNET20),
+        no_weights=_NO_SPCONV_WEIGHTS),
     "spconv_resnet20_cifar_a4": dict(
         cfg=dict(arch="resnet20", alpha=1 / 4),
-        info=_cifar_info(0.071, 12.89, 91.15, 0.071674, 10.175, "12.710 M", _RESNET20)),
+        info=_cifar_info(0.071, 12.89, 91.15, 0.071674, 10.175, "12.710 M", _RESNET20),
+        no_weights=_NO_SPCONV_WEIGHTS),
     "vgg16_cifar": dict(
         cfg=dict(arch="vgg16", vanilla=True),
         info=_cifar_info(16.62, 349.51, 94.00, 14.987722, 313.464, "314.572 M",
@@ -356,24 +369,29 @@ _VARIANTS = {
                          "equals ours plus one 1x1 conv beside each of the 12 SPConv-able 3x3 "
                          "convs (+sum C_in*C_out = 1.634 M params, +34.6 M MACs); the vanilla "
                          "VGG-16 of Li et al./HetConv/GhostNet is 15.0 M / 313 M, as ours.",
-                         truncated=False)),
+                         truncated=False),
+        no_weights=_NO_BASELINE_WEIGHTS),
     "spconv_vgg16_cifar_a2": dict(
         cfg=dict(arch="vgg16", alpha=1 / 2),
         info=_cifar_info(5.6, 118.27, 94.40, 5.611274, 114.497, "117.722 M",
                          "The remaining 0.55 M MACs gap to thop is the same for alpha 1/2, 1/4, "
-                         "1/8.")),
+                         "1/8."),
+        no_weights=_NO_SPCONV_WEIGHTS),
     "spconv_vgg16_cifar_a4": dict(
         cfg=dict(arch="vgg16", alpha=1 / 4),
-        info=_cifar_info(3.77, 79.34, 93.94, 3.772682, 75.568, "78.794 M")),
+        info=_cifar_info(3.77, 79.34, 93.94, 3.772682, 75.568, "78.794 M"),
+        no_weights=_NO_SPCONV_WEIGHTS),
     "spconv_vgg16_cifar_a8": dict(
         cfg=dict(arch="vgg16", alpha=1 / 8),
-        info=_cifar_info(2.85, 59.87, 93.77, 2.853386, 56.104, "59.330 M")),
+        info=_cifar_info(2.85, 59.87, 93.77, 2.853386, 56.104, "59.330 M"),
+        no_weights=_NO_SPCONV_WEIGHTS),
     "spconv_vgg16_cifar_a16": dict(
         cfg=dict(arch="vgg16", alpha=1 / 16),
         info=_cifar_info(2.39, 55.14, 93.43, 2.393738, 46.372, "49.598 M",
                          "The published 55.14 M is 5.0 M above what the other three alphas' "
                          "constant offset predicts (~50.1 M) while its parameter count matches: "
-                         "unexplained, probably a measurement slip in the paper.")),
+                         "unexplained, probably a measurement slip in the paper."),
+        no_weights=_NO_SPCONV_WEIGHTS),
     "spconv_resnet18": dict(
         cfg=dict(arch="resnet18", alpha=1 / 2),
         info=dict(input_size=(3, 224, 224), test_input_size=(3, 64, 64), mean=IMAGENET_MEAN,
@@ -384,7 +402,11 @@ _VARIANTS = {
                         "publishes no ResNet-18 figures (its ImageNet results are for "
                         "ResNet-50).",
                   source=dict(architecture="github.com/qiulinzhang/SPConv.pytorch "
-                                           "code/resnet_sp.py (BasicBlock with SPConv_3x3)"))),
+                                           "code/resnet_sp.py (BasicBlock with SPConv_3x3)")),
+        no_weights=("The SPConv paper (arXiv:2006.12085) reports no ResNet-18 and its official "
+                    "repository (github.com/qiulinzhang/SPConv.pytorch) publishes no trained "
+                    "weights (its README links none); timm and torchvision have no SPConv "
+                    "models.")),
 }
 
 register_models("spconv", spconv_net, _VARIANTS,

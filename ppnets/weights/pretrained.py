@@ -1,44 +1,48 @@
 """``pretrained=True``: published weights fetched, converted once, cached, and loaded.
 
-A weight is a :class:`ppnets.weights.sources.WeightSource` (the table of every variant's
-published checkpoints). :func:`converted_weights` returns the ppnets ``.pdparams`` of one, from
-the cache under ``<PPNETS_HOME>/weights/<model>.<tag>/<source digest>/`` or else by fetching the
-file (:mod:`ppnets.weights.fetch`), converting it with :func:`ppnets.convert.load_pretrained`
-into the architecture it was published for, and caching the result. The cache entry is keyed
-by the source's identity (hub repo, file, revision / URL and hash), so an entry whose source
-changed in the table is never served; it is valid only once its ``meta.json`` is written, last
-and atomically, so an interrupted download or conversion never leaves an entry that loads. A
-warm cache needs no network. Processes sharing the cache (the ranks of one launch) fetch and
-convert one weight one at a time (:func:`converted_weights`): one download, whoever asks.
+A weight is a :class:`ppnets.registry.WeightSource` (each family file lists its variants'
+published checkpoints). :func:`load_published` loads one into the model being built: from the
+cache under ``<PPNETS_HOME>/weights/<model>.<tag>/<source digest>/`` or else by fetching the file
+(:mod:`ppnets.weights.fetch`), converting it in memory into that model
+(:func:`ppnets.convert.load_state_dict`) and writing the converted arrays to the cache. The
+cache entry is keyed by the source's identity (hub repo, file, revision / URL and hash), so an
+entry whose source changed in the table is never served; it is valid only once its ``meta.json``
+is written, last and atomically, and while its file has the hash recorded there, so an
+interrupted download or conversion never leaves an entry that loads and a damaged one is made
+again. A warm cache needs no network. Processes sharing the cache (the ranks of one launch)
+fetch and convert one weight one at a time: one download, whoever asks.
 
-:func:`load_weights` loads such a state dict, or any checkpoint file ``pretrained=PATH`` names,
-into a model built for another number of classes: everything but the classifier, which keeps
-its initialisation, and a log line says so.
+:func:`load_weights` loads any checkpoint file ``pretrained=PATH`` names, into a model built for
+another number of classes too: everything but the classifier, which keeps its initialisation,
+and a log line says so.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import filelock
 import numpy as np
 import paddle
 
-from ppnets.convert import (ConversionReport, CorruptCheckpointError, convert_state_dict,
-                            load_pretrained, read_checkpoint, save_state_dict)
-from ppnets.registry import get_entry
+from ppnets.convert import (CorruptCheckpointError, LoadedState, classifier_keys,
+                            load_state_dict, read_checkpoint, save_state_dict)
+from ppnets.registry import WeightSource, get_entry
 from ppnets.utils import atomic_write_json, file_sha256, utc_now
 from ppnets.version import __version__
 
 from .fetch import fetch_hub, fetch_url, ppnets_home
-from .sources import WeightSource, default_weight, find_weight
+from .sources import default_weight, find_weight
 
+# classifier_keys lives in ppnets.convert; ppnets.engine.finetune reaches it through here
 __all__ = ["resolve_weight", "source_identity", "cache_dir", "cached_entry", "lock_path",
-           "converted_weights", "classifier_keys", "load_weights", "LoadedWeights"]
+           "load_published", "converted_weights", "load_weights", "LoadedWeights",
+           "classifier_keys"]
 
 log = logging.getLogger("ppnets")
 
@@ -57,7 +61,7 @@ def source_identity(src: WeightSource) -> Dict[str, Any]:
         return {"kind": "hf_hub", "repo": src.hf_hub_id, "file": src.filename,
                 "revision": src.revision, "sha256": src.sha256}
     return {"kind": "url", "url": src.url, "sha256": src.sha256,
-            "sha256_prefix": getattr(src, "sha256_prefix", None)}
+            "sha256_prefix": src.sha256_prefix}
 
 
 def _digest(identity: Dict[str, Any]) -> str:
@@ -70,11 +74,11 @@ def cache_dir(src: WeightSource) -> str:
 
 
 def cached_entry(src: WeightSource) -> Optional[Dict[str, Any]]:
-    """The cache entry's ``meta.json`` when a complete entry for exactly this source exists."""
+    """The cache entry's ``meta.json`` when a complete entry for exactly this source exists and
+    its file has the hash recorded there (one damaged after it was written is made again)."""
     folder = cache_dir(src)
-    meta_path = os.path.join(folder, "meta.json")
     try:
-        with open(meta_path, encoding="utf-8") as f:
+        with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return None
@@ -82,8 +86,19 @@ def cached_entry(src: WeightSource) -> Optional[Dict[str, Any]]:
     if meta.get("source") != source_identity(src) or not os.path.isfile(weights):
         return None
     if file_sha256(weights) != meta.get("weights_sha256"):
-        return None  # damaged after it was written: convert again
+        return None
     return dict(meta, weights_path=weights)
+
+
+def _read_cached(src: WeightSource) -> Optional[Dict[str, np.ndarray]]:
+    """The arrays of the cache entry of ``src``; None when there is no sound one."""
+    entry = cached_entry(src)
+    if entry is None:
+        return None
+    try:
+        return read_checkpoint(entry["weights_path"])[0]
+    except CorruptCheckpointError:
+        return None
 
 
 def _fetch(src: WeightSource) -> str:
@@ -95,8 +110,7 @@ def _fetch(src: WeightSource) -> str:
             raise RuntimeError(f"{src.hf_hub_id}/{src.filename} does not have the published "
                                f"SHA-256 {src.sha256}; the download was discarded: try again")
         return path
-    return fetch_url(src.url, key, sha256=src.sha256,
-                     sha256_prefix=getattr(src, "sha256_prefix", None))
+    return fetch_url(src.url, key, sha256=src.sha256, sha256_prefix=src.sha256_prefix)
 
 
 def _discard(path: str) -> None:
@@ -113,16 +127,10 @@ def lock_path(src: WeightSource) -> str:
     return os.path.join(ppnets_home(), "locks", f"{src.model}.{src.tag}.lock")
 
 
-def converted_weights(src: WeightSource) -> Dict[str, Any]:
-    """The cache entry of ``src`` (``weights_path`` is a ppnets ``.pdparams``), fetching and
-    converting the published file on a cache miss.
-
-    Processes sharing ``PPNETS_HOME`` (the ranks of ``paddle.distributed.launch``) take turns:
-    the first fetches and converts, the others wait for it and find the entry made. The lock is
-    the kernel's (flock, LockFileEx), so a killed holder never leaves it taken."""
-    entry = cached_entry(src)
-    if entry is not None:
-        return entry
+@contextlib.contextmanager
+def _weight_lock(src: WeightSource) -> Iterator[None]:
+    """Hold the lock of ``src``: one process at a time fetches and converts it. The lock is the
+    kernel's (flock, LockFileEx), so a killed holder never leaves it taken."""
     os.makedirs(os.path.dirname(lock_path(src)), exist_ok=True)
     lock = filelock.FileLock(lock_path(src))
     try:
@@ -132,57 +140,9 @@ def converted_weights(src: WeightSource) -> Dict[str, Any]:
                  src.model, src.tag)
         lock.acquire()
     try:
-        return cached_entry(src) or _fetch_and_convert(src)
+        yield
     finally:
         lock.release()
-
-
-def _fetch_and_convert(src: WeightSource) -> Dict[str, Any]:
-    raw = _fetch(src)
-    model = get_entry(src.model).builder(**{**get_entry(src.model).cfg,
-                                            "num_classes": src.num_classes, "deploy": False})
-    try:
-        report = load_pretrained(model, raw, name=src.model)
-    except (CorruptCheckpointError, ValueError) as exc:
-        _discard(raw)
-        raise RuntimeError(f"the published weights {src.model}.{src.tag} ({raw}) could not be "
-                           f"converted; the download was discarded, so the next call fetches "
-                           f"it again: {exc}") from exc
-    folder = cache_dir(src)
-    weights = os.path.join(folder, "model.pdparams")
-    save_state_dict(model.state_dict(), weights)
-    meta = {"model": src.model, "tag": src.tag, "source": source_identity(src),
-            "downloaded_file": raw, "downloaded_sha256": file_sha256(raw),
-            "weights": "model.pdparams", "weights_sha256": file_sha256(weights),
-            "num_classes": src.num_classes, "layout": report.layout,
-            "converted_utc": utc_now(), "ppnets_version": __version__}
-    atomic_write_json(os.path.join(folder, "meta.json"), meta)  # last: the entry is valid now
-    return dict(meta, weights_path=weights)
-
-
-def classifier_keys(model: paddle.nn.Layer) -> List[str]:
-    """State-dict keys of the classifier layer(s): ``get_classifier()`` and, for distilled
-    models, ``head_dist``."""
-    heads = [model.get_classifier()]
-    if getattr(model, "head_dist", None) is not None:
-        heads.append(model.head_dist)
-    ids = {id(t) for head in heads for t in head.state_dict().values()}
-    return [k for k, t in model.state_dict().items() if id(t) in ids]
-
-
-def _classifier_key_names(model: paddle.nn.Layer) -> List[str]:
-    """The classifier's state-dict keys; for a headless model (``num_classes=0``) the keys its
-    classifier would have, found by giving it one and removing it again. [] for a model that
-    does not say which its classifier is (no ``get_classifier``)."""
-    if not hasattr(model, "get_classifier"):
-        return []
-    if getattr(model, "num_classes", 0):
-        return classifier_keys(model)
-    model.reset_classifier(1)
-    try:
-        return classifier_keys(model)
-    finally:
-        model.reset_classifier(0)
 
 
 @dataclass
@@ -203,58 +163,86 @@ class LoadedWeights:
                 "sha256": file_sha256(self.source)}
 
 
+def load_published(model: paddle.nn.Layer, src: WeightSource,
+                   key_maps: Optional[Dict[str, Callable[[dict], dict]]] = None
+                   ) -> LoadedWeights:
+    """Load the published weight ``src`` into ``model`` (built for ``src.model``, with any
+    number of classes: with another, everything but the classifier), from the cache or else
+    fetched, converted into ``model`` and cached. ``key_maps``: the family's (default: looked
+    up in the registry when the file must be converted)."""
+    state = _read_cached(src)
+    if state is None:
+        # Processes sharing PPNETS_HOME (the ranks of paddle.distributed.launch) take turns:
+        # the first fetches and converts, the others wait for it and find the entry made.
+        with _weight_lock(src):
+            state = _read_cached(src)
+            if state is None:
+                if key_maps is None:
+                    key_maps = get_entry(src.model).key_maps
+                return _published(src, _fetch_and_convert(model, src, key_maps))
+    return _published(src, load_state_dict(
+        model, state, "paddle", source=cache_dir(src), what=f"{src.model}.{src.tag}",
+        label=src.model, new_classifier=True, source_classes=src.num_classes))
+
+
+def _published(src: WeightSource, loaded: LoadedState) -> LoadedWeights:
+    return LoadedWeights(source=f"{src.model}.{src.tag}", loaded=loaded.loaded,
+                         classifier_kept=loaded.classifier_kept,
+                         source_classes=src.num_classes, published=True)
+
+
+def _fetch_and_convert(model: paddle.nn.Layer, src: WeightSource,
+                       key_maps: Dict[str, Callable[[dict], dict]]) -> LoadedState:
+    """Fetch ``src``, convert it into ``model`` and write the converted arrays to its cache
+    entry (the caller holds its lock). A file that cannot be read is deleted, so the next call
+    fetches it again; one that reads but does not fit ``model`` (built with other options, or
+    the table is wrong) raises ValueError and stays: fetching it again would not change it."""
+    raw = _fetch(src)
+    try:
+        state, kind = read_checkpoint(raw)
+    except ValueError as exc:   # CorruptCheckpointError: truncated or damaged in transit
+        _discard(raw)
+        raise RuntimeError(f"the published weights {src.model}.{src.tag} ({raw}) could not be "
+                           f"converted; the download was discarded, so the next call fetches "
+                           f"it again: {exc}") from exc
+    loaded = load_state_dict(model, state, kind, key_maps=key_maps, source=raw,
+                             what=f"{src.model}.{src.tag}", label=src.model, new_classifier=True,
+                             source_classes=src.num_classes)
+    folder = cache_dir(src)
+    weights = os.path.join(folder, "model.pdparams")
+    save_state_dict(loaded.converted, weights)
+    meta = {"model": src.model, "tag": src.tag, "source": source_identity(src),
+            "downloaded_file": raw, "downloaded_sha256": file_sha256(raw),
+            "weights": "model.pdparams", "weights_sha256": file_sha256(weights),
+            "num_classes": src.num_classes, "layout": loaded.report.layout,
+            "converted_utc": utc_now(), "ppnets_version": __version__}
+    atomic_write_json(os.path.join(folder, "meta.json"), meta)  # last: the entry is valid now
+    return loaded
+
+
+def converted_weights(src: WeightSource) -> Dict[str, Any]:
+    """The cache entry of ``src`` (``weights_path`` is a ppnets ``.pdparams``), fetching and
+    converting the published file on a cache miss (``ppnets weights fetch``)."""
+    entry = cached_entry(src)
+    if entry is None:
+        spec = get_entry(src.model)
+        model = spec.builder(**{**spec.cfg, "num_classes": src.num_classes, "deploy": False})
+        load_published(model, src, spec.key_maps)
+        entry = cached_entry(src)
+    return entry
+
+
 def load_weights(model: paddle.nn.Layer, path: str, name: Optional[str] = None,
-                 what: Optional[str] = None, source_classes: Optional[int] = None,
-                 published: bool = False) -> LoadedWeights:
+                 what: Optional[str] = None) -> LoadedWeights:
     """Load a checkpoint (a ppnets ``.pdparams`` or any reference format :mod:`ppnets.convert`
     reads; ``name``'s key maps) into ``model``. Everything must fit but the classifier: when
     the file's is for another class count (or the file or the model has none, ``num_classes=0``)
     it is left as initialised and a log line says so. Anything else that does not fit raises
     ValueError before a tensor is set. ``what`` names the weights in messages (default: the
-    path); ``source_classes`` is the file's class count where known (published weights)."""
-    what = what or path
+    path)."""
     state, kind = read_checkpoint(path)
-    key_maps = get_entry(name).key_maps if name else {}
-    converted, report = convert_state_dict(model, state, kind=kind, key_maps=key_maps,
-                                           source=path)
-    heads = set(_classifier_key_names(model))
-    target = model.state_dict()
-    mismatched = {key: shape for key, shape, _ in report.mismatched}
-    model_heads = heads & set(target)
-    file_heads = heads & (set(converted) | set(mismatched) | set(report.unexpected))
-    rest = ConversionReport(source=path, layout=report.layout, loaded=len(converted),
-                            missing=sorted(set(report.missing) - heads),
-                            unexpected=sorted(set(report.unexpected) - heads),
-                            mismatched=[m for m in report.mismatched if m[0] not in heads])
-    if not rest.ok:
-        label = name or type(model).__name__
-        raise ValueError(
-            f"{what} does not fit {label}: only the classifier may differ from the model "
-            f"built.\n{rest}\nCheck that the file holds {label} weights (a state dict saved "
-            "after reparameterize() loads into the deploy form: create_model(..., "
-            "deploy=True)).")
-    kept: List[str] = []
-    if file_heads != model_heads or file_heads - set(converted):
-        # another class count (or no classifier on one side): the classifier keeps its init
-        kept = sorted(model_heads)
-        for key in heads:
-            converted.pop(key, None)
-        if source_classes is None:
-            bias = [k for k in sorted(file_heads & set(mismatched)) if k.endswith("bias")]
-            source_classes = int(mismatched[bias[0]][0]) if bias else \
-                (0 if not file_heads else None)
-        theirs = (("it was published without one" if published else "the file has none")
-                  if source_classes == 0 else
-                  f"{'it was published' if published else 'the file has one'} for "
-                  f"{source_classes or 'another number of'} classes")
-        ours = (f"this model has {model.num_classes} classes and keeps its initial classifier"
-                if model_heads else "this model has none (num_classes=0)")
-        log.warning("%s: loaded everything but the classifier (%s): %s; %s", what,
-                    ", ".join(sorted(heads)), theirs, ours)
-    dtypes = {k: str(v.dtype).replace("paddle.", "") for k, v in target.items()}
-    # every key, the kept classifier's own values included (Paddle warns of each key missing)
-    model.set_state_dict({k: np.asarray(converted[k]).astype(dtypes[k]) if k in converted
-                          else v.numpy() for k, v in target.items()})
-    return LoadedWeights(source=what if published else path, loaded=sorted(converted),
-                         classifier_kept=kept, source_classes=source_classes,
-                         published=published)
+    loaded = load_state_dict(model, state, kind, key_maps=get_entry(name).key_maps if name else {},
+                             source=path, what=what, label=name, new_classifier=True)
+    return LoadedWeights(source=path, loaded=loaded.loaded,
+                         classifier_kept=loaded.classifier_kept,
+                         source_classes=loaded.source_classes)

@@ -18,6 +18,7 @@ import paddle
 import pytest
 
 import ppnets
+from ppnets.convert import classifier_layout
 from ppnets.weights import fetch, pretrained
 from ppnets.weights.fetch import WeightsIntegrityError, WeightsUnavailableError
 from ppnets.weights.sources import WeightNotFoundError, default_weight
@@ -89,6 +90,69 @@ def test_corrupt_or_interrupted_download_leaves_no_entry_that_loads(hub, referen
     explicit = ppnets.create_model("fasternet_t0", pretrained=reference_files["fasternet_t0"])
     for k, v in _state(explicit).items():
         np.testing.assert_array_equal(_state(model)[k], v)
+
+
+def _count_builds_and_reads(monkeypatch, name):
+    """Count the builds of ``name`` and record every checkpoint file read."""
+    from ppnets import convert
+    from ppnets.registry import get_entry
+
+    entry, seen = get_entry(name), {"builds": 0, "reads": []}
+    build, read = entry.builder, convert.read_checkpoint
+
+    def counted_build(**kwargs):
+        seen["builds"] += 1
+        return build(**kwargs)
+
+    def recorded_read(path):
+        seen["reads"].append(path)
+        return read(path)
+
+    monkeypatch.setattr(entry, "builder", counted_build)
+    monkeypatch.setattr(convert, "read_checkpoint", recorded_read)
+    monkeypatch.setattr(pretrained, "read_checkpoint", recorded_read)
+    return seen
+
+
+def test_a_cache_miss_builds_once_and_converts_in_memory(hub, monkeypatch):
+    """The published file is read once and converted into the model being returned; the cache
+    file is written from those arrays, not read back. A warm call reads only the cache file."""
+    seen = _count_builds_and_reads(monkeypatch, "fasternet_t0")
+    ppnets.create_model("fasternet_t0", pretrained=True)
+    cache = os.path.join(os.environ["PPNETS_HOME"], "weights")
+    assert seen["builds"] == 1
+    assert len(seen["reads"]) == 1 and not seen["reads"][0].startswith(cache), seen["reads"]
+    seen.update(builds=0, reads=[])
+    ppnets.create_model("fasternet_t0", pretrained=True)
+    assert seen["builds"] == 1
+    assert len(seen["reads"]) == 1 and seen["reads"][0].startswith(cache), seen["reads"]
+
+
+@pytest.mark.parametrize("num_classes", [7, 0])
+def test_a_miss_with_another_class_count_caches_the_published_classifier(
+        hub, reference_files, num_classes):
+    """Converted into a model with another (or no) classifier, the cache still gets the
+    published one, in our layout: a later default model loads exactly the file's weights."""
+    model = ppnets.create_model("fasternet_t0", num_classes=num_classes, pretrained=True)
+    assert model.loaded_weights.classifier_kept == (["head.fc.bias", "head.fc.weight"]
+                                                    if num_classes else [])
+    gets = len(_gets(hub))
+    warm = ppnets.create_model("fasternet_t0", pretrained=True)
+    assert len(_gets(hub)) == gets and warm.loaded_weights.classifier_kept == []
+    explicit = ppnets.create_model("fasternet_t0", pretrained=reference_files["fasternet_t0"])
+    for k, v in _state(explicit).items():
+        np.testing.assert_array_equal(_state(warm)[k], v, err_msg=k)
+
+
+def test_a_miss_into_a_model_built_otherwise_fails_and_keeps_the_download(hub):
+    """A model built with other options (here one input channel) does not fit the weights: the
+    error says so, nothing is cached, and the intact download is not fetched again."""
+    with pytest.raises(ValueError, match="does not fit fasternet_t0"):
+        ppnets.create_model("fasternet_t0", pretrained=True, in_chans=1)
+    assert pretrained.cached_entry(default_weight("fasternet_t0")) is None
+    gets = len(_gets(hub))
+    ppnets.create_model("fasternet_t0", pretrained=True)
+    assert len(_gets(hub)) == gets
 
 
 def test_a_changed_source_is_fetched_again(hub, monkeypatch):
@@ -205,7 +269,7 @@ def test_headless_weights_and_headless_models_load_the_backbone(tmp_path, saved_
     model = ppnets.create_model("mobilenetv2_050", num_classes=model_classes)
     with caplog.at_level(logging.WARNING, logger="ppnets"):
         loaded = pretrained.load_weights(model, path, what="test weights")
-    head = set(pretrained._classifier_key_names(model))
+    head = set(classifier_layout(model)[0])
     assert head and model.num_classes == model_classes
     assert set(loaded.classifier_kept) == (head if model_classes else set())
     assert "test weights: loaded everything but the classifier" in caplog.text

@@ -1,12 +1,13 @@
-"""ppnets.weights.sources against what timm 1.0.31 and torchvision say about their weights.
+"""The weight table (each variant's ``weights`` in its family file, read through
+ppnets.weights.sources) against what timm 1.0.31 and torchvision say about their weights.
 
 Every registered model has a row (weights, or the reason there are none); every timm entry's Hub
 repository, tag, default and preprocessing equal timm's own pretrained cfg; every torchvision
 entry equals torchvision's weights enum; and every entry's file layout loads into our model with
 the entry's ``num_classes`` -- the reference model for ``<name>.<tag>`` is built in a torch
 subprocess and its state dict saved (conftest.py). The claimed top-1 is checked against timm's
-results CSV when ``PPNETS_TIMM_RESULTS_CSV`` names a copy of it (see the module docstring of
-ppnets/weights/sources.py for where it lives).
+results CSV when ``PPNETS_TIMM_RESULTS_CSV`` names a copy of it (``ppnets.registry.TIMM_RESULTS``
+says where it lives).
 """
 from __future__ import annotations
 
