@@ -4,12 +4,11 @@
 * :func:`ptq` -- ``paddleslim.quant.quant_post_static`` on a legacy ``.pdmodel`` (written by
   :func:`ppnets.deploy.save_legacy`), calibrated on real training images, under the old IR;
 * :func:`qat_fit` -- ``paddleslim.QAT(config).quantize(model)`` on a trained model, then
-  fine-tuned by :func:`ppnets.engine.fit` (the engine builds the model through
-  ``ppnets.engine.fit.build_model``; ``qat_fit`` supplies the quantized model there for the
-  duration of the call);
+  fine-tuned by :func:`ppnets.engine.fit` (``fit(cfg, model=quantized)``);
 * :func:`evaluate_layer` / :func:`evaluate_program` -- top-1 of a dygraph model (QAT: simulated
   INT8) or of a saved old-IR program run by ``paddle.static.Executor`` (PTQ: simulated INT8,
-  quantize/dequantize ops), on the same images.
+  quantize/dequantize ops), on the same images, both by the engine's
+  :func:`~ppnets.engine.evaluate_network`.
 
 PaddleSlim calls switch Paddle to static mode and a failure can leave it there: run each
 experiment in its own process (``reproduce/int8_quantization.py`` does; the tests use
@@ -34,6 +33,7 @@ import numpy as np
 import paddle
 
 import ppnets
+from ppnets.engine import build_model, evaluate_network, fit, load_config
 from ppnets.engine.data import build_cifar10
 
 __all__ = ["check_numpy_unchanged", "cifar10_arrays", "evaluate_layer", "evaluate_program",
@@ -70,9 +70,12 @@ def cifar10_arrays(mode: str, data_file: str, image_size: int = 32,
     return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64).reshape(-1)
 
 
-def _batches(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    for i in range(0, len(x), batch_size):
-        yield x[i:i + batch_size]
+def _batches(x: np.ndarray, y: Optional[np.ndarray], batch_size: int,
+             drop_last: bool = False) -> Iterator:
+    """``(images, labels)`` slices of ``batch_size`` (``x`` alone when ``y`` is None)."""
+    end = len(x) - len(x) % batch_size if drop_last else len(x)
+    for i in range(0, end, batch_size):
+        yield x[i:i + batch_size] if y is None else (x[i:i + batch_size], y[i:i + batch_size])
 
 
 def predict_layer(model, x: np.ndarray, batch_size: int = 100) -> np.ndarray:
@@ -80,14 +83,15 @@ def predict_layer(model, x: np.ndarray, batch_size: int = 100) -> np.ndarray:
     model.eval()
     preds = []
     with paddle.no_grad():
-        for xb in _batches(x, batch_size):
+        for xb in _batches(x, None, batch_size):
             preds.append(model(paddle.to_tensor(xb)).numpy().argmax(1))
     return np.concatenate(preds)
 
 
 def evaluate_layer(model, x: np.ndarray, y: np.ndarray, batch_size: int = 100) -> float:
-    """Top-1 accuracy (fraction) of a dygraph model in eval mode."""
-    return float((predict_layer(model, x, batch_size) == y).mean())
+    """Top-1 accuracy (fraction) of a dygraph model in eval mode
+    (:func:`ppnets.engine.evaluate_network` over the arrays)."""
+    return evaluate_network(model, _batches(x, y, batch_size)).top1
 
 
 @contextlib.contextmanager
@@ -102,7 +106,8 @@ def _static_mode():
 
 def evaluate_program(model_dir: str, model_filename: str, params_filename: str, x: np.ndarray,
                      y: np.ndarray, batch_size: int) -> float:
-    """Top-1 of a saved old-IR inference program run by the static Executor (CPU).
+    """Top-1 of a saved old-IR inference program run by the static Executor (CPU)
+    (:func:`ppnets.engine.evaluate_network` with the program as the network).
 
     The program's input shape is fixed at export; ``batch_size`` must match it.
     """
@@ -113,13 +118,11 @@ def evaluate_program(model_dir: str, model_filename: str, params_filename: str, 
             program, feeds, fetches = paddle.static.load_inference_model(
                 model_dir, exe, model_filename=model_filename,
                 params_filename=params_filename)
-            correct = total = 0
-            for i in range(0, len(x) - batch_size + 1, batch_size):
-                out = exe.run(program, feed={feeds[0]: x[i:i + batch_size]},
-                              fetch_list=fetches)[0]
-                correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
-                total += batch_size
-    return correct / total
+            def logits(images):
+                return exe.run(program, feed={feeds[0]: images}, fetch_list=fetches)[0]
+
+            # the program's batch is fixed: a last, smaller batch is left out
+            return evaluate_network(logits, _batches(x, y, batch_size, drop_last=True)).top1
 
 
 def _import_paddleslim() -> None:
@@ -174,38 +177,24 @@ def qat_config(weight_quantize_type: str = "channel_wise_abs_max") -> Dict[str, 
 
 
 def qat_fit(cfg: Dict[str, Any], fp32_state: Dict[str, Any], deploy: bool = False,
-            weight_quantize_type: str = "channel_wise_abs_max"):
+            weight_quantize_type: str = "channel_wise_abs_max", num_classes: int = 10):
     """Fine-tune a QAT-wrapped copy of the trained model with :func:`ppnets.engine.fit`.
 
-    ``fp32_state`` is the trained model's state dict (train form). ``deploy=True`` fuses the
-    model (``reparameterize_model``) before inserting the fake-quant layers, so the quantized
-    weights are the deployed ones. Returns (fit results, the quantized dygraph model).
+    ``fp32_state`` is the trained model's state dict (train form), for ``num_classes`` classes
+    (the data's). ``deploy=True`` fuses the model (``reparameterize_model``) before inserting
+    the fake-quant layers, so the quantized weights are the deployed ones. Returns (fit
+    results, the quantized dygraph model).
     """
-    import importlib
-
     check_numpy_unchanged()
     _import_paddleslim()
     from paddleslim import QAT
 
-    fit_module = importlib.import_module("ppnets.engine.fit")  # the module, not the function
-
-    holder = {}
-    original = fit_module.build_model
-
-    def build_quantized(config, num_classes=10):
-        net = original(config, num_classes)
-        net.set_state_dict(fp32_state)
-        if deploy:
-            net.eval()
-            ppnets.reparameterize_model(net)
-            net.train()
-        QAT(config=qat_config(weight_quantize_type)).quantize(net)
-        holder["model"] = net
-        return net
-
-    fit_module.build_model = build_quantized
-    try:
-        results = fit_module.fit(cfg)
-    finally:
-        fit_module.build_model = original
-    return results, holder["model"]
+    cfg = load_config(None, base=cfg)
+    net = build_model(cfg, num_classes)
+    net.set_state_dict(fp32_state)
+    if deploy:
+        net.eval()
+        ppnets.reparameterize_model(net)
+        net.train()
+    QAT(config=qat_config(weight_quantize_type)).quantize(net)
+    return fit(cfg, model=net), net

@@ -1,6 +1,7 @@
 """Training engine: configs (:mod:`.config`), data I/O (:mod:`.data`), transforms
 (:mod:`.transforms`), augmentations (:mod:`.augment`), optimizers/schedules (:mod:`.optim`),
-resumable (and data-parallel) ``fit`` (:mod:`.fit`), checks of image data (:mod:`.datacheck`).
+the training step (:mod:`.step`), evaluation (:mod:`.evaluate`), resumable (and data-parallel)
+``fit`` (:mod:`.fit`), checks of image data (:mod:`.datacheck`).
 
     from ppnets.engine import load_config, fit
     cfg = load_config("spconv/paper_cifar10", ["train.epochs=2"])   # a recipe name or a file
@@ -16,8 +17,11 @@ from .data import (BadImageError, DataUnavailableError, EpochBatchSampler, FailF
                    build_train_collate, count_cifar10_images, default_num_workers, load_image,
                    resolve_cifar10_file, seed_everything)
 from .datacheck import DataCheckReport, check_data
+from .evaluate import Evaluation, evaluate_network
 from .fit import ResumeMismatchError, build_model, fit
 from .optim import RMSPropTF, WarmupSchedule, build_optimizer, build_scheduler, lr_at
+from .step import (EngineModel, StepOutput, TrainParts, build_loss, build_train_parts, epoch_line,
+                   train_step)
 from .transforms import (CIFAR10_MEAN, CIFAR10_STD, cifar10_transforms, eval_transform,
                          model_eval_transform, train_transform)
 
@@ -30,5 +34,7 @@ __all__ = [
     "model_eval_transform", "train_transform", "MixupCutmixCollate", "SoftTargetCrossEntropy",
     "ResumeMismatchError", "build_model", "fit", "WarmupSchedule", "build_optimizer",
     "build_scheduler", "lr_at", "read_latest", "BadImageError", "load_image",
-    "FailFastDataLoader", "check_data", "DataCheckReport",
+    "FailFastDataLoader", "check_data", "DataCheckReport", "Evaluation", "evaluate_network",
+    "EngineModel", "StepOutput", "TrainParts", "build_loss", "build_train_parts", "epoch_line",
+    "train_step",
 ]

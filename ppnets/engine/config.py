@@ -26,8 +26,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import yaml
 
 __all__ = ["DEFAULTS", "load_config", "merge_config", "apply_overrides", "validate_config",
-           "dump_config", "ConfigError", "config_differences", "RESUME_FREE_KEYS", "CONFIG_DIR",
-           "resolve_config", "list_configs", "Recipe"]
+           "dump_config", "read_saved_config", "ConfigError", "config_differences",
+           "RESUME_FREE_KEYS", "CONFIG_DIR", "resolve_config", "list_configs", "Recipe"]
 
 # The recipes shipped with the package (ppnets/configs/<family>/<name>.yaml).
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -434,6 +434,13 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = (),
     cfg = apply_overrides(cfg, overrides)
     validate_config(cfg, source, complete)
     return cfg
+
+
+def read_saved_config(path: str) -> dict:
+    """A resolved config written by :func:`dump_config` (a run's ``checkpoints/config.yaml``),
+    read back with the loader that keeps ``1e-3`` a float."""
+    with open(path, "r", encoding="utf-8") as f:
+        return _yaml_load(f) or {}
 
 
 def dump_config(cfg: Mapping) -> str:

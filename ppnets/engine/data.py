@@ -137,13 +137,16 @@ class EpochBatchSampler(paddle.io.BatchSampler):
     The permutation of epoch ``e`` is ``numpy.random.RandomState(seed + e).permutation(n)`` (or
     ``arange(n)`` without shuffling), so a run resumed at epoch ``e`` sees exactly the batches
     an uninterrupted run would. Call :meth:`set_epoch` before each epoch. Under data parallelism
-    each rank takes every ``world_size``-th sample of the (padded) permutation.
+    each rank takes every ``world_size``-th sample of the permutation, padded by its first
+    samples so that every rank gets as many (training steps stay in lockstep); ``pad=False``
+    (evaluation) leaves the last ranks one sample short instead, so no sample counts twice.
     ``max_batches`` caps the batches per epoch (smoke runs).
     """
 
     def __init__(self, dataset_len: int, batch_size: int, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, max_batches: Optional[int] = None,
-                 num_replicas: Optional[int] = None, rank: Optional[int] = None):
+                 num_replicas: Optional[int] = None, rank: Optional[int] = None,
+                 pad: bool = True):
         self.dataset_len = int(dataset_len)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -152,8 +155,10 @@ class EpochBatchSampler(paddle.io.BatchSampler):
         self.max_batches = max_batches
         self.num_replicas = num_replicas or paddle.distributed.get_world_size()
         self.rank = paddle.distributed.get_rank() if rank is None else rank
+        self.pad = pad
         self.epoch = 0
-        self.num_samples = int(math.ceil(self.dataset_len / self.num_replicas))
+        self.num_samples = (int(math.ceil(self.dataset_len / self.num_replicas)) if pad else
+                            len(range(self.rank, self.dataset_len, self.num_replicas)))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -164,9 +169,9 @@ class EpochBatchSampler(paddle.io.BatchSampler):
         else:
             order = np.arange(self.dataset_len)
         order = order.tolist()
-        total = self.num_samples * self.num_replicas
-        order += order[: total - len(order)]  # pad so every rank gets the same count
-        return order[self.rank:total:self.num_replicas]
+        if self.pad:
+            order += order[: self.num_samples * self.num_replicas - len(order)]
+        return order[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[List[int]]:
         indices = self._indices()

@@ -360,70 +360,107 @@ def check_data(path: str, root: Optional[str] = None, decode: bool = False,
         raise ValueError("--root is for list files: the paths of a folder are its own")
     issues: List[Issue] = []
     splits: List[SplitSummary] = []
-    to_check: List[Tuple[str, Optional[str]]] = []     # (file, split)
     if os.path.isfile(path):
-        layout = "list"
-        try:
-            samples = read_image_list(path, root)
-        except (ValueError, DataUnavailableError) as exc:
-            samples = []
-            issues.append(Issue("list_file", "error", path, str(exc)))
-        splits.append(_summary("list", os.path.abspath(path), samples, []))
-        to_check += [(p, None) for p, _ in samples]
+        layout, to_check = "list", _scan_list_file(path, root, issues, splits)
     elif _is_split_folder(path):
-        layout = "split_folder"
-        found = {}
-        for split in ("train", "val"):
-            folder = os.path.join(path, split)
-            if not os.path.isdir(folder):
-                issues.append(Issue("missing_split", "warning", folder,
-                                    f"no {split}/ folder: only "
-                                    f"{'val' if split == 'train' else 'train'}/ is checked",
-                                    split))
-                continue
-            samples, classes = _scan_split(folder, split, issues)
-            found[split] = (samples, classes)
-            splits.append(_summary(split, os.path.abspath(folder), samples, classes))
-            # val before train: val's sizes are known when train's stream by (duplicates)
-            to_check = ([(p, split) for p, _ in samples] + to_check if split == "val"
-                        else to_check + [(p, split) for p, _ in samples])
-            if not samples:
-                issues.append(Issue("no_images", "error", folder,
-                                    f"no image files in {split}/ ({', '.join(IMG_EXTENSIONS)})",
-                                    split))
-        if "train" in found and "val" in found:
-            train_classes, val_classes = found["train"][1], found["val"][1]
-            for cls in sorted(set(train_classes) ^ set(val_classes)):
-                where, other = (("train", "val") if cls in train_classes else ("val", "train"))
-                issues.append(Issue("class_mismatch", "error", os.path.join(path, where, cls),
-                                    f"class '{cls}' is in {where}/ but not in {other}/: both "
-                                    "splits need the same class folders (a class's index is its "
-                                    "position among the sorted names)", where))
+        layout, to_check = "split_folder", _scan_split_folder(path, issues, splits)
     else:
-        layout = "class_folder"
-        samples, classes = _scan_split(path, None, issues)
-        splits.append(_summary("images", os.path.abspath(path), samples, classes))
-        to_check += [(p, None) for p, _ in samples]
-        if not samples and classes:
-            issues.append(Issue("no_images", "error", path, "no image files in the class "
-                                f"folders ({', '.join(IMG_EXTENSIONS)})"))
+        layout, to_check = "class_folder", _scan_class_folder(path, issues, splits)
+    file_issues, by_size = _read_files(to_check, layout == "split_folder", decode, min_size,
+                                       image_size, workers, progress)
+    issues += file_issues
+    if by_size["train"] and by_size["val"]:
+        issues += _duplicate_issues(path, by_size, workers, progress)
+    return DataCheckReport(os.path.abspath(path), layout, decode, len(to_check),
+                           time.perf_counter() - t0, splits, _sorted(issues))
 
+
+# The scans of each layout return the (file, split) pairs to read, adding the summaries of the
+# splits and the issues of the layout.
+def _scan_list_file(path: str, root: Optional[str], issues: List[Issue],
+                     splits: List[SplitSummary]) -> List[Tuple[str, Optional[str]]]:
+    try:
+        samples = read_image_list(path, root)
+    except (ValueError, DataUnavailableError) as exc:
+        samples = []
+        issues.append(Issue("list_file", "error", path, str(exc)))
+    splits.append(_summary("list", os.path.abspath(path), samples, []))
+    return [(p, None) for p, _ in samples]
+
+
+def _scan_split_folder(path: str, issues: List[Issue],
+                        splits: List[SplitSummary]) -> List[Tuple[str, Optional[str]]]:
+    to_check: List[Tuple[str, Optional[str]]] = []
+    found = {}
+    for split in ("train", "val"):
+        folder = os.path.join(path, split)
+        if not os.path.isdir(folder):
+            issues.append(Issue("missing_split", "warning", folder,
+                                f"no {split}/ folder: only "
+                                f"{'val' if split == 'train' else 'train'}/ is checked",
+                                split))
+            continue
+        samples, classes = _scan_split(folder, split, issues)
+        found[split] = (samples, classes)
+        splits.append(_summary(split, os.path.abspath(folder), samples, classes))
+        # val before train: val's sizes are known when train's stream by (duplicates)
+        to_check = ([(p, split) for p, _ in samples] + to_check if split == "val"
+                    else to_check + [(p, split) for p, _ in samples])
+        if not samples:
+            issues.append(Issue("no_images", "error", folder,
+                                f"no image files in {split}/ ({', '.join(IMG_EXTENSIONS)})",
+                                split))
+    if "train" in found and "val" in found:
+        issues += _class_mismatch_issues(path, found["train"][1], found["val"][1])
+    return to_check
+
+
+def _class_mismatch_issues(path: str, train_classes: List[str],
+                           val_classes: List[str]) -> List[Issue]:
+    issues = []
+    for cls in sorted(set(train_classes) ^ set(val_classes)):
+        where, other = (("train", "val") if cls in train_classes else ("val", "train"))
+        issues.append(Issue("class_mismatch", "error", os.path.join(path, where, cls),
+                            f"class '{cls}' is in {where}/ but not in {other}/: both "
+                            "splits need the same class folders (a class's index is its "
+                            "position among the sorted names)", where))
+    return issues
+
+
+def _scan_class_folder(path: str, issues: List[Issue],
+                        splits: List[SplitSummary]) -> List[Tuple[str, Optional[str]]]:
+    samples, classes = _scan_split(path, None, issues)
+    splits.append(_summary("images", os.path.abspath(path), samples, classes))
+    if not samples and classes:
+        issues.append(Issue("no_images", "error", path, "no image files in the class "
+                            f"folders ({', '.join(IMG_EXTENSIONS)})"))
+    return [(p, None) for p, _ in samples]
+
+
+def _read_files(to_check: List[Tuple[str, Optional[str]]], find_duplicates: bool, decode: bool,
+                min_size: int, image_size: int, workers: Optional[int], progress: bool
+                ) -> Tuple[List[Issue], Dict[str, Dict[int, List[str]]]]:
+    """The issues of each file and, with ``find_duplicates``, the readable files of each split by
+    size where a same-size val file exists (train's duplicate candidates)."""
     infos = _parallel_imap(lambda f: inspect_image(f, decode), [f for f, _ in to_check], workers,
                            ("decoding" if decode else "reading headers") if progress else None)
+    issues: List[Issue] = []
     by_size: Dict[str, Dict[int, List[str]]] = {"train": {}, "val": {}}
     for info, (_, split) in zip(infos, to_check):
         issues += _image_issues(info, split, min_size, image_size)
-        if layout == "split_folder" and info.error is None and (
+        if find_duplicates and info.error is None and (
                 split == "val" or info.bytes in by_size["val"]):
             by_size[split].setdefault(info.bytes, []).append(info.path)
-    if by_size["train"] and by_size["val"]:
-        for val_file, train_file in _duplicates(by_size["train"], by_size["val"], workers,
-                                                progress):
-            issues.append(Issue("duplicate", "warning", val_file,
-                                f"same content as {os.path.relpath(train_file, path)}: the "
-                                "validation score counts an image the model trained on", "val"))
-    return DataCheckReport(os.path.abspath(path), layout, decode, len(to_check),
-                           time.perf_counter() - t0, splits, _sorted(issues))
+    return issues, by_size
+
+
+def _duplicate_issues(path: str, by_size: Dict[str, Dict[int, List[str]]],
+                      workers: Optional[int], progress: bool) -> List[Issue]:
+    return [Issue("duplicate", "warning", val_file,
+                  f"same content as {os.path.relpath(train_file, path)}: the "
+                  "validation score counts an image the model trained on", "val")
+            for val_file, train_file in _duplicates(by_size["train"], by_size["val"], workers,
+                                                    progress)]
 
 
 def _sorted(issues: List[Issue]) -> List[Issue]:
@@ -433,6 +470,8 @@ def _sorted(issues: List[Issue]) -> List[Issue]:
 
 CIFAR_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 CIFAR_FULL = {"train": 50000, "test": 10000}
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")
 
 
 def check_cifar_archive(path: str) -> DataCheckReport:
@@ -440,69 +479,88 @@ def check_cifar_archive(path: str) -> DataCheckReport:
     unpickle; ``data`` is uint8 ``(N, 3072)``; ``labels`` N integers in 0..9; the counts."""
     t0 = time.perf_counter()
     issues: List[Issue] = []
-    splits: List[SplitSummary] = []
-    found: Dict[str, Any] = {}
     try:
-        with tarfile.open(path, mode="r") as tar:
-            for member in tar:
-                base = os.path.basename(member.name)
-                if base in CIFAR_BATCHES["train"] + CIFAR_BATCHES["test"] and member.isfile():
-                    try:
-                        found[base] = pickle.load(tar.extractfile(member), encoding="bytes")
-                    except Exception as exc:  # noqa: BLE001 - any unpickling failure
-                        issues.append(Issue("cifar_batch", "error", f"{path}:{member.name}",
-                                            f"cannot be unpickled ({type(exc).__name__}: {exc})"))
-                        found[base] = None
+        found = _unpickle_cifar_batches(path, issues)
     except (tarfile.TarError, OSError, EOFError) as exc:
         issues.append(Issue("cifar_archive", "error", path,
                             f"not a readable tar archive ({type(exc).__name__}: {exc}); the "
                             "official file is https://www.cs.toronto.edu/~kriz/"
                             "cifar-10-python.tar.gz"))
         return DataCheckReport(os.path.abspath(path), "cifar_archive", False, 0,
-                               time.perf_counter() - t0, splits, issues)
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-             "truck"]
-    for split, batches in CIFAR_BATCHES.items():
-        labels_all: List[int] = []
-        for base in batches:
-            where = f"{path}:cifar-10-batches-py/{base}"
-            if base not in found:
-                issues.append(Issue("cifar_batch", "error", where,
-                                    "missing: expected cifar-10-batches-py/data_batch_1..5 and "
-                                    "test_batch (the official 'python version' layout)", split))
-                continue
-            batch = found[base]
-            if batch is None:
-                continue
-            if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-                issues.append(Issue("cifar_batch", "error", where,
-                                    "no b'data'/b'labels' entries (not a CIFAR-10 batch)", split))
-                continue
-            data = np.asarray(batch[b"data"])
-            labels = list(batch[b"labels"])
-            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-                issues.append(Issue("cifar_batch", "error", where,
-                                    f"data is {data.dtype} {tuple(data.shape)}, expected uint8 "
-                                    "(N, 3072): 32x32 RGB rows", split))
-            if len(labels) != len(data):
-                issues.append(Issue("cifar_batch", "error", where,
-                                    f"{len(labels)} labels for {len(data)} images", split))
-            bad = [v for v in labels if not isinstance(v, (int, np.integer)) or not 0 <= v <= 9]
-            if bad:
-                issues.append(Issue("cifar_batch", "error", where,
-                                    f"{len(bad)} labels outside 0..9 (e.g. {bad[0]!r})", split))
-            labels_all += [int(v) for v in labels if isinstance(v, (int, np.integer))]
-        counts = Counter(labels_all)
-        splits.append(SplitSummary(split, os.path.abspath(path), len(labels_all), len(counts),
-                                   {names[k] if 0 <= k <= 9 else str(k): n
-                                    for k, n in sorted(counts.items())}))
-        if labels_all and len(labels_all) != CIFAR_FULL[split]:
-            issues.append(Issue("cifar_count", "note", path,
-                                f"{split}: {len(labels_all)} images (the official archive has "
-                                f"{CIFAR_FULL[split]}): a partial archive", split))
+                               time.perf_counter() - t0, [], issues)
+    splits: List[SplitSummary] = []
+    for split in CIFAR_BATCHES:
+        summary, split_issues = _check_cifar_split(path, split, found)
+        splits.append(summary)
+        issues += split_issues
     return DataCheckReport(os.path.abspath(path), "cifar_archive", False,
                            sum(s.images for s in splits), time.perf_counter() - t0, splits,
                            _sorted(issues))
+
+
+def _unpickle_cifar_batches(path: str, issues: List[Issue]) -> Dict[str, Any]:
+    """Batch file name -> its unpickled content (None: it cannot be unpickled, added to
+    ``issues``). Raises what tarfile raises for an unreadable archive."""
+    found: Dict[str, Any] = {}
+    with tarfile.open(path, mode="r") as tar:
+        for member in tar:
+            base = os.path.basename(member.name)
+            if base in CIFAR_BATCHES["train"] + CIFAR_BATCHES["test"] and member.isfile():
+                try:
+                    found[base] = pickle.load(tar.extractfile(member), encoding="bytes")
+                except Exception as exc:  # noqa: BLE001 - any unpickling failure
+                    issues.append(Issue("cifar_batch", "error", f"{path}:{member.name}",
+                                        f"cannot be unpickled ({type(exc).__name__}: {exc})"))
+                    found[base] = None
+    return found
+
+
+def _check_cifar_split(path: str, split: str,
+                       found: Dict[str, Any]) -> Tuple[SplitSummary, List[Issue]]:
+    """The summary of one split of the archive and the issues of its batches."""
+    issues: List[Issue] = []
+    labels_all: List[int] = []
+    for base in CIFAR_BATCHES[split]:
+        where = f"{path}:cifar-10-batches-py/{base}"
+        if base not in found:
+            issues.append(Issue("cifar_batch", "error", where,
+                                "missing: expected cifar-10-batches-py/data_batch_1..5 and "
+                                "test_batch (the official 'python version' layout)", split))
+        elif found[base] is not None:   # None: not unpickled, reported already
+            batch_issues, labels = _check_cifar_batch(found[base], where, split)
+            issues += batch_issues
+            labels_all += labels
+    counts = Counter(labels_all)
+    summary = SplitSummary(split, os.path.abspath(path), len(labels_all), len(counts),
+                           {CIFAR_CLASSES[k] if 0 <= k <= 9 else str(k): n
+                            for k, n in sorted(counts.items())})
+    if labels_all and len(labels_all) != CIFAR_FULL[split]:
+        issues.append(Issue("cifar_count", "note", path,
+                            f"{split}: {len(labels_all)} images (the official archive has "
+                            f"{CIFAR_FULL[split]}): a partial archive", split))
+    return summary, issues
+
+
+def _check_cifar_batch(batch: Any, where: str, split: str) -> Tuple[List[Issue], List[int]]:
+    """The issues of one unpickled batch and its integer labels."""
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        return [Issue("cifar_batch", "error", where,
+                      "no b'data'/b'labels' entries (not a CIFAR-10 batch)", split)], []
+    issues = []
+    data = np.asarray(batch[b"data"])
+    labels = list(batch[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        issues.append(Issue("cifar_batch", "error", where,
+                            f"data is {data.dtype} {tuple(data.shape)}, expected uint8 "
+                            "(N, 3072): 32x32 RGB rows", split))
+    if len(labels) != len(data):
+        issues.append(Issue("cifar_batch", "error", where,
+                            f"{len(labels)} labels for {len(data)} images", split))
+    bad = [v for v in labels if not isinstance(v, (int, np.integer)) or not 0 <= v <= 9]
+    if bad:
+        issues.append(Issue("cifar_batch", "error", where,
+                            f"{len(bad)} labels outside 0..9 (e.g. {bad[0]!r})", split))
+    return issues, [int(v) for v in labels if isinstance(v, (int, np.integer))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,6 +652,25 @@ def screen_datasets(datasets: Mapping[str, Any], on_bad_image: str, *, image_siz
              if isinstance(ds, ImageListDataset) for path, _ in ds.samples]
     if not files:
         return dict(datasets), Screening(on_bad_image, 0, [], {})
+    result, cached = _screening_result(files, min_size, image_size, cache_file, progress,
+                                       world_size, rank)
+    screening = Screening(on_bad_image, len(files), list(result["left_out"]),
+                          dict(result["notes"]), cached)
+    bad = screening.left_out
+    if bad and on_bad_image == "error":
+        raise BadImageError.for_files([(b["path"], b["reason"]) for b in bad],
+                                      _what(datasets), len(files), _common_folder(files))
+    out = _without_bad_files(datasets, bad)
+    if log:
+        _log_screening(screening, _common_folder(files))
+    return out, screening
+
+
+def _screening_result(files: Sequence[Tuple[str, str]], min_size: int, image_size: int,
+                      cache_file: Optional[str], progress: bool, world_size: int,
+                      rank: int) -> Tuple[Dict[str, Any], bool]:
+    """(``{left_out, notes}``, whether it came from the cache): rank 0's cached record when the
+    files did not change, else every rank's inspection of its share, cached by rank 0."""
     result = None
     fingerprint = None
     if rank == 0 and cache_file:
@@ -601,27 +678,34 @@ def screen_datasets(datasets: Mapping[str, Any], on_bad_image: str, *, image_siz
         result = _read_cache(cache_file, fingerprint)
     if world_size > 1:
         result = _broadcast(result, rank)
-    cached = result is not None
-    if result is None:
-        if world_size > 1:
-            mine = _inspect_files(files[rank::world_size], min_size, image_size,
-                                  progress and rank == 0)
-            parts = _gather(mine)
-            bad = sorted((b for part, _ in parts for b in part),
-                         key=lambda b: (b["split"], b["path"]))
-            notes = sum((Counter(n) for _, n in parts), Counter())
-        else:
-            bad, notes = _inspect_files(files, min_size, image_size, progress)
-        result = {"left_out": bad, "notes": dict(notes)}
-        if rank == 0 and cache_file:
-            atomic_write_json(cache_file, {"version": _CACHE_VERSION,
-                                           "fingerprint": fingerprint, **result})
-    screening = Screening(on_bad_image, len(files), list(result["left_out"]),
-                          dict(result["notes"]), cached)
-    bad = screening.left_out
-    if bad and on_bad_image == "error":
-        raise BadImageError.for_files([(b["path"], b["reason"]) for b in bad],
-                                      _what(datasets), len(files), _common_folder(files))
+    if result is not None:
+        return result, True
+    bad, notes = _inspect_shards(files, min_size, image_size, progress, world_size, rank)
+    result = {"left_out": bad, "notes": dict(notes)}
+    if rank == 0 and cache_file:
+        atomic_write_json(cache_file, {"version": _CACHE_VERSION,
+                                       "fingerprint": fingerprint, **result})
+    return result, False
+
+
+def _inspect_shards(files: Sequence[Tuple[str, str]], min_size: int, image_size: int,
+                    progress: bool, world_size: int,
+                    rank: int) -> Tuple[List[Dict[str, str]], Counter]:
+    """:func:`_inspect_files` of every file, each rank checking every ``world_size``-th one."""
+    if world_size > 1:
+        mine = _inspect_files(files[rank::world_size], min_size, image_size,
+                              progress and rank == 0)
+        parts = _gather(mine)
+        bad = sorted((b for part, _ in parts for b in part),
+                     key=lambda b: (b["split"], b["path"]))
+        notes = sum((Counter(n) for _, n in parts), Counter())
+        return bad, notes
+    return _inspect_files(files, min_size, image_size, progress)
+
+
+def _without_bad_files(datasets: Mapping[str, Any],
+                       bad: List[Dict[str, str]]) -> Dict[str, Any]:
+    """The data sets without the ``bad`` files; raises BadImageError when one is left empty."""
     out = dict(datasets)
     if bad:
         for split, ds in datasets.items():
@@ -633,9 +717,7 @@ def screen_datasets(datasets: Mapping[str, Any], on_bad_image: str, *, image_siz
             raise BadImageError(f"no readable {_what({s: out[s] for s in empty})} left after "
                                 f"leaving out {len(bad)} unreadable files (`ppnets data check "
                                 "FOLDER` lists them)", [(b["path"], b["reason"]) for b in bad])
-    if log:
-        _log_screening(screening, _common_folder(files))
-    return out, screening
+    return out
 
 
 def _common_folder(files: Sequence[Tuple[str, str]]) -> str:

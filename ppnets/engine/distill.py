@@ -12,12 +12,12 @@ RepViT (all three train with a RegNetY-16GF teacher through DeiT's code):
   softmax(head_dist / tau))``, the KL summed and divided by the number of logits as DeiT does;
 * ``none``: the base loss only (no teacher is built).
 
-``paddle.Model`` passes only the network outputs and labels to the loss, so the teacher runs
-inside :class:`DistillationNet`, a wrapper around the student used as ``paddle.Model``'s network:
-it returns the class head's logits (what the accuracy metric sees) and keeps the distillation
-head's and the teacher's logits of the same batch for :class:`DistillationLoss`. Checkpoints,
-the optimizer and evaluation still see the student alone; the teacher stays in eval mode and
-receives no gradients.
+The training step (:func:`ppnets.engine.train_step`) gives the loss only the network outputs
+and labels, so the teacher runs inside :class:`DistillationNet`, a wrapper around the student
+that the step runs: it returns the class head's logits (what the accuracy metric sees) and
+keeps the distillation head's and the teacher's logits of the same batch for
+:class:`DistillationLoss`. Checkpoints, the optimizer and evaluation still see the student
+alone; the teacher stays in eval mode and receives no gradients.
 """
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
 """Model EMA (``train.ema_decay``): an exponential moving average of the weights.
 
-After every optimizer step ``ema = decay * ema + (1 - decay) * weights`` for every
-floating-point entry of ``net.state_dict()`` -- parameters and BN running statistics alike, as
-timm's ``ModelEmaV2`` (used by the MobileOne/RepViT/EfficientFormer recipes via their timm-based
-training scripts) does; integer entries are copied. The average starts from the initial weights.
-At every evaluation the engine also evaluates the averaged weights (``val_top1_ema`` /
-``val_top5_ema`` in the history, ``final_top1_ema`` in the results); the raw model's accuracy
-still drives ``best.pdparams``. The average is saved inside each epoch checkpoint (the
-optimizer file, key ``ema_state``), so a resumed run continues it exactly, and as
-``checkpoints/ema.pdparams`` (the latest average, loadable like any state dict).
+After every optimizer step (:func:`ppnets.engine.step.optimizer_step`) ``ema = decay * ema +
+(1 - decay) * weights`` for every floating-point entry of ``net.state_dict()`` -- parameters and
+BN running statistics alike, as timm's ``ModelEmaV2`` (used by the MobileOne/RepViT/
+EfficientFormer recipes via their timm-based training scripts) does; integer entries are
+copied. The average starts from the initial weights. At every evaluation the engine also
+evaluates the averaged weights (``val_top1_ema`` / ``val_top5_ema`` in the history,
+``final_top1_ema`` in the results); the raw model's accuracy still drives ``best.pdparams``.
+The average is saved inside each epoch checkpoint (the optimizer file, key ``ema_state``), so a
+resumed run continues it exactly, and as ``checkpoints/ema.pdparams`` (the latest average,
+loadable like any state dict).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Dict
 
 import paddle
 
-__all__ = ["ModelEma", "EmaCallback"]
+__all__ = ["ModelEma"]
 
 
 class ModelEma:
@@ -59,14 +60,3 @@ class ModelEma:
             yield self.net
         finally:
             self.net.set_state_dict(backup)
-
-
-class EmaCallback(paddle.callbacks.Callback):
-    """Updates the average after every training batch (= after every optimizer step)."""
-
-    def __init__(self, ema: ModelEma):
-        super().__init__()
-        self.ema = ema
-
-    def on_train_batch_end(self, step, logs=None):
-        self.ema.update()

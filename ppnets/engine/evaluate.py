@@ -1,4 +1,6 @@
-"""Evaluate weights on ImageNet-style validation images: top-1, top-5, images/s.
+"""Evaluation: :func:`evaluate_network`, the one top-1/top-5 loop (training runs, the searches,
+INT8 and the weights evaluation all use it), and :func:`evaluate`, published weights or a
+checkpoint on ImageNet-style validation images: top-1, top-5, images/s.
 
 Preprocessing is timm's evaluation transform with the model's ``crop_pct``, ``interpolation``,
 ``mean``, ``std`` and input size (``ppnets.model_info``; overridable): shorter side resized to
@@ -14,10 +16,12 @@ list (``skip``). The result's ``bad_images`` records both.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from typing import Any, Dict, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import paddle
@@ -31,7 +35,7 @@ from .data import FailFastDataLoader, ImageListDataset, default_num_workers
 from .datacheck import screen_datasets
 from .transforms import eval_transform, model_data_config
 
-__all__ = ["evaluate", "eval_dataset", "topk_correct"]
+__all__ = ["evaluate", "evaluate_network", "Evaluation", "eval_dataset", "topk_correct"]
 
 
 def eval_dataset(transform, data_dir: Optional[str] = None, list_file: Optional[str] = None,
@@ -64,6 +68,105 @@ def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (top == labels.reshape(-1, 1)).any(axis=1)
 
 
+@dataclass
+class Evaluation:
+    """Result of :func:`evaluate_network`. ``images_per_s`` is end to end after the first batch
+    (worker start-up and warm-up excluded); ``logits``/``labels`` are kept on request."""
+    top1: float
+    top5: float
+    top1_correct: int
+    top5_correct: int
+    num_images: int
+    time_s: float
+    images_per_s: Optional[float]
+    logits: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
+
+
+def _numpy(value) -> np.ndarray:
+    return value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
+
+
+def evaluate_network(network: Union[paddle.nn.Layer, Callable[[Any], Any]],
+                     batches: Iterable[Tuple[Any, Any]], *, keep_logits: bool = False,
+                     sum_over_ranks: bool = False, progress: Optional[str] = None
+                     ) -> Evaluation:
+    """Top-1/top-5 of ``network`` over ``batches`` of ``(images, labels)`` (a DataLoader, or
+    arrays). A ``paddle.nn.Layer`` runs in eval mode without gradients; any other callable
+    (e.g. a static program's executor) maps a batch of images to logits. ``sum_over_ranks``:
+    every rank of a data-parallel run evaluated its own share of the images (no image twice);
+    the counts are summed so that every rank gets the metrics of the whole set. ``progress``:
+    a progress-bar label."""
+    is_layer = isinstance(network, paddle.nn.Layer)
+    if is_layer:
+        network.eval()
+    counts = np.zeros(3, dtype=np.int64)   # top-1 correct, top-5 correct, images
+    kept: list = []
+    t_start = t_first = time.perf_counter()
+    after_first = 0
+    with paddle.no_grad() if is_layer else contextlib.nullcontext():
+        for i, (images, labels) in enumerate(tqdm(batches, desc=progress, unit="batch",
+                                                  disable=progress is None)):
+            if is_layer and not isinstance(images, paddle.Tensor):
+                images = paddle.to_tensor(images)
+            logits = _numpy(network(images)).astype(np.float32)
+            labels = _numpy(labels).reshape(-1).astype(np.int64)
+            counts += [topk_correct(logits, labels, 1).sum(),
+                       topk_correct(logits, labels, min(5, logits.shape[1])).sum(), len(labels)]
+            if keep_logits:
+                kept.append((logits, labels))
+            if i == 0:
+                t_first = time.perf_counter()
+            else:
+                after_first += len(labels)
+    t_end = time.perf_counter()
+    if sum_over_ranks:
+        total = paddle.to_tensor(counts)
+        paddle.distributed.all_reduce(total)
+        counts = total.numpy()
+    n = int(counts[2])
+    steady = t_end - t_first
+    return Evaluation(
+        top1=float(counts[0] / max(n, 1)), top5=float(counts[1] / max(n, 1)),
+        top1_correct=int(counts[0]), top5_correct=int(counts[1]), num_images=n,
+        time_s=t_end - t_start,
+        images_per_s=after_first / steady if after_first and steady > 0 else None,
+        logits=np.concatenate([k[0] for k in kept]) if kept else None,
+        labels=np.concatenate([k[1] for k in kept]) if kept else None)
+
+
+def _preprocessing(model: str, pretrained: Union[bool, str], overrides: Dict[str, Any]):
+    """(the model's eval preprocessing -- for published weights the one they were evaluated
+    with -- updated by the non-empty ``overrides``, the published weight or None)."""
+    pre = model_data_config(model)
+    weight = None
+    if pretrained is True or (isinstance(pretrained, str) and not os.path.isfile(pretrained)
+                              and os.sep not in pretrained):
+        weight = resolve_weight(model, pretrained)
+        pre.update(input_size=int(weight.input_size[-1]), crop_pct=float(weight.crop_pct),
+                   interpolation=weight.interpolation,
+                   mean=tuple(getattr(weight, "mean", None) or pre["mean"]),
+                   std=tuple(getattr(weight, "std", None) or pre["std"]))
+    elif not os.path.isfile(pretrained):
+        raise ValueError(f"pretrained weights {pretrained!r} do not exist")
+    pre.update({k: v for k, v in overrides.items() if v})
+    return pre, weight
+
+
+def _trained_classifier(model: str, pretrained: Union[bool, str], num_classes: int):
+    """``create_model(model, pretrained=...)``; refuses weights whose classifier is for another
+    class count (create_model would keep a fresh one, for fine-tuning)."""
+    net = create_model(model, num_classes=int(num_classes), pretrained=pretrained)
+    kept = net.loaded_weights.classifier_kept if net.loaded_weights else []
+    if kept:
+        theirs = net.loaded_weights.source_classes
+        raise ValueError(f"{net.loaded_weights.source} has a classifier for "
+                         f"{theirs or 'another number of'} classes, not {num_classes}: pass "
+                         f"--num-classes {theirs or 'N'} (evaluating a random classifier measures "
+                         "nothing)")
+    return net
+
+
 def evaluate(model: str, pretrained: Union[bool, str], data_dir: Optional[str] = None,
              list_file: Optional[str] = None, root: Optional[str] = None,
              batch_size: int = 64, num_workers: Optional[int] = None, device: str = "cpu",
@@ -82,19 +185,9 @@ def evaluate(model: str, pretrained: Union[bool, str], data_dir: Optional[str] =
     if device == "gpu" and not paddle.device.is_compiled_with_cuda():
         raise ValueError("device 'gpu' but this paddlepaddle build has no CUDA support")
     paddle.set_device(device)
-    pre = model_data_config(model)
-    weight = None
-    if pretrained is True or (isinstance(pretrained, str) and not os.path.isfile(pretrained)
-                              and os.sep not in pretrained):
-        weight = resolve_weight(model, pretrained)
-        pre.update(input_size=int(weight.input_size[-1]), crop_pct=float(weight.crop_pct),
-                   interpolation=weight.interpolation,
-                   mean=tuple(getattr(weight, "mean", None) or pre["mean"]),
-                   std=tuple(getattr(weight, "std", None) or pre["std"]))
-    elif not os.path.isfile(pretrained):
-        raise ValueError(f"pretrained weights {pretrained!r} do not exist")
-    pre.update({k: v for k, v in (("input_size", input_size), ("crop_pct", crop_pct),
-                                  ("interpolation", interpolation)) if v})
+    pre, weight = _preprocessing(model, pretrained, {"input_size": input_size,
+                                                     "crop_pct": crop_pct,
+                                                     "interpolation": interpolation})
     transform = eval_transform(pre["input_size"], pre["crop_pct"], pre["interpolation"],
                                pre["mean"], pre["std"])
     ds, source = eval_dataset(transform, data_dir, list_file, root, limit, on_bad_image)
@@ -107,46 +200,19 @@ def evaluate(model: str, pretrained: Union[bool, str], data_dir: Optional[str] =
     loader = FailFastDataLoader(ds, batch_size=int(batch_size), shuffle=False,
                                 drop_last=False, num_workers=nw, use_shared_memory=True,
                                 return_list=True)
-    net = create_model(model, num_classes=int(num_classes), pretrained=pretrained)
-    kept = net.loaded_weights.classifier_kept if net.loaded_weights else []
-    if kept:
-        # create_model kept a fresh classifier (fine-tuning); evaluating it measures nothing
-        theirs = net.loaded_weights.source_classes
-        raise ValueError(f"{net.loaded_weights.source} has a classifier for "
-                         f"{theirs or 'another number of'} classes, not {num_classes}: pass "
-                         f"--num-classes {theirs or 'N'} (evaluating a random classifier measures "
-                         "nothing)")
-    net.eval()
-
-    logits_all, labels_all = [], []
-    t_start = t_after_first = time.perf_counter()
-    n_after_first = 0
-    with paddle.no_grad():
-        batches = tqdm(loader, desc=f"evaluating {model}", unit="batch", disable=not progress)
-        for i, (images, labels) in enumerate(batches):
-            out = net(images)
-            logits_all.append(out.numpy().astype(np.float32))
-            labels_all.append(labels.numpy().reshape(-1).astype(np.int64))
-            if i == 0:
-                t_after_first = time.perf_counter()  # worker start-up and warm-up excluded
-            else:
-                n_after_first += int(images.shape[0])
-    t_end = time.perf_counter()
-    logits = np.concatenate(logits_all)
-    labels = np.concatenate(labels_all)
-    top1 = topk_correct(logits, labels, 1)
-    top5 = topk_correct(logits, labels, min(5, logits.shape[1]))
-    steady = t_end - t_after_first
+    net = _trained_classifier(model, pretrained, num_classes)
+    res = evaluate_network(net, loader, keep_logits=bool(save_logits),
+                           progress=f"evaluating {model}" if progress else None)
     result = {
         "model": model,
         **({"pretrained": os.path.abspath(pretrained),
             "pretrained_sha256": file_sha256(pretrained)} if weight is None else
            {"pretrained": f"published:{weight.model}.{weight.tag}",
             "weight": dataclasses.asdict(weight)}),
-        "num_images": int(len(labels)), "top1": float(top1.mean()), "top5": float(top5.mean()),
-        "top1_correct": int(top1.sum()), "top5_correct": int(top5.sum()),
-        "images_per_s": (n_after_first / steady) if n_after_first and steady > 0 else None,
-        "total_time_s": t_end - t_start, "batch_size": int(batch_size), "num_workers": nw,
+        "num_images": res.num_images, "top1": res.top1, "top5": res.top5,
+        "top1_correct": res.top1_correct, "top5_correct": res.top5_correct,
+        "images_per_s": res.images_per_s, "total_time_s": res.time_s,
+        "batch_size": int(batch_size), "num_workers": nw,
         "device": device, "limit": limit, "data": source,
         "preprocessing": {**pre, "mean": list(pre["mean"]), "std": list(pre["std"]),
                           "resize_shorter_to": int(np.floor(pre["input_size"] / pre["crop_pct"])),
@@ -155,10 +221,15 @@ def evaluate(model: str, pretrained: Union[bool, str], data_dir: Optional[str] =
                        "unreadable_during_run_count": len(ds.unreadable())},
     }
     if save_logits:
-        paths = np.asarray([os.path.relpath(p, source.get("root", source.get("folder", "")))
-                            for p, _ in ds.samples])
-        def _save(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, logits=logits, labels=labels, paths=paths)
-        atomic_write(save_logits, _save)
+        _save_logits(save_logits, res, ds, source)
     return result
+
+
+def _save_logits(path: str, res: Evaluation, ds: ImageListDataset, source: Dict[str, Any]):
+    paths = np.asarray([os.path.relpath(p, source.get("root", source.get("folder", "")))
+                        for p, _ in ds.samples])
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, logits=res.logits, labels=res.labels, paths=paths)
+    atomic_write(path, write)

@@ -2,8 +2,10 @@
 ``paddle.Model``, on one device or data-parallel under ``python -m paddle.distributed.launch``
 (rank 0 alone logs and writes files; see docs/training.md, "Distributed training").
 
-The loop itself is ``paddle.Model(net).prepare(optimizer, loss, Accuracy(topk=(1, 5))).fit(...)``;
-this module adds what a reproduction needs around it:
+The driver is ``paddle.Model.fit`` running the engine's one training step
+(:class:`~ppnets.engine.step.EngineModel`, :func:`~ppnets.engine.step.train_step`); evaluation
+is :func:`~ppnets.engine.evaluate.evaluate_network`. This module adds what a reproduction needs
+around them:
 
 * resumable runs: after every ``save_freq`` epochs an atomic checkpoint (model, optimizer with
   the LR-scheduler state, engine state) is written; calling ``fit`` again with the same
@@ -24,12 +26,10 @@ this module adds what a reproduction needs around it:
 from __future__ import annotations
 
 import copy
-import math
 import os
 import shutil
 import sys
 import time
-import warnings
 from typing import Any, Dict, Mapping, Optional, Union
 
 import paddle
@@ -40,23 +40,17 @@ from ppnets.utils import atomic_write, atomic_write_json, atomic_write_text, is_
 
 from .checkpoint import (load_checkpoint, portable_optimizer_state, prune_checkpoints, read_latest,
                          restore_optimizer_state, save_checkpoint)
-from .config import _yaml_load, apply_overrides, config_differences, dump_config, load_config
+from .config import apply_overrides, config_differences, dump_config, load_config, read_saved_config
 from .data import (EpochBatchSampler, FailFastDataLoader, ImageListDataset, build_datasets,
                    build_train_collate, default_num_workers, seed_everything)
 from .datacheck import screen_datasets
 from .distill import DistillationLoss, DistillationNet, build_teacher
-from .ema import EmaCallback, ModelEma
-from .augment import SoftTargetCrossEntropy
+from .ema import ModelEma
+from .evaluate import evaluate_network
 from .finetune import apply_layer_decay, freeze, trainable_parameters
-from .optim import build_optimizer, build_scheduler
-from .wd_schedule import WeightDecaySchedule
+from .step import EngineModel, build_train_parts, epoch_line
 
 __all__ = ["fit", "build_model", "ResumeMismatchError", "OffsetVisualDL"]
-
-# paddle.Model.train_batch/eval_batch pass the loader's label tensors through paddle.to_tensor,
-# which warns once per process to use clone().detach(): Paddle's own call, nothing to change here.
-warnings.filterwarnings("ignore", message="To copy construct from a tensor",
-                        category=UserWarning, module=r"paddle\.tensor\.creation")
 
 
 class ResumeMismatchError(RuntimeError):
@@ -100,42 +94,25 @@ class OffsetVisualDL(paddle.callbacks.VisualDL):
         self.epoch = saved
 
 
-class _EngineCallback(paddle.callbacks.Callback):
-    """Epoch offset, reseeding, timing, evaluation, checkpointing and history."""
+class _Reseed(paddle.callbacks.Callback):
+    """At the start of global epoch ``e``: python/numpy/paddle seeded with ``seed + e``, so a
+    resumed run draws what an uninterrupted one would."""
 
-    def __init__(self, engine: "_Run"):
+    def __init__(self, seed: int, start_epoch: int):
         super().__init__()
-        self.run = engine
+        self.seed, self.start_epoch = seed, start_epoch
 
     def on_epoch_begin(self, epoch=None, logs=None):
-        r = self.run
-        r.epoch = r.start_epoch + epoch
-        seed_everything(r.seed + r.epoch)
-        r.train_sampler.set_epoch(r.epoch)
-        r.epoch_images, r.epoch_loss_sum, r.last_train_top1 = 0, 0.0, None
-        r.epoch_lr = float(r.optimizer.get_lr())
-        r.epoch_t0 = time.perf_counter()
-
-    def on_train_batch_end(self, step, logs=None):
-        logs = logs or {}
-        n = int(logs.get("batch_size", 0)) * self.run.world_size  # every rank ran such a batch
-        loss = logs.get("loss")
-        if isinstance(loss, (list, tuple)):
-            loss = loss[0]
-        self.run.epoch_images += n
-        if loss is not None:
-            self.run.epoch_loss_sum += float(loss) * n
-        self.run.last_train_top1 = logs.get("acc_top1")
-
-    def on_epoch_end(self, epoch=None, logs=None):
-        self.run.end_epoch(logs or {})
+        seed_everything(self.seed + self.start_epoch + epoch)
 
 
 class _Run:
     """State of one ``fit`` call."""
 
-    def __init__(self, cfg: dict, stop_after_epoch: Optional[int]):
+    def __init__(self, cfg: dict, stop_after_epoch: Optional[int],
+                 model: Optional[nn.Layer] = None):
         self.cfg = cfg
+        self.given_model = model
         self.out = cfg["output_dir"]
         self.ckpt_dir = os.path.join(self.out, "checkpoints")
         train = cfg["train"]
@@ -145,22 +122,24 @@ class _Run:
                                                                     int(stop_after_epoch))
         self.state: Dict[str, Any] = {"epoch": 0, "best_top1": None, "best_top5": None,
                                       "best_epoch": None, "history": [], "train_time_s": 0.0,
-                                      "train_images": 0, "wall_time_s": 0.0}
+                                      "train_images": 0, "wall_time_s": 0.0,
+                                      "unreadable_during_run": []}
         self.resumed_from: Optional[int] = None
+        self.start_epoch = 0
         self.world_size = paddle.distributed.get_world_size()
         self.main = is_rank0()
 
     # ---- setup -------------------------------------------------------------------------
     def prepare_output_dir(self) -> Optional[dict]:
+        """The checkpoint to resume from (None: start), after checking that it was made with
+        this config; with ``train.resume=false`` the previous run is moved aside."""
         pointer = read_latest(self.ckpt_dir) if os.path.isdir(self.ckpt_dir) else None
         if pointer is None:
             return None
         if self.cfg["train"]["resume"]:
             saved_path = os.path.join(self.ckpt_dir, "config.yaml")
             if os.path.isfile(saved_path):
-                with open(saved_path, "r", encoding="utf-8") as f:
-                    saved = _yaml_load(f)
-                diffs = config_differences(saved, self.cfg)
+                diffs = config_differences(read_saved_config(saved_path), self.cfg)
                 if diffs:
                     raise ResumeMismatchError(
                         f"{self.out} holds a run (epoch {pointer['epoch']}) trained with a "
@@ -168,25 +147,25 @@ class _Run:
                         "\nUse a new output_dir, or set train.resume=false (--no-resume) to "
                         "start over (the old run is moved aside, not deleted).")
             return pointer
-        # Explicit restart: keep the previous run, moved aside, never overwritten.
-        if is_rank0():
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            archive, n = os.path.join(self.out, f"previous-{stamp}"), 1
-            while os.path.exists(archive):
-                n += 1
-                archive = os.path.join(self.out, f"previous-{stamp}-{n}")
-            os.makedirs(archive)
-            for name in ("checkpoints", "vdl", "results.json"):
-                src = os.path.join(self.out, name)
-                if os.path.exists(src):
-                    shutil.move(src, os.path.join(archive, name))
-            print(f"[ppnets.engine] train.resume=false: previous run moved to {archive}")
+        if is_rank0():   # an explicit restart keeps the previous run, never overwritten
+            self.archive_previous_run()
         return None
 
+    def archive_previous_run(self) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        archive, n = os.path.join(self.out, f"previous-{stamp}"), 1
+        while os.path.exists(archive):
+            n += 1
+            archive = os.path.join(self.out, f"previous-{stamp}-{n}")
+        os.makedirs(archive)
+        for name in ("checkpoints", "vdl", "results.json"):
+            src = os.path.join(self.out, name)
+            if os.path.exists(src):
+                shutil.move(src, os.path.join(archive, name))
+        print(f"[ppnets.engine] train.resume=false: previous run moved to {archive}")
+
     def setup(self) -> None:
-        cfg = self.cfg
-        data, train = cfg["data"], cfg["train"]
-        device = cfg["device"]
+        device = self.cfg["device"]
         if device == "gpu" and not paddle.device.is_compiled_with_cuda():
             raise RuntimeError("device=gpu but this paddlepaddle build has no CUDA support; "
                                "install paddlepaddle-gpu or use --device cpu")
@@ -196,9 +175,21 @@ class _Run:
             # must exist before paddle.Model wraps the network in DataParallel.
             paddle.distributed.init_parallel_env()
         pointer = self.prepare_output_dir()
-
         seed_everything(self.seed)
-        self.train_set, self.test_set, self.num_classes = build_datasets(cfg)
+        self.setup_data()
+        self.setup_model()
+        self.setup_optimizer()
+        if pointer is not None:
+            self.restore(pointer)
+        if is_rank0():
+            atomic_write_text(os.path.join(self.ckpt_dir, "config.yaml"), dump_config(self.cfg))
+
+    def setup_data(self) -> None:
+        """Data sets (image files screened first), samplers and loaders. Training batches are
+        sharded across ranks by EpochBatchSampler (it reads the world size and rank), and so
+        are evaluation batches, unpadded: every image is evaluated once, on one rank."""
+        data, train = self.cfg["data"], self.cfg["train"]
+        self.train_set, self.test_set, self.num_classes = build_datasets(self.cfg)
         self.screening = None
         if isinstance(self.train_set, ImageListDataset):
             # every rank checks its share of the files; all get the same sample lists
@@ -209,19 +200,15 @@ class _Run:
                 progress=self.main and bool(train["verbose"]), world_size=self.world_size,
                 rank=paddle.distributed.get_rank())
             self.train_set, self.test_set = sets["train"], sets["val"]
-        self.net = build_model(cfg, num_classes=self.num_classes)
-        # Training batches are sharded across ranks by EpochBatchSampler (it reads the world
-        # size and rank); evaluation batches too, and paddle.Model gathers the outputs of all
-        # ranks and drops the padding, so every rank computes the metrics of the whole set.
         self.train_sampler = EpochBatchSampler(
             len(self.train_set), data["batch_size"], shuffle=True, seed=self.seed,
             max_batches=train["max_steps_per_epoch"])
-        eval_bs = data["eval_batch_size"] or data["batch_size"]
-        eval_sampler = EpochBatchSampler(len(self.test_set), eval_bs, shuffle=False,
-                                         max_batches=train["max_eval_steps"])
-        nw = data["num_workers"]
-        nw = default_num_workers() if nw is None else int(nw)
-        collate = build_train_collate(cfg, self.num_classes)
+        eval_sampler = EpochBatchSampler(len(self.test_set),
+                                         data["eval_batch_size"] or data["batch_size"],
+                                         shuffle=False, max_batches=train["max_eval_steps"],
+                                         pad=False)
+        nw = default_num_workers() if data["num_workers"] is None else int(data["num_workers"])
+        collate = build_train_collate(self.cfg, self.num_classes)
         self.train_loader = FailFastDataLoader(self.train_set, batch_sampler=self.train_sampler,
                                                num_workers=nw, return_list=True,
                                                collate_fn=collate, use_shared_memory=True)
@@ -230,129 +217,124 @@ class _Run:
                                               use_shared_memory=True)
         self.steps_per_epoch = len(self.train_sampler)
 
-        self.base_lr = float(cfg["optim"]["lr"])
-        scale_batch = cfg["optim"].get("lr_scale_batch")
-        if scale_batch:
-            # linear scaling rule (Goyal et al. 2017): lr is given for a global batch of
-            # lr_scale_batch images
-            self.base_lr *= data["batch_size"] * self.world_size / float(scale_batch)
-        self.scheduler = build_scheduler(cfg["sched"], self.base_lr, self.epochs,
-                                         self.steps_per_epoch)
-        self.optimizer = build_optimizer(cfg["optim"], trainable_parameters(self.net),
-                                         self.scheduler)
-        ls = float(train["label_smoothing"] or 0.0)
-        if collate is not None:
-            loss = SoftTargetCrossEntropy(label_smoothing=ls)  # smoothing is in the targets
+    def setup_model(self) -> None:
+        """The student (the config's model, or the one given to ``fit``), the network a batch
+        runs through (with the frozen teacher when distilling) and the weights' EMA."""
+        if self.given_model is None:
+            self.net = build_model(self.cfg, num_classes=self.num_classes)
         else:
-            loss = nn.CrossEntropyLoss(label_smoothing=ls) if ls > 0 else nn.CrossEntropyLoss()
-        amp = None
-        if train["amp"]:
-            if device == "gpu":
-                amp = "O1"
-            else:
-                warnings.warn("train.amp=true ignored: mixed precision needs device=gpu")
-        # Optional features, each in its own module: weight-decay annealing, distillation, EMA.
-        self.extra_callbacks = []
-        if cfg["optim"].get("weight_decay_end") is not None:
-            self.extra_callbacks.append(WeightDecaySchedule(
-                self.optimizer, self.scheduler, float(cfg["optim"]["weight_decay"]),
-                float(cfg["optim"]["weight_decay_end"]), self.epochs * self.steps_per_epoch))
-        network = self.net
-        dist = cfg.get("distill") or {}
+            classes = getattr(self.given_model, "num_classes", self.num_classes)
+            if classes != self.num_classes:
+                raise ValueError(f"fit(model=...): the model has {classes} classes, the data "
+                                 f"{self.num_classes}; build it with num_classes="
+                                 f"{self.num_classes}")
+            self.net = self.given_model
+        self.network = self.net
+        dist = self.cfg.get("distill") or {}
         if dist.get("teacher") and dist.get("type", "hard") != "none":
-            network = DistillationNet(self.net, build_teacher(dist, self.num_classes))
-            loss = DistillationLoss(loss, network, dist["type"], float(dist["alpha"]),
-                                    float(dist["tau"]))
-        self.ema = None
-        if train.get("ema_decay"):
-            self.ema = ModelEma(self.net, float(train["ema_decay"]))
-            self.extra_callbacks.append(EmaCallback(self.ema))
-        self.model = paddle.Model(network)
-        self.model.prepare(self.optimizer, loss, paddle.metric.Accuracy(topk=(1, 5)),
-                           amp_configs=amp)
+            self.network = DistillationNet(self.net, build_teacher(dist, self.num_classes))
+        decay = self.cfg["train"].get("ema_decay")
+        self.ema = ModelEma(self.net, float(decay)) if decay else None
 
-        if pointer is not None:
-            model_state, opt_state, state = load_checkpoint(self.ckpt_dir, pointer)
-            self.net.set_state_dict(model_state)
-            ema_state = opt_state.pop("ema_state", None)
-            if self.ema is not None:
-                if ema_state is None:
-                    raise ResumeMismatchError(f"{self.out}: the checkpoint holds no EMA state "
-                                              "but train.ema_decay is set")
-                self.ema.set_state_dict(ema_state)
-            restore_optimizer_state(self.optimizer, self.net, opt_state)
-            self.state = state
-            self.resumed_from = int(pointer["epoch"])
-            if self.main:
-                print(f"[ppnets.engine] resuming {self.out} after epoch {self.resumed_from}/"
-                      f"{self.epochs}")
-        self.state.setdefault("unreadable_during_run", [])  # checkpoints of older versions
-        self.start_epoch = int(self.state["epoch"])
-        if is_rank0():
-            atomic_write_text(os.path.join(self.ckpt_dir, "config.yaml"), dump_config(cfg))
+    def setup_optimizer(self) -> None:
+        """Loss, optimizer, schedules and AMP (:func:`~ppnets.engine.step.build_train_parts`),
+        distillation's loss and the EMA: the parts of the step ``paddle.Model`` runs."""
+        parts = build_train_parts(
+            self.cfg, self.network, trainable_parameters(self.net), epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch, batch_size=int(self.cfg["data"]["batch_size"]),
+            world_size=self.world_size)
+        if self.network is not self.net:
+            dist = self.cfg["distill"]
+            parts.loss = DistillationLoss(parts.loss, self.network, dist["type"],
+                                          float(dist["alpha"]), float(dist["tau"]))
+        parts.ema = self.ema
+        self.parts = parts
+        self.optimizer, self.base_lr = parts.optimizer, float(parts.scheduler.base_lr)
+        self.model = EngineModel(parts)
+
+    def restore(self, pointer: dict) -> None:
+        """Weights, EMA, optimizer (LR schedule included) and engine state of the checkpoint
+        ``pointer`` names."""
+        model_state, opt_state, state = load_checkpoint(self.ckpt_dir, pointer)
+        self.net.set_state_dict(model_state)
+        ema_state = opt_state.pop("ema_state", None)
+        if self.ema is not None:
+            if ema_state is None:
+                raise ResumeMismatchError(f"{self.out}: the checkpoint holds no EMA state "
+                                          "but train.ema_decay is set")
+            self.ema.set_state_dict(ema_state)
+        restore_optimizer_state(self.optimizer, self.net, opt_state)
+        if self.parts.weight_decay is not None:
+            self.parts.weight_decay.apply()   # the coefficient of the resumed iteration
+        state.setdefault("unreadable_during_run", [])  # checkpoints of older versions
+        self.state = state
+        self.start_epoch = int(state["epoch"])
+        self.resumed_from = int(pointer["epoch"])
+        if self.main:
+            print(f"[ppnets.engine] resuming {self.out} after epoch {self.resumed_from}/"
+                  f"{self.epochs}")
 
     # ---- per epoch ---------------------------------------------------------------------
-    def end_epoch(self, logs: Mapping) -> None:
+    def end_epoch(self, record: Dict[str, Any]) -> None:
+        """After the training steps of an epoch: evaluate, record, log, checkpoint."""
         train = self.cfg["train"]
-        train_time = time.perf_counter() - self.epoch_t0
-        done = self.epoch + 1  # completed epochs, 1-based
-        record = {"epoch": done, "lr": self.epoch_lr,
-                  "train_loss": self.epoch_loss_sum / max(1, self.epoch_images),
-                  "train_top1": _scalar(self.last_train_top1),
-                  "train_time_s": train_time,
-                  "images_per_s": self.epoch_images / train_time if train_time > 0 else None}
+        done = record["epoch"]   # completed epochs, 1-based
+        images = record.pop("images")
         last_of_call = done == self.end
         is_best = False
         if self.world_size > 1:
-            # Parameters stay equal across ranks (DataParallel averages the gradients) but BN
-            # running statistics are per rank: adopt rank 0's everywhere (as torch DDP's
-            # broadcast_buffers does), so every rank evaluates the model rank 0 checkpoints.
-            # (Paddle keeps BN statistics as non-trainable parameters, not buffers.)
-            for t in [p for p in self.net.parameters() if p.stop_gradient] + \
-                    list(self.net.buffers()):
-                paddle.distributed.broadcast(t, src=0)
+            self.adopt_rank0_statistics()
         if done % train["eval_freq"] == 0 or last_of_call:
-            t0 = time.perf_counter()
-            res = self.model.evaluate(self.eval_loader, verbose=0)
-            record.update(val_top1=_scalar(res["acc_top1"]), val_top5=_scalar(res["acc_top5"]),
-                          eval_time_s=time.perf_counter() - t0)
-            self.vdl.log_eval(self.epoch, {"acc_top1": record["val_top1"],
-                                           "acc_top5": record["val_top5"]})
-            if self.ema is not None:
-                with self.ema.applied():
-                    res = self.model.evaluate(self.eval_loader, verbose=0)
-                record.update(val_top1_ema=_scalar(res["acc_top1"]),
-                              val_top5_ema=_scalar(res["acc_top5"]))
-            best = self.state["best_top1"]
-            if best is None or record["val_top1"] > best:
-                is_best = True
-                self.state.update(best_top1=record["val_top1"], best_top5=record["val_top5"],
-                                  best_epoch=done)
+            is_best = self.evaluate_into(record)
         st = self.state
-        self.record_unreadable()
+        self.record_unreadable(done)
         st["epoch"] = done
         st["history"].append(record)
-        st["train_time_s"] += train_time
-        st["train_images"] += self.epoch_images
+        st["train_time_s"] += record["train_time_s"]
+        st["train_images"] += images
         st["wall_time_s"] = self.wall_before + (time.perf_counter() - self.call_t0)
         if train["verbose"] and self.main:
-            val = (f" val top-1 {record['val_top1']:.4f} top-5 {record['val_top5']:.4f}"
-                   if "val_top1" in record else "")
-            print(f"[ppnets.engine] epoch {done}/{self.epochs} lr {record['lr']:.5g} "
-                  f"loss {record['train_loss']:.4f}{val} "
-                  f"({record['images_per_s'] or 0:.1f} img/s)", flush=True)
+            print(epoch_line(record, self.epochs), flush=True)
         if done % train["save_freq"] == 0 or last_of_call:
-            opt_state = portable_optimizer_state(self.optimizer, self.net)
-            if self.ema is not None:
-                opt_state["ema_state"] = self.ema.state_dict()
-                if self.main:
-                    atomic_write(os.path.join(self.ckpt_dir, "ema.pdparams"),
-                                 lambda tmp: paddle.save(self.ema.state_dict(), tmp))
-            save_checkpoint(self.ckpt_dir, done, self.net.state_dict(), opt_state, st,
-                            is_best=is_best)
-            prune_checkpoints(self.ckpt_dir, int(train["keep_checkpoints"] or 0))
+            self.save(done, is_best)
 
-    def record_unreadable(self) -> None:
+    def evaluate_into(self, record: Dict[str, Any]) -> bool:
+        """Validation top-1/top-5 (and of the EMA weights) into ``record``; True when best."""
+        spread = self.world_size > 1
+        res = evaluate_network(self.net, self.eval_loader, sum_over_ranks=spread)
+        record.update(val_top1=res.top1, val_top5=res.top5, eval_time_s=res.time_s)
+        self.vdl.log_eval(record["epoch"] - 1, {"acc_top1": res.top1, "acc_top5": res.top5})
+        if self.ema is not None:
+            with self.ema.applied():
+                res = evaluate_network(self.net, self.eval_loader, sum_over_ranks=spread)
+            record.update(val_top1_ema=res.top1, val_top5_ema=res.top5)
+        best = self.state["best_top1"]
+        if best is not None and record["val_top1"] <= best:
+            return False
+        self.state.update(best_top1=record["val_top1"], best_top5=record["val_top5"],
+                          best_epoch=record["epoch"])
+        return True
+
+    def adopt_rank0_statistics(self) -> None:
+        """Parameters stay equal across ranks (DataParallel averages the gradients) but BN
+        running statistics are per rank: adopt rank 0's everywhere (as torch DDP's
+        broadcast_buffers does), so every rank evaluates the model rank 0 checkpoints. (Paddle
+        keeps BN statistics as non-trainable parameters, not buffers.)"""
+        for t in [p for p in self.net.parameters() if p.stop_gradient] + list(self.net.buffers()):
+            paddle.distributed.broadcast(t, src=0)
+
+    def save(self, done: int, is_best: bool) -> None:
+        opt_state = portable_optimizer_state(self.optimizer, self.net)
+        if self.ema is not None:
+            opt_state["ema_state"] = self.ema.state_dict()
+            if self.main:
+                atomic_write(os.path.join(self.ckpt_dir, "ema.pdparams"),
+                             lambda tmp: paddle.save(self.ema.state_dict(), tmp))
+        save_checkpoint(self.ckpt_dir, done, self.net.state_dict(), opt_state, self.state,
+                        is_best=is_best)
+        prune_checkpoints(self.ckpt_dir, int(self.cfg["train"]["keep_checkpoints"] or 0))
+
+    def record_unreadable(self, done: int) -> None:
         """Add the files that failed to decode this epoch (``skip`` replaced them; any rank,
         any loader worker) to the state; rank 0 names the new ones."""
         if self.cfg["data"]["on_bad_image"] != "skip":
@@ -368,7 +350,7 @@ class _Run:
         if new:
             self.state["unreadable_during_run"] = sorted(known | set(new))
             if self.main:
-                print(f"[ppnets.engine] warning: epoch {self.epoch + 1}: {len(new)} image(s) "
+                print(f"[ppnets.engine] warning: epoch {done}: {len(new)} image(s) "
                       "failed to decode and a neighbouring sample stood in (data.on_bad_image="
                       "skip): " + ", ".join(new), file=sys.stderr, flush=True)
 
@@ -381,11 +363,11 @@ class _Run:
         if remaining > 0:
             self.vdl = OffsetVisualDL(os.path.join(self.out, "vdl"), self.start_epoch,
                                       self.steps_per_epoch)
-            self.model.fit(self.train_loader, None, epochs=remaining,
-                           log_freq=int(self.cfg["train"]["log_freq"]),
-                           verbose=int(self.cfg["train"]["verbose"]) if self.main else 0,
-                           callbacks=[_EngineCallback(self), self.vdl,
-                                      *self.extra_callbacks])
+            self.model.train_epochs(
+                self.train_loader, remaining, self.end_epoch, start_epoch=self.start_epoch,
+                callbacks=[_Reseed(self.seed, self.start_epoch), self.vdl],
+                verbose=int(self.cfg["train"]["verbose"]) if self.main else 0,
+                log_freq=int(self.cfg["train"]["log_freq"]))
         return self.results()
 
     def bad_images_record(self) -> Optional[dict]:
@@ -430,18 +412,14 @@ class _Run:
         return out
 
 
-def _scalar(v):
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple)):
-        v = v[0]
-    v = float(v)
-    return None if math.isnan(v) else v
-
-
-def fit(config: Union[str, Mapping], overrides=(), *,
-        stop_after_epoch: Optional[int] = None) -> dict:
+def fit(config: Union[str, Mapping], overrides=(), *, stop_after_epoch: Optional[int] = None,
+        model: Optional[nn.Layer] = None) -> dict:
     """Train ``config`` (a path or a resolved dict) and return the results dict.
+
+    ``model``: the network to train instead of building ``config``'s ``model`` section (e.g. a
+    quantization-aware copy, :func:`ppnets.deploy.quant.qat_fit`); its classifier must fit the
+    data's classes, and ``model.freeze``/``optim.layer_decay`` are not applied to it
+    (:func:`build_model` does that for the config's model).
 
     ``stop_after_epoch`` ends this call after that (1-based) epoch without changing the plan:
     the schedule still spans ``train.epochs`` and the next call with the same ``output_dir``
@@ -458,4 +436,4 @@ def fit(config: Union[str, Mapping], overrides=(), *,
         if overrides:
             config = apply_overrides(config, overrides)
         cfg = load_config(None, base=config)
-    return _Run(cfg, stop_after_epoch).run()
+    return _Run(cfg, stop_after_epoch, model).run()

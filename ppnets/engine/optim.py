@@ -1,9 +1,9 @@
 """Optimizers and per-iteration learning-rate schedules built from the ``optim``/``sched`` sections.
 
 The schedule is a :class:`paddle.optimizer.lr.LRScheduler` stepped once per training batch by
-``paddle.Model.fit`` (its default ``LRScheduler`` callback, ``by_step=True``); its state
-(``last_epoch`` = iterations done) travels inside the optimizer's state dict, so a resumed run
-continues the curve exactly.
+the training step (:func:`ppnets.engine.step.optimizer_step`); its state (``last_epoch`` =
+iterations done) travels inside the optimizer's state dict, so a resumed run continues the
+curve exactly.
 """
 from __future__ import annotations
 

@@ -57,11 +57,11 @@ def get_weight_decay(optimizer) -> float:
     return float(reg._coeff) if reg is not None else 0.0
 
 
-class WeightDecaySchedule(paddle.callbacks.Callback):
-    """Sets the coefficient of the coming iteration before every training batch."""
+class WeightDecaySchedule:
+    """Sets the coefficient of the coming iteration (the training step calls :meth:`apply`
+    after each scheduler step; the engine once more after restoring a checkpoint)."""
 
     def __init__(self, optimizer, scheduler, start: float, end: float, total_steps: int):
-        super().__init__()
         self.optimizer, self.scheduler = optimizer, scheduler
         self.start, self.end, self.total_steps = float(start), float(end), int(total_steps)
 
@@ -70,5 +70,5 @@ class WeightDecaySchedule(paddle.callbacks.Callback):
         return wd_at(int(self.scheduler.last_epoch), start=self.start, end=self.end,
                      total_steps=self.total_steps)
 
-    def on_train_batch_begin(self, step, logs=None):
+    def apply(self) -> None:
         set_weight_decay(self.optimizer, self.current())

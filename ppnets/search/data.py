@@ -1,6 +1,6 @@
 """Data of the searches: the training split without a held-out part, the held-out split (the
-slimming's accuracy), BatchNorm calibration batches, top-1 evaluation, and the shared training
-loop of the supernets.
+slimming's accuracy; measured with :func:`ppnets.engine.evaluate_network`), BatchNorm
+calibration batches, and the supernets' training through the engine (:func:`train_supernet`).
 
 The held-out images are taken from the *training* split (a seeded permutation), read with the
 evaluation transform: the search never sees the test/validation split, which only the final
@@ -15,22 +15,24 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from ppnets.engine import (
+    EngineModel,
     EpochBatchSampler,
     FailFastDataLoader,
     ImageListDataset,
+    StepOutput,
+    TrainParts,
     build_cifar10,
     build_imagenet,
-    build_optimizer,
-    build_scheduler,
+    build_train_parts,
+    epoch_line,
     eval_transform,
 )
 from ppnets.engine.data import DATASET_CLASSES
 from ppnets.engine.transforms import model_data_config
 
-__all__ = ["SearchData", "build_search_data", "evaluate", "run_training", "cross_entropy"]
+__all__ = ["SearchData", "build_search_data", "train_supernet"]
 
 
 @dataclass
@@ -85,55 +87,33 @@ def build_search_data(cfg: Mapping[str, Any], heldout_images: int, seed: int) ->
                       int(workers) if workers is not None else 0)
 
 
-def evaluate(model: paddle.nn.Layer, loader: paddle.io.DataLoader) -> float:
-    """Top-1 accuracy (0-1) of ``model`` in eval mode."""
-    model.eval()
-    correct = total = 0
-    with paddle.no_grad():
-        for x, y in loader:
-            pred = paddle.argmax(model(x), axis=-1)
-            correct += int((pred == paddle.reshape(y, [-1])).astype("int64").sum())
-            total += int(y.shape[0])
-    return correct / max(total, 1)
-
-
-def run_training(cfg: Mapping[str, Any], params, data: SearchData, *, epochs: int,
-                 batch_size: int, seed: int, step: Callable[[paddle.Tensor, paddle.Tensor,
-                                                             float, int], float],
-                 extra_optimizers=(), max_batches: Optional[int] = None,
-                 log: Callable[[str], None] = print, log_every: int = 20) -> Dict[str, Any]:
-    """The supernets' training loop: ``optim``/``sched`` of ``cfg`` for ``params`` (the
-    engine's optimizer and per-iteration schedule), ``epochs`` over the training split.
-
-    ``step(x, y, progress, it)`` computes the loss(es) and their gradients for one batch
-    (``progress`` in [0, 1) drives schedules such as the Gumbel temperature) and returns the
-    loss; the loop then steps and clears the optimizer and every one of ``extra_optimizers``.
-    """
-    loader = data.train_loader(batch_size, seed, max_batches)
+def train_supernet(cfg: Mapping[str, Any], data: SearchData, recipe: Mapping[str, Any],
+                   seed: int, network: paddle.nn.Layer, parameters,
+                   make_step: Callable[[TrainParts, int], Callable[[Any, Any], StepOutput]],
+                   verbose: bool = True) -> Dict[str, Any]:
+    """Train a supernet with the engine: ``cfg``'s ``optim``/``sched`` for ``parameters`` and its
+    loss (:func:`~ppnets.engine.step.build_train_parts`), ``paddle.Model.fit`` with the engine's
+    logging, over the training split for ``recipe``'s ``epochs``, ``batch_size`` and optional
+    ``max_batches``. ``make_step(parts, total_steps)`` returns the supernet's own step
+    ``(images, labels) -> StepOutput``, built from the engine's pieces (it may add to ``parts``,
+    e.g. an optimizer of architecture parameters). Returns ``epochs``, ``steps``,
+    ``batch_size``, ``final_loss`` (mean over the last epoch) and ``time_s``."""
+    epochs, batch_size = int(recipe["epochs"]), int(recipe["batch_size"])
+    loader = data.train_loader(batch_size, seed, recipe.get("max_batches"))
     steps_per_epoch = len(loader.batch_sampler)
-    sched = build_scheduler(cfg["sched"], float(cfg["optim"]["lr"]), epochs, steps_per_epoch)
-    optimizer = build_optimizer(cfg["optim"], params, sched)
-    total, it, losses = epochs * steps_per_epoch, 0, []
+    parts = build_train_parts(cfg, network, parameters, epochs=epochs,
+                              steps_per_epoch=steps_per_epoch, batch_size=batch_size)
+    model = EngineModel(parts, make_step(parts, epochs * steps_per_epoch))
+    records: List[Dict[str, Any]] = []
+
+    def on_epoch_end(record: Dict[str, Any]) -> None:
+        records.append(record)
+        if verbose:
+            print(epoch_line(record, epochs), flush=True)
+
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        loader.batch_sampler.set_epoch(epoch)
-        for x, y in loader:
-            loss = step(x, paddle.reshape(y, [-1]), it / max(total, 1), it)
-            for opt in (optimizer, *extra_optimizers):
-                opt.step()
-                opt.clear_grad()
-            sched.step()
-            losses.append(float(loss))
-            it += 1
-            if it % log_every == 0 or it == total:
-                seen = it * batch_size
-                log(f"  epoch {epoch + 1}/{epochs} step {it}/{total} loss "
-                    f"{np.mean(losses[-log_every:]):.3f} lr {sched.get_lr():.2e} "
-                    f"({seen / (time.perf_counter() - t0):.1f} img/s)")
-    return {"epochs": epochs, "steps": it, "batch_size": batch_size,
-            "final_loss": float(np.mean(losses[-log_every:])) if losses else None,
+    log = model.train_epochs(loader, epochs, on_epoch_end, verbose=2 if verbose else 0,
+                             log_freq=int(cfg["train"]["log_freq"]))
+    return {"epochs": epochs, "steps": log.steps, "batch_size": batch_size,
+            "final_loss": records[-1]["train_loss"] if records else None,
             "time_s": time.perf_counter() - t0}
-
-
-def cross_entropy(logits, y, label_smoothing: float) -> paddle.Tensor:
-    return F.cross_entropy(logits, y, label_smoothing=float(label_smoothing or 0.0))

@@ -28,10 +28,11 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from ppnets.engine import train_step
 from ppnets.layers import init_trunc_normal
 from ppnets.models.efficientformer import Downsample, Flat, Meta3D, Meta4D, Stem
 
-from .data import SearchData, cross_entropy, run_training
+from .data import SearchData, train_supernet
 from .space_v1 import V1Head, V1Space
 
 __all__ = ["gumbel_noise", "temperature", "GumbelMix", "TokensBlock", "V1Supernet",
@@ -145,33 +146,33 @@ class V1Supernet(nn.Layer):
 
 
 def train_supernet_v1(supernet: V1Supernet, cfg: Mapping[str, Any], data: SearchData,
-                      recipe: Mapping[str, Any], seed: int, log=print) -> Dict[str, Any]:
+                      recipe: Mapping[str, Any], seed: int, verbose: bool = True
+                      ) -> Dict[str, Any]:
     """Train weights and architecture parameters jointly (``recipe``: ``epochs``,
     ``batch_size``, ``alpha_lr``, ``alpha_weight_decay``, ``tau_start``, ``tau_end``,
-    optional ``max_batches``); weights use ``cfg``'s ``optim``/``sched``."""
-    alpha_opt = paddle.optimizer.Adam(
-        learning_rate=float(recipe["alpha_lr"]), beta1=0.5, beta2=0.999,
-        parameters=supernet.arch_parameters(),
-        weight_decay=float(recipe.get("alpha_weight_decay") or 0.0) or None)
-    smoothing = float(cfg["train"].get("label_smoothing") or 0.0)
+    optional ``max_batches``): the engine's step (:func:`ppnets.engine.train_step`) with the
+    weights under ``cfg``'s ``optim``/``sched``; what is the supernet's own is the optimizer of
+    alpha, stepped with the weights', and the temperature of each step."""
     taus: List[float] = []
 
-    def step(x, y, progress, it):
-        supernet.tau = temperature(progress, float(recipe["tau_start"]), float(recipe["tau_end"]))
-        taus.append(supernet.tau)
-        loss = cross_entropy(supernet(x), y, smoothing)
-        loss.backward()
-        return loss
+    def make_step(parts, total_steps):
+        parts.extra_optimizers = (paddle.optimizer.Adam(
+            learning_rate=float(recipe["alpha_lr"]), beta1=0.5, beta2=0.999,
+            parameters=supernet.arch_parameters(),
+            weight_decay=float(recipe.get("alpha_weight_decay") or 0.0) or None),)
 
-    supernet.train()
-    info = run_training(cfg, supernet.weight_parameters(), data, epochs=int(recipe["epochs"]),
-                        batch_size=int(recipe["batch_size"]), seed=seed, step=step,
-                        extra_optimizers=(alpha_opt,), max_batches=recipe.get("max_batches"),
-                        log=log)
+        def step(images, labels):
+            supernet.tau = temperature(len(taus) / max(total_steps, 1),
+                                       float(recipe["tau_start"]), float(recipe["tau_end"]))
+            taus.append(supernet.tau)
+            return train_step(parts, images, labels)
+        return step
+
+    info = train_supernet(cfg, data, recipe, seed, supernet, supernet.weight_parameters(),
+                          make_step, verbose)
     supernet.eval()
     info.update(tau_start=taus[0] if taus else None, tau_end=taus[-1] if taus else None,
                 alpha_lr=float(recipe["alpha_lr"]),
                 probabilities=[[p.round(4).tolist() for p in stage]
                                for stage in supernet.probabilities()])
     return info
-

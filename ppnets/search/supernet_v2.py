@@ -21,7 +21,10 @@ from typing import Any, Dict, List, Mapping
 import numpy as np
 import paddle.nn as nn
 
-from .data import SearchData, cross_entropy, run_training
+from ppnets.engine import StepOutput, TrainParts
+from ppnets.engine.step import autocast, backward, optimizer_step
+
+from .data import SearchData, train_supernet
 from .sharing import WeightBank
 from .space_v2 import V2Arch, V2Net, V2Space
 
@@ -47,14 +50,18 @@ class SlimmableSupernet:
         self.bank.load(model, self.space.name_map(arch))
         return model
 
-    def train_step(self, archs: List[V2Arch], x, y, smoothing: float) -> float:
-        """Forward/backward every subnet of the sandwich, gradients summed into the bank."""
+    def train_step(self, archs: List[V2Arch], images, labels, parts: TrainParts) -> float:
+        """The sandwich's forward -> loss -> backward (the engine's pieces of ``parts``) for
+        every subnet, their gradients summed into the bank and their BN statistics stored; the
+        caller then takes one optimizer step (:func:`ppnets.engine.step.optimizer_step`)."""
         losses = []
         for arch in archs:
             model = self.model(arch)
             model.train()
-            loss = cross_entropy(model(x), y, smoothing)
-            loss.backward()
+            with autocast(parts):
+                outputs = model(images)
+            loss = parts.loss(outputs, labels)
+            backward(parts, loss)
             name_map = self.space.name_map(arch)
             self.bank.accumulate(model, name_map)
             self.bank.store_stats(model, name_map)
@@ -65,22 +72,27 @@ class SlimmableSupernet:
 
 
 def train_supernet_v2(supernet: SlimmableSupernet, cfg: Mapping[str, Any], data: SearchData,
-                      recipe: Mapping[str, Any], seed: int, log=print) -> Dict[str, Any]:
+                      recipe: Mapping[str, Any], seed: int, verbose: bool = True
+                      ) -> Dict[str, Any]:
     """Sandwich-rule training (``recipe``: ``epochs``, ``batch_size``, ``random_subnets``,
-    optional ``max_batches``); the bank's weights use ``cfg``'s ``optim``/``sched``."""
+    optional ``max_batches``) through the engine; the bank's weights use ``cfg``'s
+    ``optim``/``sched``. What is the supernet's own is the step: the sandwich of subnets."""
     space = supernet.space
     rng = np.random.RandomState(seed)
-    smoothing = float(cfg["train"].get("label_smoothing") or 0.0)
     fixed = [space.largest(), space.smallest()]
     n_random = int(recipe.get("random_subnets", 2))
 
-    def step(x, y, progress, it):
-        archs = fixed + [space.sample(rng) for _ in range(n_random)]
-        return supernet.train_step(archs, x, y, smoothing)
+    def make_step(parts, total_steps):
+        parts.metrics = []   # four subnets per step: no single network's running accuracy
+
+        def step(images, labels):
+            archs = fixed + [space.sample(rng) for _ in range(n_random)]
+            loss = supernet.train_step(archs, images, labels, parts)
+            optimizer_step(parts)
+            return StepOutput(loss, [])
+        return step
 
     params = [p for p in supernet.bank.parameters() if not p.stop_gradient]
-    info = run_training(cfg, params, data, epochs=int(recipe["epochs"]),
-                        batch_size=int(recipe["batch_size"]), seed=seed, step=step,
-                        max_batches=recipe.get("max_batches"), log=log)
+    info = train_supernet(cfg, data, recipe, seed, supernet.bank, params, make_step, verbose)
     info.update(sandwich=["max", "min"] + [f"rand-{i + 1}" for i in range(n_random)])
     return info

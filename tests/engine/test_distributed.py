@@ -82,5 +82,6 @@ def test_two_cpu_processes_train_checkpoint_on_rank0_and_resume(tmp_path):
         np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
     saved = json.loads((ckpt / "epoch_0002.json").read_text())
     assert [h["epoch"] for h in saved["history"]] == [1, 2]
+    assert saved["train_images"] == 2 * 80   # all ranks together, each image once per epoch
     # results.json comes from rank 0 only and matches its return value
     assert json.loads((out / "results.json").read_text())["final_top1"] == r0["final_top1"]

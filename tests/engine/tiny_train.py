@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import paddle.nn as nn  # noqa: E402
 
-from ppnets.registry import _REGISTRY, register_models  # noqa: E402
+from ppnets.registry import list_models, register_models  # noqa: E402
 
 
 # The network the engine builds in this process (for --dump-weights).
@@ -48,7 +48,7 @@ class SleepyTinyCNN(nn.Layer):
         return self.fc(paddle.reshape(self.pool(self.features(x)), [0, -1]))
 
 
-if "test_tiny_sleepy" not in _REGISTRY:
+if "test_tiny_sleepy" not in list_models():
     register_models("test_tiny", SleepyTinyCNN, {"test_tiny_sleepy": {"cfg": {}}},
                     paper="test-only model of tests/engine/tiny_train.py", arxiv=None)
 

@@ -106,7 +106,7 @@ def test_joint_training_updates_weights_and_alpha():
     before = [p.numpy().copy() for p in supernet.arch_parameters()]
     w_before = [p.numpy().copy() for p in supernet.weight_parameters()]
     recipe = dict(epochs=1, batch_size=4, alpha_lr=0.01, tau_start=5.0, tau_end=0.5)
-    info = train_supernet_v1(supernet, cfg, data, recipe, seed=0, log=lambda s: None)
+    info = train_supernet_v1(supernet, cfg, data, recipe, seed=0, verbose=False)
     after = [p.numpy() for p in supernet.arch_parameters()]
     assert info["steps"] == 4 and info["tau_start"] == pytest.approx(5.0)
     assert info["tau_end"] < 5.0

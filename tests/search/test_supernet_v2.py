@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ppnets.engine import load_config
+from ppnets.engine import TrainParts, build_loss, load_config
 from ppnets.factory import create_model
 from ppnets.search.sharing import WeightBank
 from ppnets.search.space_v2 import V2Space
@@ -69,7 +69,8 @@ def test_sandwich_step_updates_shared_weights_and_per_width_bn():
     before = {n: supernet.bank.state_of(n).numpy().copy() for n in supernet.bank._names}
     x, y = paddle.randn([4, 3, 32, 32]), paddle.to_tensor([1, 2, 3, 4])
     archs = [space.largest(), space.smallest(), space.sample(np.random.RandomState(0))]
-    loss = supernet.train_step(archs, x, y, float(cfg["train"]["label_smoothing"]))
+    parts = TrainParts(supernet.bank, build_loss(cfg["train"]), opt)
+    loss = supernet.train_step(archs, x, y, parts)
     opt.step()
     assert np.isfinite(loss)
     changed = {n for n in before if not np.array_equal(before[n],
