@@ -47,9 +47,10 @@ EXTRAS = {
 # pytest<9: pytest-xdist 3.8 groups tests (--dist loadgroup) by rewriting item._nodeid, which
 # pytest 9 no longer reads, so under pytest 9 the groups silently do nothing.
 # nbclient/nbformat/ipykernel execute the notebooks (scripts/run_notebooks.py, tests/notebooks);
-# build makes the wheel CI installs outside the checkout.
-EXTRAS["dev"] = ["pytest>=8,<9", "pytest-xdist>=3.5", "onnx", "nbclient>=0.10", "nbformat>=5.10",
-                 "ipykernel>=6.29", "build>=1.0"] + EXTRAS["onnx"]
+# build makes the wheel CI installs outside the checkout; import-linter checks the layer contract
+# (.importlinter).
+EXTRAS["dev"] = ["pytest>=8,<9", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10",
+                 "ipykernel>=6.29", "build>=1.0", "import-linter>=2.0"] + EXTRAS["onnx"]
 
 setup(
     name="ppnets",

@@ -22,8 +22,9 @@ from typing import Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a source checkout without installing
-from ppnets.experiments import (Variant, add_imagenet_options, add_variant_options,  # noqa: E402
-                                build_parser, imagenet_data, published, run_variants)
+from ppnets.cli.experiment import (add_imagenet_options, add_variant_options,  # noqa: E402
+                                   build_parser, run_variant_table)
+from ppnets.experiments import Variant, imagenet_data, published  # noqa: E402
 
 # --smoke without --data-dir: the 400 validation images of the shared data folder
 IMAGENET_SAMPLE = os.path.join(REPO, "..", "shared", "data", "imagenet-val-sample")
@@ -64,11 +65,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         notes.append("distillation: NONE (no --teacher given); the papers distil from "
                      "RegNetY-16GF, so expect lower accuracy than published")
-    return run_variants(script=SCRIPT, schema=SCHEMA, title="EfficientFormer V1/V2 on ImageNet-1k",
-                        args=args, argv=argv, variants=variants(ov), data=imagenet_data(args, IMAGENET_SAMPLE),
-                        extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1),
-                                       ("top1_ema_pct", "EMA top-1 (%)", 2)], notes=notes,
-                        smoke_rows=["efficientformer_l1"])
+    return run_variant_table(args, script=SCRIPT, argv=argv, schema=SCHEMA,
+                             title="EfficientFormer V1/V2 on ImageNet-1k", variants=variants(ov),
+                             data=lambda options: imagenet_data(options, IMAGENET_SAMPLE),
+                             extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1),
+                                            ("top1_ema_pct", "EMA top-1 (%)", 2)],
+                             notes=notes, smoke_rows=["efficientformer_l1"])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ The search is ``ppnets.search.v2``; the recipe is configs/search/efficientformer
 (``--config`` another, ``-o key=value`` to change one value). Writes ``search.json`` (the table,
 each target's network with predicted and measured latency and MES, the action log),
 ``search.md``, ``search.png``, ``run_record.json`` and the latency table ``lut_<target>.json`` into
-``--output-dir`` (``<output-dir>/smoke`` with ``--smoke``). See docs/search.md.
+``--output-dir`` (``<output-dir>/smoke`` with ``--smoke``). The same command as ``ppnets search
+efficientformerv2``; see docs/search.md.
 
     python reproduce/efficientformerv2_search.py --smoke \
         --data-file ../shared/data/cifar-10-python-partial.tar.gz
@@ -21,20 +22,14 @@ import os
 import sys
 from typing import Optional, Sequence
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # run from a source checkout without installing
-
-from ppnets.search import runner, v2  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ppnets.cli.search import script_main  # noqa: E402
 
 SCRIPT = "reproduce/efficientformerv2_search.py"
-CONFIG = os.path.join(REPO, "configs", "search", "efficientformerv2_cifar10.yaml")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = runner.build_parser(__doc__.split("\n\n")[0],
-                                 default_output_dir="outputs/search/efficientformerv2")
-    args = parser.parse_args(argv)
-    return v2.run(args, CONFIG, SCRIPT, argv)
+    return script_main("efficientformerv2", __doc__.split("\n\n")[0], SCRIPT, argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ppnets.cli.evaluate import add_arguments, evaluate_args, summary_line  # noqa: E402
+from ppnets.cli.experiment import script_command  # noqa: E402
 from ppnets.engine.data import DataUnavailableError  # noqa: E402
 from ppnets.experiments import RunRecord, save_json  # noqa: E402
 
@@ -42,7 +43,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    record = RunRecord(SCRIPT, args, [SCRIPT, *(sys.argv[1:] if argv is None else argv)])
+    record = RunRecord(SCRIPT, script_command(SCRIPT, argv), device=args.device)
     try:
         result = evaluate_args(args)
     except (ValueError, DataUnavailableError) as exc:  # unreadable images included

@@ -15,6 +15,7 @@ import sys
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ppnets.cli.experiment import script_command  # noqa: E402
 from ppnets.experiments import RunRecord  # noqa: E402
 from ppnets.experiments.zoo_accuracy import data_description, evaluate_zoo  # noqa: E402
 from ppnets.registry import resolve_model_names  # noqa: E402
@@ -43,8 +44,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     names = resolve_model_names(args.models) if args.models else None
-    record = RunRecord(SCRIPT, args, [SCRIPT, *(sys.argv[1:] if argv is None else argv)])
-    data = dict(data_description(args), note=args.note)
+    record = RunRecord(SCRIPT, script_command(SCRIPT, argv), device=args.device)
+    data = dict(data_description(args.data_dir, args.list, args.root), note=args.note)
     report = evaluate_zoo(names, data, record, args.output_dir, tag=args.tag,
                           batch_size=args.batch_size, num_workers=args.num_workers,
                           device=args.device, limit=args.limit)

@@ -19,8 +19,9 @@ from typing import Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a source checkout without installing
-from ppnets.experiments import (Variant, add_variant_options, build_parser, cifar_data,  # noqa: E402
-                                run_variants)
+from ppnets.cli.experiment import (add_variant_options, build_parser,  # noqa: E402
+                                   run_variant_table)
+from ppnets.experiments import Variant, cifar_data  # noqa: E402
 
 SCRIPT = "reproduce/fasternet_cifar10_ablation.py"
 SCHEMA = "ppnets.reproduce.fasternet_cifar10_ablation/1"
@@ -60,13 +61,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = build_parser(__doc__.split("\n\n")[0], "outputs/fasternet_cifar10_ablation")
     add_variant_options(p)
     args = p.parse_args(argv)
-    return run_variants(script=SCRIPT, schema=SCHEMA, title="FasterNet ablations on CIFAR-10",
-                        args=args, argv=argv, variants=variants(), data=cifar_data(args),
-                        extra_columns=[("partial_ratio", "r", 4), ("norm", "norm", 0),
-                                       ("act", "act", 0)],
-                        notes=NOTES,
-                        plot=dict(name="partial_ratio", x="partial_ratio", logx=True,
-                                  xlabel="partial ratio r", title="FasterNet-T0, CIFAR-10"))
+    return run_variant_table(args, script=SCRIPT, argv=argv, schema=SCHEMA,
+                             title="FasterNet ablations on CIFAR-10", variants=variants(),
+                             data=cifar_data,
+                             extra_columns=[("partial_ratio", "r", 4), ("norm", "norm", 0),
+                                            ("act", "act", 0)],
+                             notes=NOTES,
+                             plot=dict(name="partial_ratio", x="partial_ratio", logx=True,
+                                       xlabel="partial ratio r", title="FasterNet-T0, CIFAR-10"))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from typing import Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a source checkout without installing
-from ppnets.experiments import (Variant, add_imagenet_options, add_variant_options,  # noqa: E402
-                                build_parser, imagenet_data, published, run_variants)
+from ppnets.cli.experiment import (add_imagenet_options, add_variant_options,  # noqa: E402
+                                   build_parser, run_variant_table)
+from ppnets.experiments import Variant, imagenet_data, published  # noqa: E402
 
 # --smoke without --data-dir: the 400 validation images of the shared data folder
 IMAGENET_SAMPLE = os.path.join(REPO, "..", "shared", "data", "imagenet-val-sample")
@@ -44,10 +45,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_imagenet_options(p)
     add_variant_options(p)
     args = p.parse_args(argv)
-    return run_variants(script=SCRIPT, schema=SCHEMA, title="FasterNet on ImageNet-1k",
-                        args=args, argv=argv, variants=variants(), data=imagenet_data(args, IMAGENET_SAMPLE),
-                        extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1)], notes=NOTES,
-                        smoke_rows=["fasternet_t0"])
+    return run_variant_table(args, script=SCRIPT, argv=argv, schema=SCHEMA,
+                             title="FasterNet on ImageNet-1k", variants=variants(),
+                             data=lambda options: imagenet_data(options, IMAGENET_SAMPLE),
+                             extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1)],
+                             notes=NOTES, smoke_rows=["fasternet_t0"])
 
 
 if __name__ == "__main__":

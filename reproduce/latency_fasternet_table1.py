@@ -1,8 +1,7 @@
-"""Latency study: see docs/latency_studies.md and `ppnets.studies.fasternet_table1`.
+"""`ppnets study fasternet-table1` as a script, with its run record.
 
-    python reproduce/latency_fasternet_table1.py                 # full run on this CPU (a few minutes)
-    python reproduce/latency_fasternet_table1.py --quick         # pipeline check: subset, 3 repeats
-    python reproduce/latency_fasternet_table1.py --device cpu gpu --arm-results arm.json
+    python reproduce/latency_fasternet_table1.py  # full run
+    python reproduce/latency_fasternet_table1.py --quick  # pipeline check
 """
 import os
 import sys
@@ -13,10 +12,9 @@ if REPO not in sys.path:  # run as `python reproduce/x.py` from a source checkou
 
 
 def main(argv=None) -> int:
-    from ppnets.studies.study import run_latency_study
-    from ppnets.studies.fasternet_table1 import main as study_main
+    from ppnets.cli.study import run_reproduce_script
 
-    return run_latency_study(__file__, study_main, argv)
+    return run_reproduce_script("fasternet-table1", __file__, argv)
 
 
 if __name__ == "__main__":

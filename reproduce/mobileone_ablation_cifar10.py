@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a source checkout without installing
-from ppnets.experiments import (Variant, add_variant_options, build_parser, cifar_data,  # noqa: E402
-                                run_variants)
+from ppnets.cli.experiment import (add_variant_options, build_parser,  # noqa: E402
+                                   run_variant_table)
+from ppnets.experiments import Variant, cifar_data  # noqa: E402
 
 SCRIPT = "reproduce/mobileone_ablation_cifar10.py"
 SCHEMA = "ppnets.reproduce.mobileone_ablation_cifar10/1"
@@ -51,12 +52,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = build_parser(__doc__.split("\n\n")[0], "outputs/mobileone_ablation_cifar10")
     add_variant_options(p)
     args = p.parse_args(argv)
-    return run_variants(script=SCRIPT, schema=SCHEMA, title="MobileOne ablations on CIFAR-10",
-                        args=args, argv=argv, variants=variants(), data=cifar_data(args),
-                        extra_columns=[("k", "k", 0), ("scale_branch", "scale branch", 0)],
-                        notes=NOTES,
-                        plot=dict(name="branches", xlabel="variant",
-                                  title="MobileOne-S0, CIFAR-10"))
+    return run_variant_table(args, script=SCRIPT, argv=argv, schema=SCHEMA,
+                             title="MobileOne ablations on CIFAR-10", variants=variants(),
+                             data=cifar_data,
+                             extra_columns=[("k", "k", 0), ("scale_branch", "scale branch", 0)],
+                             notes=NOTES,
+                             plot=dict(name="branches", xlabel="variant",
+                                       title="MobileOne-S0, CIFAR-10"))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ from typing import Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a source checkout without installing
-from ppnets.experiments import (Variant, add_variant_options, build_parser, cifar_data,  # noqa: E402
-                                run_variants)
+from ppnets.cli.experiment import (add_variant_options, build_parser,  # noqa: E402
+                                   run_variant_table)
+from ppnets.experiments import Variant, cifar_data  # noqa: E402
 
 SCRIPT = "reproduce/repvgg_ablation_cifar10.py"
 SCHEMA = "ppnets.reproduce.repvgg_ablation_cifar10/1"
@@ -74,14 +75,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = build_parser(__doc__.split("\n\n")[0], "outputs/repvgg_ablation_cifar10")
     add_variant_options(p)
     args = p.parse_args(argv)
-    return run_variants(script=SCRIPT, schema=SCHEMA,
-                        title="RepVGG branch ablation on CIFAR-10", args=args, argv=argv,
-                        variants=variants(), data=cifar_data(args),
-                        extra_columns=[("identity_branch", "identity branch", 0),
-                                       ("branch_1x1", "1x1 branch", 0),
-                                       ("branches", "branches", 0)], notes=NOTES,
-                        plot=dict(name="branches", xlabel="training-time branches",
-                                  title="RepVGG-A0, CIFAR-10"))
+    return run_variant_table(args, script=SCRIPT, argv=argv, schema=SCHEMA,
+                             title="RepVGG branch ablation on CIFAR-10", variants=variants(),
+                             data=cifar_data,
+                             extra_columns=[("identity_branch", "identity branch", 0),
+                                            ("branch_1x1", "1x1 branch", 0),
+                                            ("branches", "branches", 0)],
+                             notes=NOTES,
+                             plot=dict(name="branches", xlabel="training-time branches",
+                                       title="RepVGG-A0, CIFAR-10"))
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ from typing import Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a source checkout without installing
-from ppnets.experiments import (Variant, add_variant_options, build_parser, cifar_data,  # noqa: E402
-                                published, run_variants)
+from ppnets.cli.experiment import (add_variant_options, build_parser,  # noqa: E402
+                                   run_variant_table)
+from ppnets.experiments import Variant, cifar_data, published  # noqa: E402
 
 SCRIPT = "reproduce/repvit_cifar10.py"
 SCHEMA = "ppnets.reproduce.repvit_cifar10/1"
@@ -79,12 +80,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = build_parser(__doc__.split("\n\n")[0], "outputs/repvit_cifar10")
     add_variant_options(p)
     args = p.parse_args(argv)
-    return run_variants(script=SCRIPT, schema=SCHEMA,
-                        title="RepViT: MobileNetV3 -> RepViT steps on CIFAR-10", args=args,
-                        argv=argv, variants=variants(), data=cifar_data(args),
-                        extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1)],
-                        notes=NOTES, plot=dict(name="roadmap", x="step", xlabel="step",
-                                               title="MobileNetV3-L -> RepViT-M1.0, CIFAR-10"))
+    return run_variant_table(args, script=SCRIPT, argv=argv, schema=SCHEMA,
+                             title="RepViT: MobileNetV3 -> RepViT steps on CIFAR-10",
+                             variants=variants(), data=cifar_data,
+                             extra_columns=[("published_top1", "paper top-1 (%, ImageNet-1k)", 1)],
+                             notes=NOTES,
+                             plot=dict(name="roadmap", x="step", xlabel="step",
+                                       title="MobileNetV3-L -> RepViT-M1.0, CIFAR-10"))
 
 
 if __name__ == "__main__":

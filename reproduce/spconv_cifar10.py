@@ -27,7 +27,9 @@ from typing import Optional, Sequence
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a source checkout without installing
 
-from ppnets.experiments import build_parser, spconv_cifar10  # noqa: E402
+from ppnets.cli.experiment import (build_parser, experiment_fields, report_errors,  # noqa: E402
+                                   script_command)
+from ppnets.experiments.spconv_cifar10 import SpconvOptions, run  # noqa: E402
 
 SCRIPT = "reproduce/spconv_cifar10.py"
 
@@ -49,8 +51,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     for module in args.imports:
         importlib.import_module(module)
-    command = [SCRIPT, *(sys.argv[1:] if argv is None else argv)]
-    return spconv_cifar10.run(args, os.path.join(REPO, "configs", "spconv"), command)
+    options = SpconvOptions(**experiment_fields(args), experiment=args.experiment,
+                            models=args.models, bench=not args.no_bench, script=SCRIPT,
+                            command=script_command(SCRIPT, argv))
+
+    def train_and_measure() -> int:
+        results = run(options, os.path.join(REPO, "configs", "spconv"))
+        return 1 if any(row["errors"] for row in results["rows"]) else 0
+    return report_errors(train_and_measure)
 
 
 if __name__ == "__main__":

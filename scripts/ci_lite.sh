@@ -5,7 +5,7 @@
 #   2. run the Lite tests (tests/deploy/test_paddlelite.py, test_deploy_export.py, test_lut_lite.py and
 #      tests/search/test_lut_lite.py) with Paddle Lite available
 #      (the .nb conversion, the x86 .nb parity and the Lite runner tests skip without it);
-#   3. the zoo-wide op-compatibility check + x86 .nb parity (ppnets.deploy.zoo_check).
+#   3. the zoo-wide op-compatibility check + x86 .nb parity (ppnets deploy check).
 # INT8 (PaddleSlim PTQ/QAT, tests/deploy/test_quant.py) is not part of this job: PaddleSlim is a core
 # dependency, so the main test run covers it.
 #
@@ -52,6 +52,6 @@ export PPNETS_PADDLELITE_PYTHON="$ROOT/paddlelite-python"
 # 3. The whole zoo at model_info test_input_size, 2 workers (see docs/deploy.md).
 start=$(date +%s)
 mkdir -p "$OUT"
-"$VENV/bin/python" -m ppnets.deploy.zoo_check --models '*' --jobs 2 --batch-size 6 \
+"$VENV/bin/python" -m ppnets deploy check --models '*' --jobs 2 --batch-size 6 \
     --json "$OUT/zoo_lite.json" ${EXPECT_FAIL[@]+--expect-fail "${EXPECT_FAIL[@]}"}
 echo "ci_lite: zoo check took $(( $(date +%s) - start )) s"

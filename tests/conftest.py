@@ -187,17 +187,14 @@ class TinyCNN(paddle.nn.Layer):
 def temporary_models(family: str, builder, variants: dict, **info):
     """Register test-only models for the duration of a ``with`` block (never visible to other
     tests: registry-wide tests iterate ``ppnets.list_models()``)."""
-    from ppnets.registry import _ALIASES, _REGISTRY, register_models
+    from ppnets.registry import register_models, unregister_models
 
     register_models(family, builder, variants, paper=f"test-only models ({family})",
                     arxiv=None, defaults=info or None)
     try:
         yield list(variants)
     finally:
-        for name in variants:
-            entry = _REGISTRY.pop(name, None)
-            for alias in (entry.aliases if entry else []):
-                _ALIASES.pop(alias, None)
+        unregister_models(list(variants))
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@
     prof = profile_model(model, input_size=(3, 224, 224))
     print(prof.table())
 
-Command line: ``python -m ppnets.analysis --model NAME [NAME ...]``. Conventions and the
+Command line: ``ppnets complexity --models NAME [NAME ...]``. Conventions and the
 differences with ``paddle.flops`` are in docs/complexity.md.
 """
 from .complexity import (BYTES_PER_ELEMENT, LayerStat, ModelProfile, count_params, einsum_macs,

@@ -1,6 +1,6 @@
-"""``python -m ppnets.analysis``: the same command as ``ppnets complexity``."""
+"""``python -m ppnets.analysis`` is now ``ppnets complexity`` (commands live in ppnets.cli)."""
 import sys
 
-from ppnets.cli.common import run_command
-
-sys.exit(run_command("ppnets.cli.complexity", prog="python -m ppnets.analysis"))
+print("error: python -m ppnets.analysis is now `ppnets complexity ...` (the same options)",
+      file=sys.stderr)
+sys.exit(2)

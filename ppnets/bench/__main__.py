@@ -1,6 +1,6 @@
-"""``python -m ppnets.bench``: the same command as ``ppnets bench``."""
+"""``python -m ppnets.bench`` is now ``ppnets bench`` (commands live in ppnets.cli)."""
 import sys
 
-from ppnets.cli.common import run_command
-
-sys.exit(run_command("ppnets.cli.bench", prog="python -m ppnets.bench"))
+print("error: python -m ppnets.bench is now `ppnets bench ...` (the same options)",
+      file=sys.stderr)
+sys.exit(2)

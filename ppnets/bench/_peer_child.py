@@ -1,7 +1,9 @@
 """Child process of :mod:`ppnets.bench.peers`: runs what must not share a process with paddle.
 
-Run as a script (``python _peer_child.py TASK REQUEST.json RESULT.json``), so that its folder,
-not the ppnets package, is on ``sys.path``: it imports the framework-free ``timing`` module
+Protocol: ``python _peer_child.py REQUEST.json RESULT.json``; the request is a JSON object whose
+``task`` names one of :data:`TASKS` and whose other keys are that task's inputs; the result is
+the task's JSON object. Run as a script so that its folder, not the ppnets package, is on
+``sys.path``: it imports the framework-free ``timing`` module
 beside it (the harness's own timing loop and statistics) and never imports paddle. Every module
 in this folder is importable by its bare name here, so none may share a standard-library name
 (``profile.py`` once broke torch's ``import cProfile``).
@@ -86,10 +88,12 @@ def run_sgemm(req):
             "numpy": np.__version__, "python": platform.python_version()}
 
 
+TASKS = {"torch": run_torch, "sgemm": run_sgemm}
+
 if __name__ == "__main__":
-    task, req_path, out_path = sys.argv[1:4]
+    req_path, out_path = sys.argv[1:3]
     with open(req_path, encoding="utf-8") as f:
         request = json.load(f)
-    result = {"torch": run_torch, "sgemm": run_sgemm}[task](request)
+    result = TASKS[request.pop("task")](request)
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(result, f)

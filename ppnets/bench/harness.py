@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import paddle
@@ -192,6 +193,110 @@ def _profile(model: nn.Layer, input_size) -> Tuple[int, int]:
     return int(prof.macs), int(prof.params)
 
 
+class _PredictorRounds(NamedTuple):
+    """What :func:`_time_predictor_rounds` measured on the exported program."""
+    samples: List[List[float]]         # per round: per-repeat seconds
+    mkldnn_enabled: bool               # as the last round's config reports it
+    applied: List[Dict[str, Any]]      # IR pass workarounds
+    model_file: str
+    max_abs_diff: float
+    output_scale: float
+
+
+def _reference_outputs(model: nn.Layer, batch_size: int, input_size: Sequence[int],
+                       seed: int) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """The seeded input and the eager model's outputs on it (the parity reference)."""
+    x = np.random.default_rng(seed).standard_normal(
+        (batch_size, *input_size)).astype(np.float32)
+    with paddle.no_grad():
+        reference = model(paddle.to_tensor(x))
+    reference = [r.numpy() for r in (reference if isinstance(reference, (list, tuple))
+                                     else [reference])]
+    return x, reference
+
+
+def _parity(name: str, outputs: List[np.ndarray],
+            reference: List[np.ndarray]) -> Tuple[float, float]:
+    """(max |predictor - eager|, output scale); raises when the output shapes differ."""
+    if len(outputs) != len(reference) or any(
+            o.shape != r.shape for o, r in zip(outputs, reference)):
+        raise RuntimeError(
+            f"{name}: the exported predictor returned shapes "
+            f"{[o.shape for o in outputs]}, the dygraph model "
+            f"{[r.shape for r in reference]}")
+    max_abs_diff = max(float(np.abs(o.astype(np.float64) - r).max())
+                       for o, r in zip(outputs, reference))
+    output_scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
+    return max_abs_diff, output_scale
+
+
+def _time_predictor_rounds(model_file: str, params_file: str, name: str, x: np.ndarray,
+                           reference: List[np.ndarray], *, device: str, threads: int,
+                           mkldnn: bool, warmup: int, repeats: int, rounds: int,
+                           workarounds: bool) -> _PredictorRounds:
+    """Build ``rounds`` fresh predictors of the exported program and time each; the first
+    round's untimed first run is also the parity check against the eager ``reference``."""
+    applied = pass_workarounds(model_file, device, mkldnn) if workarounds else []
+    round_samples = []
+    for round_index in range(rounds):
+        # a Paddle Inference config serves one predictor only
+        config = make_config(model_file, params_file, device, threads, mkldnn,
+                             delete_passes=[w["deleted_pass"] for w in applied])
+        mkldnn_enabled = bool(config.mkldnn_enabled())
+        predictor = paddle.inference.create_predictor(config)
+        if round_index == 0:   # first run: untimed, also the parity check
+            max_abs_diff, output_scale = _parity(name, run_predictor(predictor, x), reference)
+        round_samples.append(time_predictor(predictor, x, warmup, repeats))
+        del predictor
+    return _PredictorRounds(round_samples, mkldnn_enabled, applied, model_file, max_abs_diff,
+                            output_scale)
+
+
+def _median_round(round_samples: List[List[float]]) -> Tuple[Dict[str, Any], List[float]]:
+    """(statistics of the median round, each round's median in ms); for an even count the
+    lower of the two middle rounds, so every number comes from one real predictor."""
+    round_stats = [latency_stats(samples) for samples in round_samples]
+    round_medians = [stats["median"] for stats in round_stats]
+    median_index = np.argsort(round_medians, kind="stable")[(len(round_samples) - 1) // 2]
+    return round_stats[int(median_index)], round_medians
+
+
+def _result_record(name: str, input_size: Sequence[int], batch_size: int, device: str,
+                   threads: int, mkldnn: bool, warmup: int, macs: int, params: int,
+                   measured: _PredictorRounds) -> Dict[str, Any]:
+    """The benchmark record (schema :data:`SCHEMA`, docs/benchmarking.md)."""
+    latency, round_medians = _median_round(measured.samples)
+    median_s = latency["median"] / 1e3
+    return {
+        "schema": SCHEMA,
+        "backend": BACKEND,
+        "model": name,
+        "input_size": list(input_size),
+        "batch_size": batch_size,
+        "device": device,
+        "threads": threads,
+        "mkldnn": bool(mkldnn),
+        "mkldnn_enabled": measured.mkldnn_enabled,
+        "precision": "fp32",
+        "deploy": True,
+        "warmup": warmup,
+        "timed_region": TIMED_REGION,
+        "latency_ms": latency,
+        "rounds": len(measured.samples),
+        "round_medians_ms": round_medians,
+        "throughput_ips": batch_size / median_s,
+        "macs": macs,
+        "params": params,
+        "flops_per_s": 2.0 * macs * batch_size / median_s,
+        "max_abs_diff_vs_dygraph": measured.max_abs_diff,
+        # relative to max(1, max|eager output|): comparable across models' logit scales
+        "max_rel_diff_vs_dygraph": measured.max_abs_diff / measured.output_scale,
+        "ir_pass_workarounds": measured.applied,
+        "machine": machine_info(device=device, threads=threads, mkldnn=bool(mkldnn)),
+        "timestamp_utc": utc_now(),
+    }
+
+
 def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Sequence[int]] = None,
                     batch_size: int = 1, device: str = "cpu", threads: int = 1,
                     mkldnn: bool = True, warmup: int = 10, repeats: int = 50,
@@ -224,16 +329,10 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
     with _paddle_device(device):
         model, name, input_size = deploy_form(model_or_name, input_size)
         macs, params = _profile(model, input_size)
-        x = np.random.default_rng(seed).standard_normal(
-            (batch_size, *input_size)).astype(np.float32)
-        with paddle.no_grad():
-            reference = model(paddle.to_tensor(x))
-        reference = [r.numpy() for r in (reference if isinstance(reference, (list, tuple))
-                                         else [reference])]
+        x, reference = _reference_outputs(model, batch_size, input_size, seed)
         dygraph_samples = None
         if dygraph:
             dygraph_samples = time_dygraph(model, x, warmup, repeats, device, threads, mkldnn)
-
         with contextlib.ExitStack() as stack:
             if workdir is None:
                 out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ppnets-bench-"))
@@ -241,64 +340,17 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                 out_dir = os.path.join(workdir, name)
                 os.makedirs(out_dir, exist_ok=True)
             model_file, params_file = export_program(model, input_size, batch_size, out_dir)
-            applied = pass_workarounds(model_file, device, mkldnn) if workarounds else []
-            round_samples = []
-            for round_index in range(rounds):
-                # a Paddle Inference config serves one predictor only
-                config = make_config(model_file, params_file, device, threads, mkldnn,
-                                     delete_passes=[w["deleted_pass"] for w in applied])
-                mkldnn_enabled = bool(config.mkldnn_enabled())
-                predictor = paddle.inference.create_predictor(config)
-                if round_index == 0:   # first run: untimed, also the parity check
-                    outputs = run_predictor(predictor, x)
-                    if len(outputs) != len(reference) or any(
-                            o.shape != r.shape for o, r in zip(outputs, reference)):
-                        raise RuntimeError(
-                            f"{name}: the exported predictor returned shapes "
-                            f"{[o.shape for o in outputs]}, the dygraph model "
-                            f"{[r.shape for r in reference]}")
-                    max_abs_diff = max(float(np.abs(o.astype(np.float64) - r).max())
-                                       for o, r in zip(outputs, reference))
-                    output_scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
-                round_samples.append(time_predictor(predictor, x, warmup, repeats))
-                del predictor
+            measured = _time_predictor_rounds(
+                model_file, params_file, name, x, reference, device=device, threads=threads,
+                mkldnn=mkldnn, warmup=warmup, repeats=repeats, rounds=rounds,
+                workarounds=workarounds)
 
-    round_stats = [latency_stats(samples) for samples in round_samples]
-    round_medians = [stats["median"] for stats in round_stats]
-    latency = round_stats[int(np.argsort(round_medians, kind="stable")[(rounds - 1) // 2])]
-    median_s = latency["median"] / 1e3
-    result: Dict[str, Any] = {
-        "schema": SCHEMA,
-        "backend": BACKEND,
-        "model": name,
-        "input_size": list(input_size),
-        "batch_size": batch_size,
-        "device": device,
-        "threads": threads,
-        "mkldnn": bool(mkldnn),
-        "mkldnn_enabled": mkldnn_enabled,
-        "precision": "fp32",
-        "deploy": True,
-        "warmup": warmup,
-        "timed_region": TIMED_REGION,
-        "latency_ms": latency,
-        "rounds": rounds,
-        "round_medians_ms": round_medians,
-        "throughput_ips": batch_size / median_s,
-        "macs": macs,
-        "params": params,
-        "flops_per_s": 2.0 * macs * batch_size / median_s,
-        "max_abs_diff_vs_dygraph": max_abs_diff,
-        # relative to max(1, max|eager output|): comparable across models' logit scales
-        "max_rel_diff_vs_dygraph": max_abs_diff / output_scale,
-        "ir_pass_workarounds": applied,
-        "machine": machine_info(device=device, threads=threads, mkldnn=bool(mkldnn)),
-        "timestamp_utc": utc_now(),
-    }
+    result = _result_record(name, input_size, batch_size, device, threads, mkldnn, warmup,
+                            macs, params, measured)
     if dygraph_samples is not None:
         result["dygraph_latency_ms"] = latency_stats(dygraph_samples)
     if workdir is not None:
-        result["model_file"] = model_file
+        result["model_file"] = measured.model_file
     return result
 
 

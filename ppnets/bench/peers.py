@@ -1,6 +1,9 @@
 """Peer comparison: one architecture in Paddle Inference, ONNX Runtime and PyTorch, one run.
 
-    python -m ppnets.bench.peers --models resnet18 mobilenetv2_100 --threads 1 --json peers.json
+    ppnets peers --models resnet18 mobilenetv2_100 --threads 1 --json peers.json
+
+    from ppnets.bench.peers import compare_peers, format_peers
+    report = compare_peers(["resnet18"], threads=1)
 
 For each model, on this machine, with the same thread count, batch and input:
 
@@ -29,15 +32,13 @@ shown as a utilisation of this CPU.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import paddle
@@ -45,13 +46,13 @@ import paddle
 from ppnets.factory import create_model
 from ppnets.registry import model_info, resolve_model_names
 from ppnets.runtime import deploy_form
-from ppnets.utils import atomic_write_json, atomic_write_text, machine_info
+from ppnets.utils import machine_info
 
-from .harness import SCHEMA, benchmark_model, check_settings
+from .harness import SCHEMA, benchmark_model
 from .timing import latency_stats, time_calls
 
-__all__ = ["measure_sgemm_peak", "onnxruntime_record", "torch_reference", "compare_peers",
-           "summarize", "ORT_TARGET", "format_peers", "peers_markdown", "main"]
+__all__ = ["PEERS", "measure_sgemm_peak", "onnxruntime_record", "torch_reference",
+           "compare_peers", "summarize", "ORT_TARGET", "format_peers", "peers_markdown"]
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_child.py")
 PEERS = ("paddle_inference", "onnxruntime", "torch_eager")
@@ -69,8 +70,8 @@ def _run_child(task: str, request: Dict[str, Any], threads: int, timeout: int = 
             np.save(os.path.join(tmp, "x.npy"), request.pop("input_array"))
             request["input"] = os.path.join(tmp, "x.npy")
         with open(req, "w", encoding="utf-8") as f:
-            json.dump(request, f)
-        proc = subprocess.run([sys.executable, CHILD, task, req, out], env=env,
+            json.dump({"task": task, **request}, f)
+        proc = subprocess.run([sys.executable, CHILD, req, out], env=env,
                               capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise RuntimeError(f"{task} subprocess failed (exit {proc.returncode}): "
@@ -168,11 +169,50 @@ def _torch_record(res: Dict[str, Any], base: Dict[str, Any], ref: np.ndarray):
                                 "weights as ours; output compared)")
 
 
+def _model_records(name: str, batch_size: int, threads: int, warmup: int, repeats: int,
+                   peers: Sequence[str], mkldnn: bool,
+                   errors: List[Dict[str, str]]) -> Dict[str, Dict[str, Any]]:
+    """{backend: record} of one model; a backend that fails is appended to ``errors``."""
+    size = tuple(model_info(name)["input_size"])
+    x = np.random.default_rng(0).standard_normal((batch_size, *size)).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="ppnets-peers-") as tmp:
+        torch_res = None
+        if "torch_eager" in peers:
+            try:
+                torch_res = torch_reference(name, x, threads, warmup, repeats, tmp)
+            except Exception as exc:  # noqa: BLE001 - the other peers still run
+                errors.append({"model": name, "backend": "torch_eager",
+                               "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
+        # ours with the reference's weights: every backend computes the same function
+        model, _, _ = deploy_form(create_model(
+            name, pretrained=torch_res["weights"] if torch_res else None))
+        with paddle.no_grad():
+            ref = model(paddle.to_tensor(x))
+        ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
+        base = benchmark_model(model, batch_size=batch_size, threads=threads,
+                               mkldnn=mkldnn, warmup=warmup, repeats=repeats)
+        base["model"] = name
+        recs = {"paddle_inference": base}
+        if "onnxruntime" in peers:
+            try:
+                recs["onnxruntime"] = onnxruntime_record(model, x, ref, base, warmup, repeats)
+            except Exception as exc:  # noqa: BLE001
+                errors.append({"model": name, "backend": "onnxruntime",
+                               "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
+        if torch_res is not None:
+            recs["torch_eager"] = _torch_record(torch_res, base, ref)
+    for e in errors:
+        if e["model"] == name:
+            print(f"{name} / {e['backend']} FAILED: {e['error']}", file=sys.stderr)
+    return recs
+
+
 def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
                   warmup: int = 10, repeats: int = 50, peers: Sequence[str] = PEERS,
                   sgemm_n: int = 1024, mkldnn: bool = True) -> Dict[str, Any]:
-    """Run every peer for every model; returns dict(schema, machine, peak, results, table)."""
-
+    """Run every peer for every model (registry names or fnmatch patterns; KeyError for an
+    unknown one); returns the report: dict(schema, machine, peak_sgemm, results, table,
+    summary, errors, ...), rendered by :func:`format_peers` / :func:`peers_markdown`."""
     names = resolve_model_names(list(names))
     machine = machine_info(device="cpu", threads=threads, mkldnn=mkldnn)  # load at the start
     all_threads = machine.get("available_cores") or os.cpu_count() or 1
@@ -185,56 +225,24 @@ def compare_peers(names: Sequence[str], threads: int = 1, batch_size: int = 1,
     table: List[Dict[str, Any]] = []
     errors: List[Dict[str, str]] = []
     for name in names:
-        size = tuple(model_info(name)["input_size"])
-        x = np.random.default_rng(0).standard_normal((batch_size, *size)).astype(np.float32)
-        with tempfile.TemporaryDirectory(prefix="ppnets-peers-") as tmp:
-            torch_res = None
-            if "torch_eager" in peers:
-                try:
-                    torch_res = torch_reference(name, x, threads, warmup, repeats, tmp)
-                except Exception as exc:  # noqa: BLE001 - the other peers still run
-                    errors.append({"model": name, "backend": "torch_eager",
-                                   "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
-            # ours with the reference's weights: every backend computes the same function
-            model, _, _ = deploy_form(create_model(
-                name, pretrained=torch_res["weights"] if torch_res else None))
-            with paddle.no_grad():
-                ref = model(paddle.to_tensor(x))
-            ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
-            base = benchmark_model(model, batch_size=batch_size, threads=threads,
-                                   mkldnn=mkldnn, warmup=warmup, repeats=repeats)
-            base["model"] = name
-            recs = {"paddle_inference": base}
-            if "onnxruntime" in peers:
-                try:
-                    recs["onnxruntime"] = onnxruntime_record(model, x, ref, base, warmup,
-                                                             repeats)
-                except Exception as exc:  # noqa: BLE001
-                    errors.append({"model": name, "backend": "onnxruntime",
-                                   "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
-            if torch_res is not None:
-                recs["torch_eager"] = _torch_record(torch_res, base, ref)
-        for e in errors:
-            if e["model"] == name:
-                print(f"{name} / {e['backend']} FAILED: {e['error']}", file=sys.stderr)
+        recs = _model_records(name, batch_size, threads, warmup, repeats, peers, mkldnn, errors)
+        base_ms = recs["paddle_inference"]["latency_ms"]["median"]
         for backend, rec in recs.items():
             rec["utilisation_of_sgemm_peak"] = rec["flops_per_s"] / peak_at["flops_per_s"]
             results.append(rec)
             table.append({"model": name, "backend": backend,
                           "median_ms": rec["latency_ms"]["median"],
                           "iqr_ms": rec["latency_ms"]["iqr"],
-                          "ratio_to_paddle_inference": rec["latency_ms"]["median"]
-                          / base["latency_ms"]["median"],
+                          "ratio_to_paddle_inference": rec["latency_ms"]["median"] / base_ms,
                           "gflops": rec["flops_per_s"] / 1e9,
                           "utilisation": rec["utilisation_of_sgemm_peak"],
                           "max_rel_diff_vs_dygraph": rec["max_rel_diff_vs_dygraph"]})
     load_end = machine_info(device="cpu", threads=threads, mkldnn=mkldnn).get("load_avg")
-    summary = summarize(table)
     workarounds = [{"model": r["model"], **w} for r in results
                    for w in r.get("ir_pass_workarounds") or []]
     return {"schema": SCHEMA, "kind": "peers", "machine": machine, "load_avg_end": load_end,
             "threads": threads, "batch_size": batch_size, "peak_sgemm": peak,
-            "results": results, "table": table, "summary": summary, "errors": errors,
+            "results": results, "table": table, "summary": summarize(table), "errors": errors,
             "ir_pass_workarounds": workarounds}
 
 
@@ -314,7 +322,7 @@ def peers_markdown(report: Dict[str, Any]) -> str:
     load_start, load_end = m.get("load_avg"), report.get("load_avg_end")
     cores = m.get("available_cores") or 1
     lines = ["# Peer comparison: Paddle Inference vs ONNX Runtime vs PyTorch eager", "",
-             f"Command: `{report.get('command', 'python -m ppnets.bench.peers')}`", "",
+             f"Command: `{report.get('command', 'ppnets peers')}`", "",
              f"Machine: {m.get('cpu_model')} ({m.get('arch')}, {m.get('available_cores')} of "
              f"{m.get('logical_cores')} cores available, governor {m.get('cpu_governor')}, load "
              f"average {load_start} at the start, {load_end} at the end); Paddle "
@@ -328,55 +336,7 @@ def peers_markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines + [format_peers(report)]) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ppnets.bench.peers",
-                                description="Paddle Inference vs ONNX Runtime vs PyTorch eager "
-                                            "on this machine, plus the measured SGEMM peak.")
-    p.add_argument("--models", nargs="+", required=True, metavar="NAME")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS))
-    p.add_argument("--sgemm-n", type=int, default=1024)
-    p.add_argument("--no-mkldnn", dest="mkldnn", action="store_false")
-    p.add_argument("--json", default=None, metavar="PATH")
-    p.add_argument("--markdown", default=None, metavar="PATH",
-                   help="also write the report as Markdown (machine, load, table)")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-
-    try:
-        check_settings(batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,
-                       repeats=args.repeats)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        report = compare_peers(args.models, threads=args.threads, batch_size=args.batch_size,
-                               warmup=args.warmup, repeats=args.repeats, peers=args.peers,
-                               sgemm_n=args.sgemm_n, mkldnn=args.mkldnn)
-    except KeyError as exc:
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
-    report["command"] = "python -m ppnets.bench.peers " + shlex.join(argv)
-    m = report["machine"]
-    print(f"{m['cpu_model']} | threads {args.threads} | batch {args.batch_size} | load "
-          f"{m.get('load_avg')}\n")
-    print(format_peers(report))
-    if args.json:
-        atomic_write_json(args.json, report, strict=True)
-        print(f"\nwrote {args.json}", file=sys.stderr)
-    if args.markdown:
-
-        atomic_write_text(args.markdown, peers_markdown(report))
-        print(f"wrote {args.markdown}", file=sys.stderr)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print("error: python -m ppnets.bench.peers is now `ppnets peers ...` (the same options)",
+          file=sys.stderr)
+    sys.exit(2)

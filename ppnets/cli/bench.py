@@ -1,7 +1,6 @@
 """``ppnets bench``: latency of models in their deploy form under Paddle Inference.
 
     ppnets bench --models resnet18 'spconv_*' --threads 1 --json out.json
-    python -m ppnets.bench ...            # the same command
 """
 from __future__ import annotations
 
@@ -124,4 +123,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_command(__name__, argv, prog="python -m ppnets.bench")
+    return run_command(__name__, argv, prog="ppnets bench")

@@ -1,10 +1,9 @@
 """What every ``ppnets`` subcommand shares: how a command module is run.
 
 A command module defines ``HELP`` (one line for ``ppnets --help``), ``DESCRIPTION``,
-``add_arguments(parser)`` and ``run(args) -> int`` (the exit status). ``ppnets <command>`` and
-``python -m ppnets.<package>`` (kept for the commands that had one) both go through
-:func:`run_command`, so the two spellings are the same command; ``args.command`` is the command
-line as typed, for the records the command writes.
+``add_arguments(parser)`` and ``run(args) -> int`` (the exit status). :func:`run_command` runs
+one command module on its own (a command module's ``main``, a ``reproduce/`` script);
+``args.command`` is the command line as typed, for the records the command writes.
 """
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
     ppnets complexity --models 'repvgg_*' fasternet_t0 [--input-size 3 224 224]
         [--batch-size 1] [--deploy] [--per-layer] [--json OUT]
-    python -m ppnets.analysis ...          # the same command
 
 Prints one row per model with our counts next to the published ``params_m`` / ``macs_g`` of
 ``ppnets.model_info`` and the relative differences (``--deploy`` compares with the

@@ -1,7 +1,6 @@
 """``ppnets convert``: a reference checkpoint (timm / torchvision / official) to .pdparams.
 
     ppnets convert --model fasternet_t0 --src fasternet_t0.safetensors --out t0.pdparams
-    python -m ppnets.convert ...           # the same command
 """
 from __future__ import annotations
 

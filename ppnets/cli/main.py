@@ -11,6 +11,11 @@
     ppnets complexity --models 'repvgg_*' --deploy
     ppnets convert --model fasternet_t0 --src fasternet_t0.safetensors --out t0.pdparams
     ppnets weights fetch --all                   # published weights into the cache (offline use)
+    ppnets study --list                          # the papers' latency studies; study NAME runs one
+    ppnets peers --models resnet18 --threads 1   # Paddle Inference vs ONNX Runtime vs PyTorch
+    ppnets search efficientformer --smoke --data-file cifar-10-python.tar.gz   # latency search
+    ppnets lut validate --models fasternet_t0 --table lut.json   # latency lookup table
+    ppnets deploy check --models 'fasternet_*'   # Paddle Lite: ops, .nb conversion, x86 parity
 
 ``ppnets <command> --help`` lists a command's options. One vocabulary throughout:
 ``--model``/``--models``, ``--output-dir``, ``--device``, ``--threads``, ``-c`` (config),
@@ -23,8 +28,8 @@ import shlex
 import sys
 from typing import Optional, Sequence
 
-from . import (bench, complexity, configs, convert, data, evaluate, export, models, train,
-               weights)
+from . import (bench, complexity, configs, convert, data, deploy, evaluate, export, lut, models,
+               peers, search, study, train, weights)
 from .common import configure_parser
 
 __all__ = ["main", "COMMANDS"]
@@ -32,7 +37,8 @@ __all__ = ["main", "COMMANDS"]
 # command name -> module (see ppnets.cli.common for what a command module defines)
 COMMANDS = {"train": train, "eval": evaluate, "export": export, "bench": bench,
             "complexity": complexity, "convert": convert, "models": models, "weights": weights,
-            "configs": configs, "data": data}
+            "configs": configs, "data": data, "study": study, "peers": peers, "search": search,
+            "lut": lut, "deploy": deploy}
 
 
 def build_parser() -> argparse.ArgumentParser:

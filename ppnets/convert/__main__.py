@@ -1,6 +1,6 @@
-"""``python -m ppnets.convert``: the same command as ``ppnets convert``."""
+"""``python -m ppnets.convert`` is now ``ppnets convert`` (commands live in ppnets.cli)."""
 import sys
 
-from ppnets.cli.common import run_command
-
-sys.exit(run_command("ppnets.cli.convert", prog="python -m ppnets.convert"))
+print("error: python -m ppnets.convert is now `ppnets convert ...` (the same options)",
+      file=sys.stderr)
+sys.exit(2)

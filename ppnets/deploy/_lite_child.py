@@ -3,7 +3,7 @@ scripts/prepare_paddlelite_env.sh). Stdlib + numpy + paddlelite only; never impo
 paddle. Copied into the exchange folder with ``timing.py`` (ppnets.bench's timing loop) and run
 as ``python _lite_child.py REQUEST.json RESULT.json``.
 
-Tasks (``request["task"]``):
+Tasks (``request["task"]``, the keys of ``TASKS``):
 * ``info``: paddlelite version;
 * ``supported_ops``: ``Opt.print_supported_ops()`` for ``target`` (the listing of
   ``paddle_lite_opt --print_supported_ops=true --valid_targets=TARGET``);
@@ -147,10 +147,13 @@ def task_bench(req):
             "python": platform.python_version(), "arch": platform.machine()}
 
 
+# the step kinds of a batch
+BATCH_STEPS = {"model_ops": task_model_ops, "opt": task_opt, "run": task_run}
+
+
 def task_batch(req):
     import time
 
-    runners = {"model_ops": task_model_ops, "opt": task_opt, "run": task_run}
     with open(req["progress"], "a", encoding="utf-8") as log:
         def note(record):
             log.write(json.dumps(record) + "\n")
@@ -164,7 +167,7 @@ def task_batch(req):
                 note({"id": step["id"], "skipped": "no .nb file (conversion failed)"})
                 continue
             try:
-                result = runners[step["kind"]](step)
+                result = BATCH_STEPS[step["kind"]](step)
                 note({"id": step["id"], "result": result,
                       "seconds": round(time.time() - t0, 2)})
             except Exception as exc:  # noqa: BLE001 - recorded per step
@@ -173,10 +176,21 @@ def task_batch(req):
     return {"steps": len(req["steps"]), "paddlelite": _version()}
 
 
-if __name__ == "__main__":
-    req_path, out_path = sys.argv[1:3]
+TASKS = {"info": task_info, "supported_ops": task_supported_ops, "model_ops": task_model_ops,
+         "opt": task_opt, "run": task_run, "bench": task_bench, "batch": task_batch}
+
+
+def main(req_path, out_path):
     with open(req_path, encoding="utf-8") as f:
         request = json.load(f)
-    result = globals()["task_" + request["task"]](request)
+    task = TASKS.get(request["task"])
+    if task is None:
+        sys.exit("_lite_child.py: unknown task %r; tasks: %s"
+                 % (request["task"], ", ".join(sorted(TASKS))))
+    result = task(request)
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

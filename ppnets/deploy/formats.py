@@ -24,7 +24,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -107,45 +107,38 @@ def _paddle_inference(model_file, params_file, folder, fmt, x, ref, atol):
     return _verify_file(folder, rec)
 
 
-def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS,
-           out_dir: Optional[str] = None, input_size: Optional[Sequence[int]] = None,
-           batch_size: int = 1, lite_targets: Sequence[str] = ("arm", "x86"),
-           opset: int = 13, atol: float = DEFAULT_ATOL, seed: int = 0,
-           lite_python: Optional[str] = None, strict: bool = False,
-           progress: bool = False, weights: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Export and verify; returns the report written to ``out_dir/export.json``.
-
-    ``formats`` is any of ``paddle``, ``onnx``, ``lite`` (``lite`` implies the legacy program).
-    ``lite_python`` overrides ``PPNETS_PADDLELITE_PYTHON`` (see :mod:`ppnets.deploy.lite`).
-    ``strict=True`` raises RuntimeError when an artifact that was run failed its check;
-    ``progress=True`` shows a progress bar on stderr. A passed-in Layer is copied, never
-    modified. ``weights`` describes the model's weights for the report (``weights``; e.g.
-    ``model.loaded_weights.record()``); a registry name is built with random weights, which
-    the report and a warning say.
-    """
+def _check_formats(formats: Sequence[str]) -> None:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"unknown export formats {unknown or list(formats)}; choose from "
                          f"{list(FORMATS)}")
-    model, name, size = deploy_form(model_or_name, input_size)
-    if weights is None and isinstance(model_or_name, str):
-        weights = {"kind": "random", "warning": "random initialisation: the artifacts compute "
-                                                "nothing useful"}
-        log.warning("exporting %s with random weights: pass a model built with "
-                    "create_model(name, pretrained=...) for useful artifacts", name)
-    out_dir = os.path.abspath(out_dir or os.path.join("exports", name))
-    os.makedirs(out_dir, exist_ok=True)
+
+
+def _random_weights_record(name: str) -> Dict[str, Any]:
+    """The report's ``weights`` for a registry name built without weights; warns as well."""
+    log.warning("exporting %s with random weights: pass a model built with "
+                "create_model(name, pretrained=...) for useful artifacts", name)
+    return {"kind": "random", "warning": "random initialisation: the artifacts compute "
+                                         "nothing useful"}
+
+
+def _reference_io(model: nn.Layer, size: Sequence[int], batch_size: int, seed: int,
+                  out_dir: str) -> Tuple[np.ndarray, np.ndarray]:
+    """The seeded input and the eager model's output, saved as ``reference_io.npz``."""
     x = np.random.default_rng(seed).standard_normal((batch_size, *size)).astype(np.float32)
     with paddle.no_grad():
         ref = model(paddle.to_tensor(x))
     ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
     np.savez(os.path.join(out_dir, "reference_io.npz"), x=x, y=ref)
+    return x, ref
 
-    report: Dict[str, Any] = {"schema": SCHEMA, "model": name, "input_size": list(size),
-                              "batch_size": batch_size, "deploy": True, "seed": seed,
-                              "atol": atol, "paddle_version": paddle.__version__,
-                              "weights": weights, "artifacts": {}}
-    arts = report["artifacts"]
+
+def _export_artifacts(model: nn.Layer, name: str, size: Sequence[int], batch_size: int,
+                      formats: Sequence[str], out_dir: str, x: np.ndarray, ref: np.ndarray,
+                      atol: float, opset: int, lite_targets: Sequence[str],
+                      lite_python: Optional[str], progress: bool) -> Dict[str, Dict[str, Any]]:
+    """Write and verify every requested artifact; one verification record per artifact."""
+    arts: Dict[str, Dict[str, Any]] = {}
     # the legacy program comes with Paddle Inference and is what Paddle Lite converts
     with_legacy = "paddle" in formats or "lite" in formats
     steps = [f for f in ("paddle", "legacy", "onnx", "lite")
@@ -179,16 +172,53 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
                                 x, ref, atol, targets=lite_targets, python=lite_python))
         bar.update()
     bar.close()
+    return arts
+
+
+def _raise_if_failed(name: str, arts: Dict[str, Dict[str, Any]], out_dir: str) -> None:
+    bad = {k: a.get("error") or a.get("max_abs_diff") for k, a in arts.items()
+           if a.get("status") not in ("passed", "not_executable")}
+    if bad:
+        raise RuntimeError(f"{name}: artifacts failed verification: {bad} "
+                           f"(see {out_dir}/export.json)")
+
+
+def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS,
+           out_dir: Optional[str] = None, input_size: Optional[Sequence[int]] = None,
+           batch_size: int = 1, lite_targets: Sequence[str] = ("arm", "x86"),
+           opset: int = 13, atol: float = DEFAULT_ATOL, seed: int = 0,
+           lite_python: Optional[str] = None, strict: bool = False,
+           progress: bool = False, weights: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Export and verify; returns the report written to ``out_dir/export.json``.
+
+    ``formats`` is any of ``paddle``, ``onnx``, ``lite`` (``lite`` implies the legacy program).
+    ``lite_python`` overrides ``PPNETS_PADDLELITE_PYTHON`` (see :mod:`ppnets.deploy.lite`).
+    ``strict=True`` raises RuntimeError when an artifact that was run failed its check;
+    ``progress=True`` shows a progress bar on stderr. A passed-in Layer is copied, never
+    modified. ``weights`` describes the model's weights for the report (``weights``; e.g.
+    ``model.loaded_weights.record()``); a registry name is built with random weights, which
+    the report and a warning say.
+    """
+    _check_formats(formats)
+    model, name, size = deploy_form(model_or_name, input_size)
+    if weights is None and isinstance(model_or_name, str):
+        weights = _random_weights_record(name)
+    out_dir = os.path.abspath(out_dir or os.path.join("exports", name))
+    os.makedirs(out_dir, exist_ok=True)
+    x, ref = _reference_io(model, size, batch_size, seed, out_dir)
+
+    arts = _export_artifacts(model, name, size, batch_size, formats, out_dir, x, ref, atol,
+                             opset, lite_targets, lite_python, progress)
+    report: Dict[str, Any] = {"schema": SCHEMA, "model": name, "input_size": list(size),
+                              "batch_size": batch_size, "deploy": True, "seed": seed,
+                              "atol": atol, "paddle_version": paddle.__version__,
+                              "weights": weights, "artifacts": arts}
     report["timestamp_utc"] = utc_now()
     report["all_passed"] = all(a.get("status") in ("passed", "not_executable")
                                for a in arts.values())
     atomic_write_json(os.path.join(out_dir, "export.json"), report, strict=True)
     if strict:
-        bad = {k: a.get("error") or a.get("max_abs_diff") for k, a in arts.items()
-               if a.get("status") not in ("passed", "not_executable")}
-        if bad:
-            raise RuntimeError(f"{name}: artifacts failed verification: {bad} "
-                               f"(see {out_dir}/export.json)")
+        _raise_if_failed(name, arts, out_dir)
     return report
 
 
@@ -222,7 +252,7 @@ def lite_export(name: str, model_file: str, params_file: str, out_dir: str, x: n
                 else:
                     rec.update(status="not_executable",
                                reason=f"a {target} .nb cannot run on this {os.uname().machine} "
-                                      "host; run it on the device (ppnets.deploy.lite_runner)")
+                                      "host; run it on the device (lite_runner.py)")
         except LiteUnavailableError as exc:
             rec.update(status="not_run", reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded beside the artifact

@@ -14,6 +14,10 @@ Files travel through an *exchange folder* that both sides see at the same absolu
 Python any temporary folder): ``.pdmodel``/``.pdiparams`` and input ``.npz`` in, ``.nb`` and
 output ``.npz`` out. The child script (``_lite_child.py``) and ppnets.bench's timing loop
 (``timing.py``) are copied there for each call.
+
+:data:`DEVICE_FILES` are the files an ARM board needs to time ``.nb`` files without ppnets:
+the device-side commands of ``ppnets/cli/device/`` and the helpers they load from beside
+themselves.
 """
 from __future__ import annotations
 
@@ -32,11 +36,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ppnets.bench import timing as bench_timing
+from ppnets.utils import machine as machine_module
 
 __all__ = ["LiteUnavailableError", "find_lite_python", "lite_available", "exchange_dir",
            "call_child", "supported_ops", "model_ops", "convert", "run_nb", "run_batch",
-           "lite_session", "parse_supported_ops",
-           "LITE_TARGETS", "EXECUTABLE_TARGETS"]
+           "lite_session", "parse_supported_ops", "copy_device_files",
+           "LITE_TARGETS", "EXECUTABLE_TARGETS", "DEVICE_FILES"]
 
 ENV_PYTHON = "PPNETS_PADDLELITE_PYTHON"
 ENV_EXCHANGE = "PPNETS_PADDLELITE_EXCHANGE"
@@ -46,6 +51,13 @@ EXECUTABLE_TARGETS = ("x86",)
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(HERE, "_lite_child.py")
 TIMING = bench_timing.__file__  # copied beside the child: it runs without paddle or ppnets
+# The device-side commands are files copied onto the board, not modules imported here.
+_DEVICE_COMMANDS = os.path.join(os.path.dirname(HERE), "cli", "device")
+# file name on the device -> the file in this package
+DEVICE_FILES = {"lite_runner.py": os.path.join(_DEVICE_COMMANDS, "lite_runner.py"),
+                "lut_device.py": os.path.join(_DEVICE_COMMANDS, "lut_device.py"),
+                "_lite_child.py": CHILD, "timing.py": TIMING,
+                "machine.py": machine_module.__file__}
 
 
 class LiteUnavailableError(RuntimeError):
@@ -89,8 +101,9 @@ def exchange_dir(python: Optional[str] = None) -> str:
 
 
 @contextlib.contextmanager
-def _session(python: Optional[str] = None):
-    """A fresh folder in the exchange dir holding the child script; removed afterwards."""
+def lite_session(python: Optional[str] = None):
+    """A fresh folder in the exchange dir holding the child script and its timing loop; removed
+    afterwards. Files the Lite Python must read or write go here."""
     base = exchange_dir(python)
     os.makedirs(base, exist_ok=True)
     folder = os.path.join(base, "ppnets-" + uuid.uuid4().hex[:12])
@@ -103,13 +116,23 @@ def _session(python: Optional[str] = None):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def copy_device_files(folder: str) -> List[str]:
+    """Copy :data:`DEVICE_FILES` into ``folder`` (created); returns the paths written."""
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for name, src in DEVICE_FILES.items():
+        written.append(os.path.join(folder, name))
+        shutil.copy(src, written[-1])
+    return written
+
+
 def call_child(task: str, request: Dict[str, Any], python: Optional[str] = None,
                folder: Optional[str] = None, timeout: int = 1800) -> Dict[str, Any]:
     """Run one task of ``_lite_child.py`` in the Lite Python; returns its result dict."""
     exe = find_lite_python(python)
     with contextlib.ExitStack() as stack:
         if folder is None:
-            folder = stack.enter_context(_session(python))
+            folder = stack.enter_context(lite_session(python))
         req_path = os.path.join(folder, f"req-{task}.json")
         out_path = os.path.join(folder, f"out-{task}.json")
         with open(req_path, "w", encoding="utf-8") as f:
@@ -123,9 +146,6 @@ def call_child(task: str, request: Dict[str, Any], python: Optional[str] = None,
                                f"{exe}: {(proc.stderr or proc.stdout).strip()[-1500:]}")
         with open(out_path, encoding="utf-8") as f:
             return json.load(f)
-
-
-lite_session = _session  # public name: a fresh exchange folder holding the child script
 
 
 def run_batch(steps: Sequence[Dict[str, Any]], folder: str, python: Optional[str] = None,
@@ -198,7 +218,7 @@ def supported_ops(target: str = "arm", python: Optional[str] = None) -> Dict[str
 def model_ops(model_file: str, params_file: str, target: str = "arm",
               python: Optional[str] = None) -> Dict[str, Any]:
     """``Opt.check_if_model_supported(True)`` output (``--print_model_ops=true``)."""
-    with _session(python) as folder:
+    with lite_session(python) as folder:
         mf, pf = _stage_model(folder, model_file, params_file)
         return call_child("model_ops", {"target": target, "model_file": mf,
                                         "param_file": pf}, python, folder)
@@ -207,7 +227,7 @@ def model_ops(model_file: str, params_file: str, target: str = "arm",
 def convert(model_file: str, params_file: str, out_prefix: str, target: str = "arm",
             python: Optional[str] = None) -> Dict[str, Any]:
     """``paddle_lite_opt`` for one target: writes ``out_prefix + '.nb'``; returns the log."""
-    with _session(python) as folder:
+    with lite_session(python) as folder:
         mf, pf = _stage_model(folder, model_file, params_file)
         res = call_child("opt", {"target": target, "model_file": mf, "param_file": pf,
                                  "out_prefix": os.path.join(folder, "model_" + target)},
@@ -222,7 +242,7 @@ def convert(model_file: str, params_file: str, out_prefix: str, target: str = "a
 def run_nb(nb_file: str, x: np.ndarray, threads: int = 1,
            python: Optional[str] = None) -> np.ndarray:
     """Run an ``.nb`` (built for this host's CPU) on ``x`` with the Lite runtime."""
-    with _session(python) as folder:
+    with lite_session(python) as folder:
         nb = os.path.join(folder, "model.nb")
         shutil.copy(nb_file, nb)
         np.savez(os.path.join(folder, "in.npz"), x=np.ascontiguousarray(x, np.float32))

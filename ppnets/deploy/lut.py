@@ -1,10 +1,11 @@
 """Latency lookup table (EfficientFormer's LUT idea, offline): per-block latencies measured once
 on a backend, a model's latency predicted as the sum over its blocks.
 
-    python -m ppnets.deploy.lut --models fasternet_t0 mobilenetv2_100 shufflenet_v2_x1_0 \
+    ppnets lut validate --models fasternet_t0 mobilenetv2_100 shufflenet_v2_x1_0 \
         --table results/deploy/lut_paddle_inference_cpu.json \
         --json results/deploy/lut_validation.json
-    # on a phone: --export-lite-grid DIR, lut_device.py there, then --lut lut_arm.json
+    # on a phone: ppnets lut export-grid ... --output-dir DIR, lut_device.py there, then
+    # ppnets lut validate ... --lut lut_arm.json
 
 A *block* is a sublayer that sits directly in a container (``nn.Sequential``/``nn.LayerList``)
 or directly in the model, and is not itself a container: stems, every stage block, downsampling
@@ -19,20 +20,19 @@ up to 2x slower than the next). The whole deploy-form model is one more entry
 relative error, the median and largest relative error and the Spearman rank correlation.
 
 On a device: :func:`export_lite_grid` writes every entry as a Paddle Lite ``.nb`` with
-``manifest.json`` and the device-side timer (:mod:`ppnets.deploy.lut_device`, which needs
-neither paddle nor ppnets); its table comes back as a read-only ``file`` table. The
+``manifest.json`` and the device-side timer (``lut_device.py`` of ``ppnets/cli/device/``, which
+needs neither paddle nor ppnets); its table comes back as a read-only ``file`` table. The
 EfficientFormer searches (:mod:`ppnets.search.lut`) use the same table, measurement and grid.
+The command is ``ppnets lut`` (:mod:`ppnets.cli.lut`).
 
 The sum ignores what a whole-model program gains (cross-block fusion, one call instead of many)
 and pays each block's call overhead once; both are what the validation measures.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
-import shutil
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -41,19 +41,15 @@ import paddle
 import paddle.nn as nn
 
 import ppnets
-import ppnets.utils.machine as machine_module
 from ppnets.bench import interleaved_runs, latency_summary, round_medians
-from ppnets.registry import resolve_model_names
 from ppnets.utils import atomic_write_json, utc_now
 
-from . import lite_runner, lut_device
 from .formats import export as export_formats
-from .lite import CHILD as LITE_CHILD
-from .lite import TIMING as LITE_TIMING
+from .lite import DEVICE_FILES, copy_device_files
 
 __all__ = ["blocks_of", "unique_blocks", "median_over_predictors", "DEVICES", "LatencyTable",
            "prediction_error", "MODEL_KEY", "zoo_grid", "grid_entries", "validate", "TokensInput",
-           "DEVICE_FILES", "export_lite_grid"]
+           "DEVICE_FILES", "GRID_SCHEMA", "export_lite_grid"]
 
 _CONTAINERS = (nn.Sequential, nn.LayerList)
 
@@ -148,9 +144,9 @@ def median_over_predictors(layer: Union[str, nn.Layer], input_size: Sequence[int
 
 
 DEVICES = ("cpu", "gpu", "file")
-_HOW_TO_MEASURE = ("Export this grid with --export-lite-grid, time it on the device with "
-                   "lut_device.py, and pass the new table with --lut (docs/deploy.md, "
-                   "docs/search.md).")
+_HOW_TO_MEASURE = ("Export this grid (ppnets lut export-grid, or --export-lite-grid of a "
+                   "search), time it on the device with lut_device.py, and pass the new table "
+                   "with --lut (docs/deploy.md, docs/search.md).")
 
 
 class LatencyTable:
@@ -161,7 +157,7 @@ class LatencyTable:
     predictors of each one's median (:func:`interleaved_runs`): :meth:`fill` measures every
     missing entry of a set of blocks round-robin, :meth:`measure` one missing entry on its own
     (its rounds back to back). ``file`` is a table measured elsewhere -- an ARM phone or board
-    through Paddle Lite, :mod:`ppnets.deploy.lut_device` -- and is only read: a missing entry is
+    through Paddle Lite, ``lut_device.py`` -- and is only read: a missing entry is
     an error that names it and says how to measure it."""
 
     def __init__(self, path: Optional[str] = None, threads: int = 1, warmup: int = 5,
@@ -171,8 +167,8 @@ class LatencyTable:
         if device == "file" and not (path and os.path.isfile(path)):
             raise FileNotFoundError(
                 f"latency table {path!r} not found. A 'file' table is one measured on the "
-                "device: export the grid with --export-lite-grid, run lut_device.py there, "
-                "bring its JSON back and pass it with --lut.")
+                "device: export the grid (ppnets lut export-grid, or --export-lite-grid of a "
+                "search), run lut_device.py there, bring its JSON back and pass it with --lut.")
         self.path, self.threads, self.warmup, self.repeats = path, threads, warmup, repeats
         self.rounds, self.device = int(rounds), device
         self.entries: Dict[str, float] = {}
@@ -370,10 +366,8 @@ def _four_d(layer: nn.Layer, input_size: Sequence[int]) -> Tuple[nn.Layer, Tuple
     return TokensInput(layer, extra), (*input_size, *([1] * extra))
 
 
-# Files the device needs beside the .nb files (no paddle, no ppnets there).
-DEVICE_FILES = {"lut_device.py": lut_device.__file__, "lite_runner.py": lite_runner.__file__,
-                "_lite_child.py": LITE_CHILD, "timing.py": LITE_TIMING,
-                "machine.py": machine_module.__file__}
+# The grid's manifest schema; lut_device.py, which cannot import ppnets, spells it too.
+GRID_SCHEMA = "ppnets.lut-grid/1"
 
 
 def export_lite_grid(blocks: Iterable[Dict[str, Any]], out_dir: str, target: str = "arm",
@@ -382,7 +376,7 @@ def export_lite_grid(blocks: Iterable[Dict[str, Any]], out_dir: str, target: str
                      ) -> Dict[str, Any]:
     """Write every block (:func:`blocks_of`'s dicts, :func:`zoo_grid` entries or search block
     specs) as a Paddle Lite ``.nb`` for ``target`` into ``out_dir`` with ``manifest.json`` and
-    the device-side runner (:mod:`ppnets.deploy.lut_device`); returns the manifest.
+    the device-side runner (``lut_device.py`` and :data:`DEVICE_FILES`); returns the manifest.
 
     Needs a Python with paddlelite (``PPNETS_PADDLELITE_PYTHON``, see ``ppnets.deploy.lite``).
     A block that fails to convert is listed under ``failed`` (the device table will then miss
@@ -404,81 +398,15 @@ def export_lite_grid(blocks: Iterable[Dict[str, Any]], out_dir: str, target: str
             failed.append({"key": block["key"], "error": art.get("error") or art.get("reason")})
         if progress is not None:
             progress(i + 1, len(blocks), block["key"])
-    manifest = {"schema": lut_device.GRID_SCHEMA, "target": target, "created_utc": utc_now(),
+    manifest = {"schema": GRID_SCHEMA, "target": target, "created_utc": utc_now(),
                 "paddle_version": paddle.__version__, "entries": entries, "failed": failed}
     atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
-    for name, src in DEVICE_FILES.items():
-        shutil.copy(src, os.path.join(out_dir, name))
+    copy_device_files(out_dir)
     return manifest
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m ppnets.deploy.lut",
-        description="Latency lookup table of zoo models' blocks and its prediction error against "
-                    "whole-model latency, on Paddle Inference (--table) or on a device through "
-                    "Paddle Lite (--export-lite-grid, then --lut).")
-    p.add_argument("--models", nargs="+", required=True)
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--table", help="Paddle Inference table (read if present, extended)")
-    where.add_argument("--lut", metavar="FILE",
-                       help="a table measured on a device by lut_device.py (read only)")
-    where.add_argument("--export-lite-grid", metavar="DIR",
-                       help="write every block and every whole model as a Paddle Lite .nb "
-                            "with the device-side timer into DIR, then stop")
-    p.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
-                   help="one input size for every model (default: each model's own)")
-    p.add_argument("--lite-target", default="arm", help="Paddle Lite target of the grid")
-    p.add_argument("--json", default=None, help="validation report")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=5,
-                   help="fresh predictors per entry (the median is taken)")
-    args = p.parse_args(argv)
-    names = resolve_model_names(args.models)
-    progress = (lambda i, n, key: print(f"  [{i}/{n}] {key}", flush=True)
-                if i % 25 == 0 or i == n else None)
-
-    if args.export_lite_grid:
-        manifest = export_lite_grid(grid_entries(zoo_grid(names, args.input_size)),
-                                    args.export_lite_grid,
-                                    target=args.lite_target, progress=progress)
-        print(f"{len(manifest['entries'])} entries in {args.export_lite_grid} "
-              f"({len(manifest['failed'])} failed to convert). Copy the folder to the device "
-              "and run there:\n  python3 lut_device.py --grid . --out lut_arm.json\nthen "
-              "bring lut_arm.json back: python -m ppnets.deploy.lut --models ... --lut "
-              "lut_arm.json (docs/deploy.md).")
-        for f in manifest["failed"]:
-            print(f"  failed: {f['key']}: {f['error']}", file=sys.stderr)
-        return 0 if not manifest["failed"] else 1
-
-    if args.lut:
-        table = LatencyTable(args.lut, device="file")
-    else:
-        table = LatencyTable(args.table, args.threads, args.warmup, args.repeats, args.rounds,
-                             args.device)
-    load_start = list(os.getloadavg())
-    report = validate(names, table, progress, args.input_size)
-    # 1/5/15-min load averages: timings on a shared machine mean little without them.
-    report["load_avg_start"], report["load_avg_end"] = load_start, list(os.getloadavg())
-    report["command"] = "python -m ppnets.deploy.lut " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    report["table"] = {"path": table.path, "entries": len(table.entries), "meta": table.meta}
-    print("| model | measured (ms) | LUT sum (ms) | rel. error |\n|---|---:|---:|---:|")
-    for r in report["rows"]:
-        print(f"| {r['model']} | {r['measured_ms']:.2f} | {r['predicted_ms']:.2f} | "
-              f"{100 * r['rel_error']:+.1f}% |")
-    print(f"median |rel. error| {report['median_abs_rel_error']}, largest "
-          f"{report['max_abs_rel_error']}, Spearman {report['spearman']}")
-    if not args.lut:
-        print(f"load average (1/5/15 min) at start {load_start}, at end "
-              f"{report['load_avg_end']}")
-    if args.json:
-        atomic_write_json(args.json, report, strict=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print("error: python -m ppnets.deploy.lut is now `ppnets lut validate ...` (--table or "
+          "--lut) and `ppnets lut export-grid ...` (--export-lite-grid DIR is --output-dir DIR)",
+          file=sys.stderr)
+    sys.exit(2)

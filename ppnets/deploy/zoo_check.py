@@ -1,7 +1,7 @@
 """Zoo-wide Paddle Lite check: op compatibility per model and target, ``.nb`` conversion and
 x86 ``.nb`` parity against the eager deploy-form model.
 
-    python -m ppnets.deploy.zoo_check --models '*' --jobs 2 --json results/deploy/zoo_lite.json \
+    ppnets deploy check --models '*' --jobs 2 --json results/deploy/zoo_lite.json \
         --markdown docs/deploy.md
 
 For every model: deploy form (eval + reparameterize) -> legacy ``.pdmodel``
@@ -18,27 +18,27 @@ Speed (the whole zoo in CI): each model is checked at its ``model_info`` ``test_
 BN calibration, legacy export, op sources) runs for a batch of ``--batch-size`` models while
 one Paddle Lite process converts and runs the previous batch (:func:`ppnets.deploy.lite.run_batch`:
 a Lite abort costs only the step that caused it, which becomes the row's reason); ``--jobs N``
-splits the zoo over N such worker processes. :func:`check_model` is the one-model form.
+splits the zoo over N such worker processes. :func:`check_model` is the one-model form,
+:func:`run` the zoo's, :func:`merge_reports` rebuilds a table from saved reports; the command
+is ``ppnets deploy check`` (:mod:`ppnets.cli.deploy`).
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
-import shlex
+import subprocess
 import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 import ppnets
 from ppnets.registry import resolve_model_names
 from ppnets.runtime import compare_outputs, save_legacy
-from ppnets.utils import atomic_write_json, machine_info
+from ppnets.utils import machine_info
 
 from . import lite
 from .lite import EXECUTABLE_TARGETS
@@ -360,23 +360,39 @@ def run_batched(names: Sequence[str], supported: Dict[str, List[str]],
     return rows
 
 
-def _run_workers(names: Sequence[str], jobs: int, args: Sequence[str], progress=None):
-    """``jobs`` worker processes (``--worker-jsonl``), models dealt round-robin; rows in the
-    order of ``names``."""
-    import subprocess
+def run_worker(request_path: str) -> None:
+    """One shard of a ``jobs`` run, in its own process: the request's models checked with
+    :func:`run_batched`, each row appended to the request's ``out`` file as a JSON line."""
+    with open(request_path, encoding="utf-8") as f:
+        req = json.load(f)
 
+    def emit(row):
+        with open(req["out"], "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    run_batched(req["models"], req["supported"], tuple(req["targets"]), req["atol"],
+                req["python"], req["workdir"], emit, req["size"], req["batch_size"], req["seed"])
+
+
+def _start_worker(tmp: str, i: int, shard: Sequence[str], request: Dict[str, Any]):
+    """(process, its rows file) of one worker over ``shard``."""
+    out = os.path.join(tmp, f"worker{i}.jsonl")
+    open(out, "w").close()
+    req_path = os.path.join(tmp, f"worker{i}.json")
+    with open(req_path, "w", encoding="utf-8") as f:
+        json.dump(dict(request, models=list(shard), out=out), f)
+    code = "import sys; from ppnets.deploy.zoo_check import run_worker; run_worker(sys.argv[1])"
+    return subprocess.Popen([sys.executable, "-c", code, req_path]), out
+
+
+def _run_workers(names: Sequence[str], jobs: int, request: Dict[str, Any], progress=None):
+    """``jobs`` worker processes (:func:`run_worker`), models dealt round-robin; rows in the
+    order of ``names``."""
     shards = [list(names[i::jobs]) for i in range(jobs)]
     with tempfile.TemporaryDirectory(prefix="ppnets-zoo-workers-") as tmp:
-        procs, outs = [], []
-        for i, shard in enumerate(shards):
-            if not shard:
-                continue
-            out = os.path.join(tmp, f"worker{i}.jsonl")
-            open(out, "w").close()
-            cmd = [sys.executable, "-m", "ppnets.deploy.zoo_check", "--worker-jsonl", out,
-                   "--models", *shard, *args]
-            procs.append(subprocess.Popen(cmd))
-            outs.append(out)
+        started = [_start_worker(tmp, i, shard, request)
+                   for i, shard in enumerate(shards) if shard]
+        procs, outs = [p for p, _ in started], [out for _, out in started]
         seen: Dict[str, Dict[str, Any]] = {}
 
         def poll():
@@ -395,11 +411,9 @@ def _run_workers(names: Sequence[str], jobs: int, args: Sequence[str], progress=
             poll()
         poll()
         codes = [p.returncode for p in procs]
-    rows = []
-    for name in names:
-        rows.append(seen.get(name) or {"model": name, "export_error":
-                                       f"RuntimeError: zoo worker exited {codes} without a row"})
-    return rows
+    return [seen.get(name) or {"model": name, "export_error":
+                               f"RuntimeError: zoo worker exited {codes} without a row"}
+            for name in names]
 
 
 def run(models: Sequence[str], targets=("arm", "x86"), atol: float = 1e-4,
@@ -414,12 +428,10 @@ def run(models: Sequence[str], targets=("arm", "x86"), atol: float = 1e-4,
     supported = {t: v["ops"] for t, v in listing.items()}
     t0 = time.time()
     if jobs > 1 and len(names) > 1:
-        if python:
-            os.environ[lite.ENV_PYTHON] = python
-        args = ["--targets", *targets, "--atol", str(atol), "--size", size,
-                "--batch-size", str(batch_size)]
-        args += ["--workdir", workdir] if workdir else []
-        rows = _run_workers(names, jobs, args, progress)
+        request = {"supported": supported, "targets": list(targets), "atol": atol,
+                   "python": python, "workdir": workdir, "size": size,
+                   "batch_size": batch_size, "seed": seed}
+        rows = _run_workers(names, jobs, request, progress)
     else:
         rows = run_batched(names, supported, targets, atol, python, workdir, progress, size,
                            batch_size, seed)
@@ -445,101 +457,25 @@ def run_description(report: Dict[str, Any]) -> str:
             f"{report.get('atol')}.")
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m ppnets.deploy.zoo_check")
-    p.add_argument("--models", nargs="+", default=["*"])
-    p.add_argument("--targets", nargs="+", default=["arm", "x86"], choices=["arm", "x86"])
-    p.add_argument("--atol", type=float, default=1e-4)
-    p.add_argument("--json", default=None)
-    p.add_argument("--markdown", default=None, help="file with the table markers to update")
-    p.add_argument("--workdir", default=None, help="keep exports and .nb files here")
-    p.add_argument("--size", choices=["test", "full"], default="test",
-                   help="input size: 'test' (default) = model_info deploy_check_input_size, "
-                        "else test_input_size, else input_size; 'full' = input_size")
-    p.add_argument("--batch-size", type=int, default=6,
-                   help="models per Paddle Lite process (the next batch is exported meanwhile)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes sharing the zoo")
-    p.add_argument("--worker-jsonl", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--expect-fail", nargs="*", default=[], metavar="NAME",
-                   help="documented failures (docs/deploy.md): exit 1 only for other failures, "
-                        "or when one of these passes (strict)")
-    p.add_argument("--from-json", nargs="+", default=None, metavar="JSON",
-                   help="only (re)write the table from saved reports (or .partial files); a "
-                        "model's row in a later file replaces the one in an earlier file")
-    p.add_argument("--merged-json", default=None, help="with --from-json: write the merge")
-    args = p.parse_args(argv)
-    if args.from_json:
-        rows: Dict[str, Dict[str, Any]] = {}
-        sources, runs, partial = [], [], False
-        for path in args.from_json:
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
-            partial = partial or bool(saved.get("partial"))
-            sources.append(f"{os.path.basename(path)}{' (partial)' if saved.get('partial') else ''}")
-            if saved.get("command"):
-                runs.append(run_description(saved))
-            for row in saved["rows"]:
-                rows[row["model"]] = row  # a re-checked model keeps its place
-        merged = list(rows.values())
-        table = format_table(merged)
-        print(table)
-        if args.merged_json:
-            atomic_write_json(args.merged_json, {"schema": "ppnets.deploy.zoo_lite/1",
-                                                 "partial": partial, "merged_from": sources,
-                                                 "rows": merged}, strict=True)
-        if args.markdown:
-            passed = sum(row_ok(r) for r in merged)
-            header = (f"Generated by `python -m ppnets.deploy.zoo_check {shlex.join(argv)}` "
-                      f"from {', '.join(sources)}: {passed}/{len(merged)} models pass"
-                      f"{' (PARTIAL: interrupted zoo runs; re-run the full command)' if partial else ''}."
-                      + "".join(f" {r}" for r in runs))
-            update_markdown(args.markdown, table, header)
-        return 0
-
-    bar = tqdm(total=len(resolve_model_names(args.models)), desc="zoo check", unit="model",
-               file=sys.stderr, disable=None)
-
-    def progress(row):
-        bar.update()
-        bar.set_postfix_str(f"{row['model']} {'OK' if row_ok(row) else 'FAIL'}")
-        if args.json:  # partial results survive an interrupted zoo run
-            partial.append(row)
-            atomic_write_json(args.json + ".partial", {"partial": True, "rows": partial},
-                              strict=True)
-
-    if args.worker_jsonl:  # one shard of a --jobs run: rows as JSON lines, nothing else
-        def emit(row):
-            with open(args.worker_jsonl, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-        run(args.models, tuple(args.targets), args.atol, workdir=args.workdir, progress=emit,
-            size=args.size, batch_size=args.batch_size)
-        return 0
-
-    partial: List[Dict[str, Any]] = []
-    report = run(args.models, tuple(args.targets), args.atol, workdir=args.workdir,
-                 progress=progress, size=args.size, batch_size=args.batch_size,
-                 jobs=args.jobs)
-    bar.close()
-    report["command"] = "python -m ppnets.deploy.zoo_check " + shlex.join(argv)
-    table = format_table(report["rows"])
-    print(table)
-    if args.json:
-        atomic_write_json(args.json, report, strict=True)
-        if os.path.exists(args.json + ".partial"):
-            os.remove(args.json + ".partial")
-    if args.markdown:
-        header = f"Generated by this run. {run_description(report)}"
-        update_markdown(args.markdown, table, header)
-    failed = {r["model"] for r in report["rows"] if not row_ok(r)}
-    expected = set(args.expect_fail)
-    unexpected, fixed = sorted(failed - expected), sorted(expected - failed)
-    if unexpected or fixed:
-        print(f"unexpected failures: {unexpected}; expected failures that passed: {fixed}",
-              file=sys.stderr)
-        return 1
-    return 0
+def merge_reports(paths: Sequence[str]) -> Dict[str, Any]:
+    """Saved reports (or ``.partial`` files) merged: a model's row in a later file replaces the
+    one in an earlier file. Returns ``rows``, ``sources`` (file names), ``runs`` (each report's
+    :func:`run_description`) and ``partial`` (whether any file was an interrupted run)."""
+    rows: Dict[str, Dict[str, Any]] = {}
+    sources, runs, partial = [], [], False
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        partial = partial or bool(saved.get("partial"))
+        sources.append(f"{os.path.basename(path)}{' (partial)' if saved.get('partial') else ''}")
+        if saved.get("command"):
+            runs.append(run_description(saved))
+        for row in saved["rows"]:
+            rows[row["model"]] = row  # a re-checked model keeps its place
+    return {"rows": list(rows.values()), "sources": sources, "runs": runs, "partial": partial}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    print("error: python -m ppnets.deploy.zoo_check is now `ppnets deploy check ...` (the same "
+          "options)", file=sys.stderr)
+    sys.exit(2)

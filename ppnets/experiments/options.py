@@ -1,62 +1,62 @@
-"""The command line every experiment script shares (``reproduce/*.py``).
+"""What every experiment is told: the environment of a run (data, output folder, device, config
+overrides, smoke, seed, resume) and how it was invoked (for the run record).
 
-``--data-dir/--data-file``, ``--output-dir``, ``--device``, ``-o/--override key.sub=value``
-(repeatable), ``--smoke``, ``--seed``, ``--no-resume``; ImageNet scripts add ``--train-list`` /
-``--val-list``, row-table scripts ``--only`` / ``--no-plot``. Configs hold the recipe; these
-options hold the environment.
+Configs hold the recipe; :class:`ExperimentOptions` holds the environment. The command lines
+that fill it (``--data-dir/--data-file``, ``--output-dir``, ``-o``, ``--smoke``, ...) are
+:mod:`ppnets.cli.experiment`'s.
 """
 from __future__ import annotations
 
-import argparse
-from typing import List, Optional
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
 
-__all__ = ["build_parser", "common_overrides", "add_imagenet_options", "add_variant_options"]
-
-
-def build_parser(description: str, default_output_dir: str) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with the options every reproduce script shares."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    data = p.add_mutually_exclusive_group()
-    data.add_argument("--data-file", default=None,
-                      help="local data archive (e.g. cifar-10-python.tar.gz)")
-    data.add_argument("--data-dir", default=None,
-                      help="folder holding the data set under its official file name")
-    p.add_argument("--output-dir", default=default_output_dir,
-                   help="where checkpoints, logs and result tables go")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. -o train.epochs=2 -o optim.lr=0.05 (repeatable)")
-    p.add_argument("--smoke", action="store_true",
-                   help="a few steps of one epoch per model: checks the pipeline end to end in "
-                        "minutes on a CPU; the numbers mean nothing and are marked as smoke")
-    p.add_argument("--seed", type=int, default=None, help="train.seed for every run")
-    p.add_argument("--no-resume", action="store_true",
-                   help="start over even if the output folder holds checkpoints (the old run "
-                        "is moved to previous-<time>/, never deleted)")
-    return p
+__all__ = ["ExperimentOptions", "ExperimentError"]
 
 
-def common_overrides(args: argparse.Namespace, data_file: Optional[str]) -> List[str]:
-    """Overrides implied by the shared options (user ``-o`` values come after and win)."""
-    out = [f"device={args.device}"]
-    if data_file:
-        out.append(f"data.data_file={data_file}")
-    if args.seed is not None:
-        out.append(f"train.seed={args.seed}")
-    if args.no_resume:
-        out.append("train.resume=false")
-    return out
+class ExperimentError(ValueError):
+    """The options do not describe a run that can start (a row that does not exist, a data set
+    the experiment cannot read, ...); the message says what to change."""
 
 
-def add_imagenet_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train-list", default=None,
-                   help="PaddleClas list file of the training split (paths relative to --data-dir)")
-    p.add_argument("--val-list", default=None,
-                   help="PaddleClas list file of the validation split")
+@dataclass
+class ExperimentOptions:
+    """The environment of one experiment run.
 
+    ``overrides`` are ``key.sub=value`` strings applied after the recipe and after the values
+    the other options imply; ``only`` picks rows of a row table; ``train_list``/``val_list``
+    are PaddleClas list files (ImageNet experiments); ``script`` and ``command`` (the command
+    line as typed, one word per item) go into the run record."""
 
-def add_variant_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--only", nargs="+", default=None, metavar="LABEL",
-                   help="run only the rows with these labels (default: all)")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the PNG figure")
+    output_dir: str
+    data_file: Optional[str] = None
+    data_dir: Optional[str] = None
+    device: str = "cpu"
+    overrides: List[str] = field(default_factory=list)
+    smoke: bool = False
+    seed: Optional[int] = None
+    resume: bool = True
+    only: Optional[List[str]] = None
+    plot: bool = True
+    train_list: Optional[str] = None
+    val_list: Optional[str] = None
+    script: str = "ppnets"
+    command: Sequence[str] = ()
+
+    @property
+    def out_root(self) -> str:
+        """Where the results go: ``output_dir``, or ``output_dir/smoke`` for a smoke run (a smoke
+        run never overwrites a real one)."""
+        return os.path.join(self.output_dir, "smoke") if self.smoke else self.output_dir
+
+    def common_overrides(self, data_file: Optional[str] = None) -> List[str]:
+        """Config overrides implied by the options (the user's ``overrides`` come after and
+        win)."""
+        out = [f"device={self.device}"]
+        if data_file:
+            out.append(f"data.data_file={data_file}")
+        if self.seed is not None:
+            out.append(f"train.seed={self.seed}")
+        if not self.resume:
+            out.append("train.resume=false")
+        return out

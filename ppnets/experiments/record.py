@@ -9,7 +9,6 @@ files atomically, from rank 0 only under the data-parallel launcher.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import subprocess
@@ -55,27 +54,31 @@ def machine_summary(device: str = "cpu") -> Dict[str, Any]:
     return machine_info(device=device)
 
 
-def command_line(argv: Optional[Sequence[str]] = None) -> str:
-    """The command as typed (``python reproduce/x.py ...``), shell-quoted."""
-    argv = list(sys.argv if argv is None else argv)
-    return shlex.join(["python"] + argv)
+def command_line(command: Sequence[str] = ()) -> str:
+    """The command as typed, shell-quoted: ``command`` (one word per item, e.g. ``["python",
+    "reproduce/x.py", "--smoke"]`` or ``["ppnets", "search", ...]``), else this process's
+    ``python`` command line."""
+    return shlex.join(list(command) if command else ["python", *sys.argv])
 
 
 class RunRecord:
-    """What was run, where and when; saved as ``run_record.json`` and embedded in results."""
+    """What was run, where and when; saved as ``run_record.json`` and embedded in results.
 
-    def __init__(self, script: str, args: argparse.Namespace,
-                 argv: Optional[Sequence[str]] = None, **extra):
+    ``script``: what ran (``reproduce/x.py``, ``ppnets search efficientformer``); ``command``:
+    the command line as typed, one word per item (:func:`command_line`)."""
+
+    def __init__(self, script: str, command: Sequence[str] = (), *, smoke: bool = False,
+                 device: Optional[str] = "cpu", **extra):
         self.data: Dict[str, Any] = {
             "script": script,
-            "command": command_line(argv),
+            "command": command_line(command),
             "cwd": os.getcwd(),
-            "smoke": bool(getattr(args, "smoke", False)),
-            "device": getattr(args, "device", None),
+            "smoke": bool(smoke),
+            "device": device,
             "git": git_commit(),
             "started_utc": utc_now(),
             "finished_utc": None,
-            "machine": machine_summary(getattr(args, "device", "cpu")),
+            "machine": machine_summary(device or "cpu"),
         }
         self.data.update(extra)
 

@@ -13,29 +13,31 @@ with ``--smoke``).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
 
 from ppnets.analysis import profile_model
 from ppnets.bench import benchmark_model
-from ppnets.engine import DataUnavailableError, fit, load_config, resolve_cifar10_file
+from ppnets.engine import fit, load_config, resolve_cifar10_file
+from ppnets.engine.config import CONFIG_DIR
 from ppnets.factory import create_model
 from ppnets.registry import list_models, model_info
 from ppnets.utils import dict_table, file_md5
 
-from .options import common_overrides
+from .options import ExperimentError, ExperimentOptions
 from .record import RunRecord, provenance_lines, save_json, save_text
 
-__all__ = ["EXPERIMENTS", "plan_runs", "measure", "published_cifar10_top1", "table_rows",
-           "render_results", "write_results", "run"]
+__all__ = ["EXPERIMENTS", "SpconvOptions", "plan_runs", "measure", "published_cifar10_top1",
+           "table_rows", "render_results", "write_results", "run"]
 
 SCHEMA = "ppnets.reproduce.spconv_cifar10/1"
 # experiment name -> config file name under configs/spconv/
 EXPERIMENTS = {"seed": "seed_resnet18.yaml", "paper": "paper_cifar10.yaml",
                "paper_subset": "paper_cifar10_subset.yaml"}
+SPCONV_CONFIGS = os.path.join(CONFIG_DIR, "spconv")
 BENCH = dict(threads=1, warmup=2, repeats=10, batch_size=1)
 RESNET20_ALPHA_NOTE = (
     "- ResNet-20 runs at alpha 1/2 and 1/4 only, the rows of the paper's CIFAR-10 table. "
@@ -84,16 +86,16 @@ def plan_runs(experiment: str, models: Optional[List[str]], config_dir: str):
     if models is not None:
         stray = [m for m in models if m not in claimed]
         if stray:
-            raise SystemExit(f"--models {' '.join(stray)}: not part of any experiment's list; "
-                             "name one experiment with --experiment to train them with its "
-                             "recipe")
+            raise ExperimentError(f"--models {' '.join(stray)}: not part of any experiment's "
+                                  "list; name one experiment with --experiment to train them "
+                                  "with its recipe")
         missing = [m for m in models if m not in registered]
         if missing:
-            raise SystemExit(
+            raise ExperimentError(
                 f"not registered: {', '.join(missing)}. Registered CIFAR/SPConv models: "
                 f"{', '.join(list_models(['*cifar*', 'spconv_*', 'resnet18']))}")
     if not plan:
-        raise SystemExit("nothing to run: no registered model selected")
+        raise ExperimentError("nothing to run: no registered model selected")
     return plan, skipped
 
 
@@ -102,8 +104,7 @@ def measure(cfg: Dict[str, Any], device: str, bench: bool) -> Dict[str, Any]:
     depends on the trained values)."""
     size = int(cfg["data"]["image_size"])
     out: Dict[str, Any] = {"params": None, "macs": None, "latency_ms": None, "errors": []}
-    net = create_model(cfg["model"]["name"], num_classes=10,
-                              **(cfg["model"]["kwargs"] or {}))
+    net = create_model(cfg["model"]["name"], num_classes=10, **(cfg["model"]["kwargs"] or {}))
     net.eval()
     prof = profile_model(net, input_size=(3, size, size))
     out.update(params=int(prof.params), macs=int(prof.macs))
@@ -184,46 +185,90 @@ def render_results(results: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool) -> None:
+def write_results(out_dir: str, record: RunRecord, rows: List[dict], smoke: bool
+                  ) -> Dict[str, Any]:
     results = {"schema": SCHEMA, "smoke": smoke, "run": record.data, "rows": rows}
     save_json(os.path.join(out_dir, "results.json"), results)
     record.write(os.path.join(out_dir, "run_record.json"))
     save_text(os.path.join(out_dir, "results.md"), render_results(results))
+    return results
 
 
-def run(args: argparse.Namespace, config_dir: str, command: Sequence[str]) -> int:
-    """Train the planned models, measure them and write the results; 1 if a measurement failed.
+@dataclass
+class SpconvOptions(ExperimentOptions):
+    """:class:`ExperimentOptions` plus the experiment (``seed``, ``paper``, ``paper_subset`` or
+    ``all`` = seed + paper), the models (None: the experiment's list) and whether to measure
+    latency."""
 
-    ``args``: the script's options (``--experiment``, ``--models``, ``--no-bench`` and the shared
-    ones of :func:`ppnets.experiments.options.build_parser`); ``config_dir``: the folder of the
-    experiments' configs (``configs/spconv``); ``command``: the command line for the record."""
-    try:
-        data_file = resolve_cifar10_file(args.data_file, args.data_dir)
-    except DataUnavailableError as exc:
-        raise SystemExit(f"error: {exc}")
-    plan, skipped = plan_runs(args.experiment, args.models, config_dir)
-    for m in skipped:
-        print(f"note: {m} is listed by the experiment but not registered in ppnets; skipped")
-    out_root = os.path.join(args.output_dir, "smoke") if args.smoke else args.output_dir
-    # Resolve every config before training anything: a typo in -o fails now, not hours later.
+    experiment: str = "all"
+    models: Optional[List[str]] = None
+    bench: bool = True
+
+
+def _eval_images(res: Dict[str, Any], cfg: Dict[str, Any]) -> int:
+    """How many test images the last evaluation saw (``train.max_eval_steps`` caps it)."""
+    steps = cfg["train"]["max_eval_steps"]
+    if not steps:
+        return res["num_test_images"]
+    batch = cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"]
+    return min(res["num_test_images"], steps * batch)
+
+
+def _row(exp: str, model: str, smoke_overrides: List[str], cfg: Dict[str, Any],
+         res: Dict[str, Any], meas: Dict[str, Any], smoke: bool, seconds: float) -> dict:
+    """One row of results.json: the run's fit() result beside its measurements."""
+    return {
+        "experiment": exp, "model": model, "alpha": alpha_of(model),
+        "image_size": int(cfg["data"]["image_size"]),
+        "epochs_run": res["epochs_run"], "epochs_planned": res["epochs_planned"],
+        "complete": res["complete"], "smoke": smoke, "smoke_overrides": smoke_overrides,
+        "top1": res["final_top1"], "top5": res["final_top5"], "best_top1": res["best_top1"],
+        "paper_top1": published_cifar10_top1(model),
+        "resumed_from_epoch": res["resumed_from_epoch"], "train_time_s": res["train_time_s"],
+        "best_epoch": res["best_epoch"], "params": meas["params"], "macs": meas["macs"],
+        "params_m": meas["params"] / 1e6 if meas["params"] is not None else None,
+        "macs_m": meas["macs"] / 1e6 if meas["macs"] is not None else None,
+        "latency_ms": meas["latency_ms"], "latency": meas.get("latency"),
+        "train_images_per_s": res["train_images_per_s"],
+        "wall_time_s": res["wall_time_s"], "script_time_s": seconds,
+        "eval_images": _eval_images(res, cfg),
+        "output_dir": os.path.abspath(cfg["output_dir"]), "errors": meas["errors"],
+    }
+
+
+def _resolved_runs(options: SpconvOptions, plan, data_file: Optional[str]) -> List[tuple]:
+    """(experiment, model, smoke overrides, config) per planned model. Every config is resolved
+    before anything trains: a typo in an override fails now, not hours later."""
     runs = []
     for exp, cfg_path, model in plan:
         smoke_overrides = (list(load_config(cfg_path)["experiment"].get("smoke") or [])
-                           if args.smoke else [])
-        overrides = smoke_overrides + common_overrides(args, data_file) + [
-            f"model.name={model}", f"output_dir={os.path.join(out_root, exp, model)}",
-        ] + list(args.override)
+                           if options.smoke else [])
+        overrides = smoke_overrides + options.common_overrides(data_file) + [
+            f"model.name={model}", f"output_dir={os.path.join(options.out_root, exp, model)}",
+        ] + list(options.overrides)
         runs.append((exp, model, smoke_overrides, load_config(cfg_path, overrides)))
-    os.makedirs(out_root, exist_ok=True)
-    record = RunRecord(command[0], args, command,
-                       experiment=args.experiment, models=[m for _, _, m in plan],
-                       skipped_unregistered=skipped,
-                       overrides=list(args.override),
+    return runs
+
+
+def run(options: SpconvOptions, config_dir: str = SPCONV_CONFIGS) -> Dict[str, Any]:
+    """Train the planned models, measure them and write the results into ``options.out_root``;
+    returns the content of results.json (a row's ``errors`` lists a failed measurement).
+
+    ``config_dir``: the folder of the experiments' configs (the shipped ``configs/spconv``)."""
+    data_file = resolve_cifar10_file(options.data_file, options.data_dir)
+    plan, skipped = plan_runs(options.experiment, options.models, config_dir)
+    for m in skipped:
+        print(f"note: {m} is listed by the experiment but not registered in ppnets; skipped")
+    runs = _resolved_runs(options, plan, data_file)
+    os.makedirs(options.out_root, exist_ok=True)
+    record = RunRecord(options.script, options.command, smoke=options.smoke,
+                       device=options.device, experiment=options.experiment,
+                       models=[m for _, _, m in plan], skipped_unregistered=skipped,
+                       overrides=list(options.overrides),
                        data={"file": os.path.abspath(data_file) if data_file else
                              "downloaded by paddle.vision.datasets.Cifar10",
                              "md5": file_md5(data_file) if data_file else None})
     rows: List[dict] = []
-    failed = False
     for exp, model, smoke_overrides, cfg in runs:
         print(f"=== {exp}: {model} -> {cfg['output_dir']}", flush=True)
         t0 = time.perf_counter()
@@ -233,33 +278,11 @@ def run(args: argparse.Namespace, config_dir: str, command: Sequence[str]) -> in
         record.data.setdefault("epochs_run", {})[f"{exp}/{model}"] = {
             "run": res["epochs_run"], "planned": res["epochs_planned"],
             "max_steps_per_epoch": cfg["train"]["max_steps_per_epoch"]}
-        meas = measure(cfg, args.device, bench=not args.no_bench)
-        failed |= bool(meas["errors"])
-        rows.append({
-            "experiment": exp, "model": model, "alpha": alpha_of(model),
-            "image_size": int(cfg["data"]["image_size"]),
-            "epochs_run": res["epochs_run"], "epochs_planned": res["epochs_planned"],
-            "complete": res["complete"], "smoke": bool(args.smoke),
-            "smoke_overrides": smoke_overrides,
-            "top1": res["final_top1"], "top5": res["final_top5"], "best_top1": res["best_top1"],
-            "paper_top1": published_cifar10_top1(model),
-            "resumed_from_epoch": res["resumed_from_epoch"], "train_time_s": res["train_time_s"],
-            "best_epoch": res["best_epoch"],
-            "params": meas["params"], "macs": meas["macs"],
-            "params_m": meas["params"] / 1e6 if meas["params"] is not None else None,
-            "macs_m": meas["macs"] / 1e6 if meas["macs"] is not None else None,
-            "latency_ms": meas["latency_ms"], "latency": meas.get("latency"),
-            "train_images_per_s": res["train_images_per_s"],
-            "wall_time_s": res["wall_time_s"], "script_time_s": time.perf_counter() - t0,
-            "eval_images": (min(res["num_test_images"],
-                                cfg["train"]["max_eval_steps"] *
-                                (cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"]))
-                            if cfg["train"]["max_eval_steps"] else res["num_test_images"]),
-            "output_dir": os.path.abspath(cfg["output_dir"]),
-            "errors": meas["errors"],
-        })
-        write_results(out_root, record, rows, args.smoke)   # progress is visible as it goes
+        meas = measure(cfg, options.device, bench=options.bench)
+        rows.append(_row(exp, model, smoke_overrides, cfg, res, meas, options.smoke,
+                         time.perf_counter() - t0))
+        write_results(options.out_root, record, rows, options.smoke)   # progress as it goes
     record.finish()
-    write_results(out_root, record, rows, args.smoke)
-    print(f"results: {os.path.join(out_root, 'results.md')}")
-    return 1 if failed else 0
+    results = write_results(options.out_root, record, rows, options.smoke)
+    print(f"results: {os.path.join(options.out_root, 'results.md')}")
+    return results

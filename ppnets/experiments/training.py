@@ -6,20 +6,18 @@ a figure). The paper-ablation and ImageNet scripts of ``reproduce/`` are each a 
 """
 from __future__ import annotations
 
-import argparse
+import functools
 import os
 import re
-import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from ppnets.analysis import profile_model
-from ppnets.engine import (DataUnavailableError, count_cifar10_images, fit, load_config,
-                           resolve_cifar10_file)
+from ppnets.engine import count_cifar10_images, fit, load_config, resolve_cifar10_file
 from ppnets.factory import create_model
 from ppnets.registry import model_info
 from ppnets.utils import dict_table, file_md5, is_rank0
 
-from .options import common_overrides
+from .options import ExperimentError, ExperimentOptions
 from .record import RunRecord, provenance_lines, save_json, save_text
 
 __all__ = ["Variant", "published", "cifar_data", "imagenet_data", "run_variants", "BASE_COLUMNS",
@@ -50,12 +48,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80] or "run"
 
 
-def cifar_data(args) -> Dict[str, Any]:
-    """Resolve --data-file/--data-dir to a CIFAR-10 archive and describe it for the record."""
-    try:
-        path = resolve_cifar10_file(args.data_file, args.data_dir)
-    except DataUnavailableError as exc:
-        raise SystemExit(f"error: {exc}")
+def cifar_data(options: ExperimentOptions) -> Dict[str, Any]:
+    """Resolve ``data_file``/``data_dir`` to a CIFAR-10 archive and describe it for the record;
+    raises :class:`~ppnets.engine.DataUnavailableError` when there is none."""
+    path = resolve_cifar10_file(options.data_file, options.data_dir)
     info: Dict[str, Any] = {"dataset": "cifar10", "overrides": [], "file": None, "md5": None}
     if path:
         counts = count_cifar10_images(path)
@@ -71,27 +67,34 @@ def cifar_data(args) -> Dict[str, Any]:
     return info
 
 
-def imagenet_data(args, sample_dir: Optional[str] = None) -> Dict[str, Any]:
-    """--data-dir/--train-list/--val-list, or in --smoke without them ``sample_dir`` (a folder
-    of ImageNet validation images with a ``val_list.txt``, such as the 400-image
+def _imagenet_sources(options: ExperimentOptions, sample_dir: Optional[str]):
+    """(data_dir, train_list, val_list, note): the options', or the sample's in a smoke run."""
+    if options.data_file:
+        raise ExperimentError("ImageNet experiments take --data-dir/--train-list/--val-list, "
+                              "not --data-file")
+    if options.data_dir or options.train_list or options.val_list:
+        return options.data_dir, options.train_list, options.val_list, None
+    if not options.smoke:
+        raise ExperimentError("give --data-dir (ImageNet with train/ and val/ class folders) "
+                              "and/or --train-list/--val-list (PaddleClas list files)")
+    if not sample_dir or not os.path.isdir(sample_dir):
+        raise ExperimentError(f"--smoke without --data-dir needs {sample_dir} (400 ImageNet "
+                              "validation images); pass --data-dir instead")
+    listing = os.path.join(sample_dir, "val_list.txt")
+    return sample_dir, listing, listing, (
+        "SAMPLE DATA: the 400-image imagenet-val-sample (ImageNet validation images) serves as "
+        "BOTH training and evaluation set; only a pipeline check")
+
+
+def imagenet_data(options: ExperimentOptions, sample_dir: Optional[str] = None
+                  ) -> Dict[str, Any]:
+    """``data_dir``/``train_list``/``val_list``, or in a smoke run without them ``sample_dir`` (a
+    folder of ImageNet validation images with a ``val_list.txt``, such as the 400-image
     imagenet-val-sample) used as both splits, labelled as such."""
-    data_dir, train_list, val_list = args.data_dir, args.train_list, args.val_list
+    data_dir, train_list, val_list, note = _imagenet_sources(options, sample_dir)
     info: Dict[str, Any] = {"dataset": "imagenet"}
-    if not (data_dir or train_list or val_list):
-        if not args.smoke:
-            raise SystemExit("error: give --data-dir (ImageNet with train/ and val/ class "
-                             "folders) and/or --train-list/--val-list (PaddleClas list files)")
-        if not sample_dir or not os.path.isdir(sample_dir):
-            raise SystemExit(f"error: --smoke without --data-dir needs {sample_dir} "
-                             "(400 ImageNet validation images); pass --data-dir instead")
-        data_dir = sample_dir
-        train_list = val_list = os.path.join(sample_dir, "val_list.txt")
-        info["note"] = ("SAMPLE DATA: the 400-image imagenet-val-sample (ImageNet validation "
-                        "images) serves as BOTH training and evaluation set; only a pipeline "
-                        "check")
-    if args.data_file:
-        raise SystemExit("error: ImageNet scripts take --data-dir/--train-list/--val-list, "
-                         "not --data-file")
+    if note:
+        info["note"] = note
     ov = ["data.dataset=imagenet"]
     for key, value in (("data_dir", data_dir), ("train_list", train_list),
                        ("val_list", val_list)):
@@ -112,7 +115,7 @@ def _measure(cfg: Dict[str, Any], num_classes: int) -> Dict[str, Any]:
     size = int(cfg["data"]["image_size"])
     try:
         net = create_model(cfg["model"]["name"], num_classes=num_classes,
-                                  **(cfg["model"]["kwargs"] or {}))
+                           **(cfg["model"]["kwargs"] or {}))
         prof = profile_model(net, input_size=(3, size, size))
         return {"params_m": prof.params / 1e6, "macs_m": prof.macs / 1e6}
     except Exception as exc:  # counting is a courtesy; training results stand without it
@@ -130,81 +133,103 @@ BASE_COLUMNS = [("label", "row", 0), ("model", "model", 0), ("image_size", "inpu
                 ("train_images_per_s", "train img/s", 1)]
 
 
-def run_variants(*, script: str, schema: str, title: str, args: argparse.Namespace,
-                 argv: Optional[Sequence[str]], variants: Sequence[Variant],
-                 data: Dict[str, Any], extra_columns: Sequence[tuple] = (),
-                 notes: Sequence[str] = (), plot: Optional[Dict[str, Any]] = None,
-                 smoke_rows: Optional[Sequence[str]] = None) -> int:
-    """Train every variant with ``ppnets.engine.fit`` into ``<output-dir>[/smoke]/<label>/`` and
-    write ``results.json``, ``results.md``, ``run_record.json`` (and ``<plot name>.png``) there.
-
-    ``--smoke`` applies each config's ``experiment.smoke`` overrides. All configs are resolved
-    before anything trains. ``plot``: ``dict(name=, x=<field>, xlabel=, title=)`` draws top-1
-    against a field (or the labels) with matplotlib. ``smoke_rows``: the rows ``--smoke`` runs
-    when ``--only`` is not given (ImageNet scripts keep their smoke runs to the small models)."""
-
-    chosen = list(variants)
-    if getattr(args, "only", None):
-        labels = [v["label"] for v in variants]
-        unknown = [o for o in args.only if o not in labels]
+def _chosen_rows(variants: Sequence[Variant], options: ExperimentOptions,
+                 smoke_rows: Optional[Sequence[str]]) -> List[Variant]:
+    labels = [v["label"] for v in variants]
+    if options.only:
+        unknown = [o for o in options.only if o not in labels]
         if unknown:
-            raise SystemExit(f"--only {' '.join(unknown)}: no such row; rows: {labels}")
-        chosen = [v for v in variants if v["label"] in args.only]
-    elif args.smoke and smoke_rows:   # smoke: the cheap rows unless --only names others
-        chosen = [v for v in variants if v["label"] in smoke_rows]
-    out_root = os.path.join(args.output_dir, "smoke") if args.smoke else args.output_dir
+            raise ExperimentError(f"--only {' '.join(unknown)}: no such row; rows: {labels}")
+        return [v for v in variants if v["label"] in options.only]
+    if options.smoke and smoke_rows:   # smoke: the cheap rows unless --only names others
+        return [v for v in variants if v["label"] in smoke_rows]
+    return list(variants)
+
+
+def _resolved_runs(chosen: Sequence[Variant], options: ExperimentOptions,
+                   data: Dict[str, Any]) -> List[tuple]:
+    """(variant, smoke overrides, all overrides, config) per row, every config resolved before
+    anything trains: a typo in an override fails now, not hours later."""
     runs = []
     for v in chosen:
         smoke = (list(load_config(v["config"])["experiment"].get("smoke") or [])
-                 if args.smoke else [])
-        overrides = (smoke + common_overrides(args, None) + list(data.get("overrides", []))
+                 if options.smoke else [])
+        overrides = (smoke + options.common_overrides() + list(data.get("overrides", []))
                      + list(v["overrides"])
-                     + [f"output_dir={os.path.join(out_root, _slug(v['label']))}"]
-                     + list(args.override))
+                     + [f"output_dir={os.path.join(options.out_root, _slug(v['label']))}"]
+                     + list(options.overrides))
         runs.append((v, smoke, overrides, load_config(v["config"], overrides)))
+    return runs
+
+
+def _variant_row(v: Variant, smoke: List[str], overrides: List[str], cfg: Dict[str, Any],
+                 res: Dict[str, Any], is_smoke: bool) -> Dict[str, Any]:
+    """One row of results.json: the variant, its fit() result and its params/MACs."""
+    tr = cfg["train"]
+    eval_bs = cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"]
+    row = {"label": v["label"], **v["fields"], "model": cfg["model"]["name"],
+           "kwargs": cfg["model"]["kwargs"], "config": os.path.relpath(v["config"]),
+           "overrides": overrides, "smoke": is_smoke, "smoke_overrides": smoke,
+           "image_size": int(cfg["data"]["image_size"]),
+           "epochs_run": res["epochs_run"], "epochs_planned": res["epochs_planned"],
+           "complete": res["complete"], "resumed_from_epoch": res["resumed_from_epoch"],
+           "max_steps_per_epoch": tr["max_steps_per_epoch"],
+           "batch_size": int(cfg["data"]["batch_size"]),
+           "train_images": res["num_train_images"],
+           "eval_images": (min(res["num_test_images"], tr["max_eval_steps"] * eval_bs)
+                           if tr["max_eval_steps"] else res["num_test_images"]),
+           "top1": res["final_top1"], "top5": res["final_top5"],
+           "best_top1": res["best_top1"], "best_epoch": res["best_epoch"],
+           "top1_ema": res.get("final_top1_ema"),
+           "train_images_per_s": res["train_images_per_s"],
+           "wall_time_s": res["wall_time_s"], "output_dir": os.path.abspath(cfg["output_dir"]),
+           "errors": []}
+    meas = _measure(cfg, res.get("num_classes", 10))
+    row["errors"] += meas.pop("errors", [])
+    row.update(meas)
+    return row
+
+
+def run_variants(options: ExperimentOptions, *, schema: str, title: str,
+                 variants: Sequence[Variant], data: Dict[str, Any],
+                 extra_columns: Sequence[tuple] = (), notes: Sequence[str] = (),
+                 plot: Optional[Dict[str, Any]] = None,
+                 smoke_rows: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Train every variant with ``ppnets.engine.fit`` into ``<out_root>/<label>/`` and write
+    ``results.json``, ``results.md``, ``run_record.json`` (and ``<plot name>.png``) into
+    ``options.out_root``; returns the content of results.json.
+
+    A smoke run applies each config's ``experiment.smoke`` overrides. All configs are resolved
+    before anything trains. ``data``: :func:`cifar_data` or :func:`imagenet_data`. ``plot``:
+    ``dict(name=, x=<field>, xlabel=, title=)`` draws top-1 against a field (or the labels)
+    with matplotlib. ``smoke_rows``: the rows a smoke run trains when ``options.only`` is not
+    given (ImageNet experiments keep their smoke runs to the small models)."""
+    chosen = _chosen_rows(variants, options, smoke_rows)
+    runs = _resolved_runs(chosen, options, data)
+    out_root = options.out_root
     os.makedirs(out_root, exist_ok=True)
-    record = RunRecord(script, args, sys.argv if argv is None else [script, *argv],
-                       rows=[v["label"] for v in chosen], overrides=list(args.override),
+    record = RunRecord(options.script, options.command, smoke=options.smoke,
+                       device=options.device, rows=[v["label"] for v in chosen],
+                       overrides=list(options.overrides),
                        data={k: val for k, val in data.items() if k != "overrides"})
     rows: List[Dict[str, Any]] = []
+    write = functools.partial(_write_variant_results, out_root, schema, title, record,
+                              smoke=options.smoke, extra_columns=list(extra_columns),
+                              notes=notes)
     for v, smoke, overrides, cfg in runs:
         print(f"=== {v['label']}: {cfg['model']['name']} -> {cfg['output_dir']}", flush=True)
         res = fit(cfg)
         record.data["data"].update(train_images=res["num_train_images"],
                                    test_images=res["num_test_images"])
-        tr = cfg["train"]
-        eval_bs = cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"]
-        row = {"label": v["label"], **v["fields"], "model": cfg["model"]["name"],
-               "kwargs": cfg["model"]["kwargs"], "config": os.path.relpath(v["config"]),
-               "overrides": overrides, "smoke": bool(args.smoke), "smoke_overrides": smoke,
-               "image_size": int(cfg["data"]["image_size"]),
-               "epochs_run": res["epochs_run"], "epochs_planned": res["epochs_planned"],
-               "complete": res["complete"], "resumed_from_epoch": res["resumed_from_epoch"],
-               "max_steps_per_epoch": tr["max_steps_per_epoch"],
-               "batch_size": int(cfg["data"]["batch_size"]),
-               "train_images": res["num_train_images"],
-               "eval_images": (min(res["num_test_images"], tr["max_eval_steps"] * eval_bs)
-                               if tr["max_eval_steps"] else res["num_test_images"]),
-               "top1": res["final_top1"], "top5": res["final_top5"],
-               "best_top1": res["best_top1"], "best_epoch": res["best_epoch"],
-               "top1_ema": res.get("final_top1_ema"),
-               "train_images_per_s": res["train_images_per_s"],
-               "wall_time_s": res["wall_time_s"], "output_dir": os.path.abspath(cfg["output_dir"]),
-               "errors": []}
-        meas = _measure(cfg, res.get("num_classes", 10))
-        row["errors"] += meas.pop("errors", [])
-        row.update(meas)
-        rows.append(row)
-        _write_variant_results(out_root, schema, title, record, rows, args.smoke,
-                               list(extra_columns), notes, None)
+        rows.append(_variant_row(v, smoke, overrides, cfg, res, options.smoke))
+        write(rows, png=None)   # progress is visible as it goes
     record.finish()
     png = None
-    if plot and not getattr(args, "no_plot", False) and rows:
-        png = _plot(out_root, rows, plot, args.smoke, data)
-    _write_variant_results(out_root, schema, title, record, rows, args.smoke,
-                           list(extra_columns), notes, png)
+    if plot and options.plot and rows:
+        png = _plot(out_root, rows, plot, options.smoke, data)
+    results = write(rows, png=png)
     print(f"results: {os.path.join(out_root, 'results.md')}")
-    return 0
+    return results
 
 
 def _plot(out_root, rows, plot, smoke, data) -> Optional[str]:
@@ -284,11 +309,12 @@ def render_variant_results(results: Dict[str, Any], title: str,
     return "\n".join(lines)
 
 
-def _write_variant_results(out_root, schema, title, record, rows, smoke, extra_columns, notes,
-                           png) -> None:
+def _write_variant_results(out_root, schema, title, record, rows, *, smoke, extra_columns, notes,
+                           png) -> Dict[str, Any]:
     results = {"schema": schema, "smoke": bool(smoke), "run": record.data, "rows": rows,
                "figure": png}
     save_json(os.path.join(out_root, "results.json"), results)
     record.write(os.path.join(out_root, "run_record.json"))
     save_text(os.path.join(out_root, "results.md"),
               render_variant_results(results, title, extra_columns, notes))
+    return results

@@ -10,7 +10,6 @@ record) into the output folder; a model that fails is recorded and the others go
 """
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -23,7 +22,7 @@ from ppnets.weights.sources import weights_for
 
 from .record import RunRecord, provenance_lines, save_json, save_text
 
-__all__ = ["evaluate_zoo", "zoo_markdown"]
+__all__ = ["evaluate_zoo", "zoo_markdown", "data_description"]
 
 SCHEMA = "ppnets.zoo_accuracy/1"
 
@@ -93,10 +92,15 @@ def zoo_markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def data_description(args: argparse.Namespace) -> Dict[str, Any]:
-    """What the --data-dir / --list options name, for the report."""
-    if args.list:
-        return {"list_file": os.path.abspath(args.list), "root": args.root,
-                "description": f"list {os.path.abspath(args.list)}"}
-    return {"data_dir": os.path.abspath(args.data_dir),
-            "description": f"folder {os.path.abspath(args.data_dir)}"}
+def data_description(data_dir: Optional[str] = None, list_file: Optional[str] = None,
+                     root: Optional[str] = None) -> Dict[str, Any]:
+    """The ``data`` argument of :func:`evaluate_zoo` for a validation folder (``data_dir``) or a
+    PaddleClas list file (``list_file``, paths relative to ``root``), described for the
+    report."""
+    if list_file:
+        return {"list_file": os.path.abspath(list_file), "root": root,
+                "description": f"list {os.path.abspath(list_file)}"}
+    if not data_dir:
+        raise ValueError("give a validation folder (data_dir) or a list file (list_file)")
+    return {"data_dir": os.path.abspath(data_dir),
+            "description": f"folder {os.path.abspath(data_dir)}"}

@@ -15,9 +15,10 @@ predicted latency of a network is the sum of its blocks' entries -- nothing else
 
 ARM workflow (docs/search.md): :func:`ppnets.deploy.lut.export_lite_grid` writes every block of
 the search grid as a Paddle Lite ``.nb`` plus ``manifest.json`` and copies the device-side
-runner (:mod:`ppnets.deploy.lut_device` with ``ppnets.deploy.lite_runner`` and its helpers) into
-the same folder; on the device ``python3 lut_device.py --grid . --out lut_arm.json`` times each
-block; the search then runs with ``--lut lut_arm.json``.
+runner (``lut_device.py`` with ``lite_runner.py`` of ``ppnets/cli/device/`` and their helpers,
+:data:`ppnets.deploy.lite.DEVICE_FILES`) into the same folder; on the device ``python3
+lut_device.py --grid . --out lut_arm.json`` times each block; the search then runs with ``--lut
+lut_arm.json``.
 
 Blocks whose input is a token sequence (EfficientFormer's Meta3D, the V1 head) are measured on
 a (T, C, 1) input that :class:`~ppnets.deploy.lut.TokensInput` squeezes to (T, C): the exporter

@@ -1,92 +1,91 @@
-"""What the two searches share around their loops: the command line, the config, the latency
-table of the target, whole-network measurement, the scaled baselines at equal predicted latency,
-the brief training of the found networks, and the result files (``search.json``, ``search.md``,
-``search.png``, ``run_record.json``).
+"""What the two searches share around their loops: the options, the config, the latency table
+of the target, whole-network measurement, the scaled baselines at equal predicted latency, the
+brief training of the found networks, and the result files (``search.json``, ``search.md``,
+``search.png``, ``run_record.json``). The command line is ``ppnets search`` (and the
+``reproduce/efficientformer*_search.py`` scripts): :mod:`ppnets.cli.search`.
 
 Every searched network and every baseline is a registry model: ``ppnets.create_model(name,
 num_classes=..., **kwargs)`` with the ``model`` entry of ``search.json`` builds it. Its
 ``measured_ms`` is :func:`ppnets.bench.benchmark_model` on the target (Paddle Inference CPU or
 GPU, deploy form, batch 1): the median over fresh predictors of each one's median, built
-round-robin over the networks like the table's entries; with ``--lut FILE`` (a table from
-another device) nothing here can run on that device, so ``measured_ms`` is null and the docs
-say how to time the exported network there (docs/search.md).
+round-robin over the networks like the table's entries; with a table from another device
+(``SearchOptions.lut``) nothing here can run on that device, so ``measured_ms`` is null and the
+docs say how to time the exported network there (docs/search.md).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
-import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ppnets.analysis import count_params
 from ppnets.engine import fit, load_config
-from ppnets.experiments import RunRecord, cifar_data, provenance_lines, save_json, save_text
-from ppnets.experiments import build_parser as experiment_parser
+from ppnets.engine.config import resolve_config
+from ppnets.experiments import (ExperimentOptions, RunRecord, cifar_data, provenance_lines,
+                                save_json, save_text)
 from ppnets.factory import create_model
 from ppnets.utils import atomic_write
 
 from .data import SearchData, build_search_data
 from .lut import LatencyLUT, export_lite_grid, interleaved_runs, latency_summary, prediction_error
 
-__all__ = ["build_parser", "SearchRun", "pick_baseline", "format_table"]
+__all__ = ["SearchOptions", "SearchRun", "pick_baseline", "format_table"]
 
 
-def build_parser(description: str, default_output_dir: str) -> argparse.ArgumentParser:
-    """The experiment options (``--data-file/--data-dir``, ``--output-dir``, ``--device``,
-    ``-o``, ``--smoke``, ``--seed``) plus the search's own."""
-    p = experiment_parser(description, default_output_dir)
-    p.add_argument("--target", choices=("cpu", "gpu"), default=None,
-                   help="Paddle Inference device the latency table is measured on (default: "
-                        "--device); ignored with --lut")
-    p.add_argument("--lut", default=None, metavar="FILE",
-                   help="a latency table measured on another device (ppnets.lut/1 JSON, e.g. "
-                        "from lut_device.py on an ARM phone): search for that device")
-    p.add_argument("--latency-targets-ms", type=float, nargs="+", default=None, metavar="MS",
-                   help="latency budgets, all found in one run (default: the config's "
-                        "experiment.search.target_fractions of the largest network's latency)")
-    p.add_argument("--export-lite-grid", default=None, metavar="DIR",
-                   help="write every block of the search grid as a Paddle Lite .nb with the "
-                        "device-side timer into DIR, then stop (docs/search.md)")
-    p.add_argument("--config", default=None, help="search recipe (default: the script's)")
-    return p
+@dataclass
+class SearchOptions(ExperimentOptions):
+    """:class:`~ppnets.experiments.ExperimentOptions` plus the search's own.
+
+    ``config``: the search recipe (a file or a shipped recipe's name; None: the search's own);
+    ``target``: the Paddle Inference device the latency table is measured on (None:
+    ``device``); ``lut``: a latency table measured on another device (``ppnets.lut/1`` JSON, e.g.
+    from ``lut_device.py`` on an ARM phone), read instead; ``latency_targets_ms``: the latency
+    budgets (None: the recipe's ``experiment.search.target_fractions`` of the largest network's
+    latency); ``export_lite_grid``: the folder :meth:`SearchRun.export_grid` writes."""
+
+    config: Optional[str] = None
+    target: Optional[str] = None
+    lut: Optional[str] = None
+    latency_targets_ms: Optional[List[float]] = None
+    export_lite_grid: Optional[str] = None
 
 
-def _data_overrides(args) -> Tuple[List[str], Dict[str, Any]]:
-    """CIFAR-10 archive, or an ImageNet folder (``--data-dir`` holding ``train/``)."""
-    if args.data_dir and os.path.isdir(os.path.join(args.data_dir, "train")):
-        root = os.path.abspath(args.data_dir)
+def _data_overrides(options: SearchOptions) -> Tuple[List[str], Dict[str, Any]]:
+    """CIFAR-10 archive, or an ImageNet folder (``data_dir`` holding ``train/``)."""
+    if options.data_dir and os.path.isdir(os.path.join(options.data_dir, "train")):
+        root = os.path.abspath(options.data_dir)
         return (["data.dataset=imagenet", f"data.data_dir={root}"],
                 {"dataset": "imagenet", "dir": root})
-    info = cifar_data(args)   # exits with a message when the archive cannot be found
+    info = cifar_data(options)   # DataUnavailableError when the archive cannot be found
     return list(info.pop("overrides")), info
 
 
 class SearchRun:
     """One invocation: resolved config, output folder, run record, latency table, timers."""
 
-    def __init__(self, args, argv: Optional[Sequence[str]], script: str, config_path: str):
-        self.args = args
+    def __init__(self, options: SearchOptions, default_config: str):
+        self.options = options
         self.t0 = time.perf_counter()
-        self.out = os.path.join(args.output_dir, "smoke") if args.smoke else args.output_dir
+        self.out = options.out_root
+        data_ov, self.data_info = _data_overrides(options)
+        path = resolve_config(options.config or default_config)
+        smoke = list(load_config(path)["experiment"].get("smoke") or []) if options.smoke else []
+        device = [f"device={options.device}"] + (
+            [f"train.seed={options.seed}"] if options.seed is not None else [])
+        self.cfg = load_config(path, smoke + device + data_ov + list(options.overrides))
         os.makedirs(self.out, exist_ok=True)
-        data_ov, self.data_info = _data_overrides(args)
-        path = args.config or config_path
-        smoke = list(load_config(path)["experiment"].get("smoke") or []) if args.smoke else []
-        device = [f"device={args.device}"] + (
-            [f"train.seed={args.seed}"] if args.seed is not None else [])
-        self.cfg = load_config(path, smoke + device + data_ov + list(args.override))
         self.recipe = self.cfg["experiment"]["search"]
         self.supernet = self.recipe["supernet"]
         self.image_size = int(self.cfg["data"]["image_size"])
         self.seed = int(self.cfg["train"]["seed"])
-        self.record = RunRecord(script, args, sys.argv if argv is None else [script, *argv],
-                                config=os.path.relpath(path), overrides=list(args.override),
-                                data=self.data_info)
+        self.record = RunRecord(options.script, options.command, smoke=options.smoke,
+                                device=options.device, config=os.path.relpath(path),
+                                overrides=list(options.overrides), data=self.data_info)
         self.timings: Dict[str, float] = {}
         self._rows: Dict[str, Dict[str, Any]] = {}
         self._models: Dict[str, Tuple[Any, Tuple[int, ...]]] = {}
@@ -99,22 +98,19 @@ class SearchRun:
     # ---- latency --------------------------------------------------------------------------
     def _lut(self) -> LatencyLUT:
         spec = self.recipe["lut"]
-        if self.args.lut:
-            return LatencyLUT(self.args.lut, target="file")
-        target = self.args.target or self.args.device
+        if self.options.lut:
+            return LatencyLUT(self.options.lut, target="file")
+        target = self.options.target or self.options.device
         return LatencyLUT(os.path.join(self.out, f"lut_{target}.json"), target=target,
                           threads=int(spec["threads"]), warmup=int(spec["warmup"]),
                           repeats=int(spec["repeats"]), rounds=int(spec.get("rounds", 5)))
 
-    def export_grid(self, specs) -> int:
-        folder = self.args.export_lite_grid
-        manifest = export_lite_grid(specs, folder, progress=lambda i, n, key: print(
-            f"  [{i}/{n}] {key}", flush=True))
-        print(f"{len(manifest['entries'])} blocks in {folder} ({len(manifest['failed'])} failed "
-              "to convert). Copy the folder to the device and run there:\n"
-              "  python3 lut_device.py --grid . --out lut_arm.json\n"
-              "then search with --lut lut_arm.json (docs/search.md).")
-        return 0 if not manifest["failed"] else 1
+    def export_grid(self, specs) -> Dict[str, Any]:
+        """Every block of ``specs`` as a Paddle Lite ``.nb`` with the device-side timer, into
+        ``options.export_lite_grid``; returns the grid's manifest (``failed`` lists the blocks
+        that did not convert)."""
+        return export_lite_grid(specs, self.options.export_lite_grid, progress=lambda i, n, key:
+                                print(f"  [{i}/{n}] {key}", flush=True))
 
     def prepare_table(self, specs) -> float:
         """Every entry the search can need, before it starts: measured now, interleaved
@@ -150,8 +146,8 @@ class SearchRun:
             row.update(measured_ms=measurement["median_ms"], measurement=measurement)
 
     def targets(self, start_ms: float) -> List[float]:
-        if self.args.latency_targets_ms:
-            return sorted(set(float(t) for t in self.args.latency_targets_ms), reverse=True)
+        if self.options.latency_targets_ms:
+            return sorted(set(float(t) for t in self.options.latency_targets_ms), reverse=True)
         return [round(start_ms * float(f), 4) for f in self.recipe["target_fractions"]]
 
     def tick(self, name: str, since: float) -> float:
@@ -189,7 +185,9 @@ class SearchRun:
 
     # ---- outputs ---------------------------------------------------------------------------
     def finish(self, payload: Dict[str, Any], md_sections: List[str], plot: Dict[str, Any]
-               ) -> int:
+               ) -> Dict[str, Any]:
+        """Write search.json, search.md, search.png and run_record.json; returns ``payload``
+        completed with the table, the timings, the prediction error and the run record."""
         self.timings["total"] = round(time.perf_counter() - self.t0, 1)
         self.record.update(timings_s=self.timings)
         self.record.finish()
@@ -197,13 +195,21 @@ class SearchRun:
         rows = list({r["label"]: r for res in payload["results"]
                      for r in (res, res.get("baseline")) if r}.values())
         payload.update(lut={"path": os.path.abspath(self.lut.path), **self.lut.describe()},
-                       smoke=bool(self.args.smoke), timings_s=self.timings,
+                       smoke=bool(self.options.smoke), timings_s=self.timings,
                        prediction_error=prediction_error(rows), run=self.record.data)
         self.lut.save()
         save_json(os.path.join(self.out, "search.json"), payload)
         self.record.write(os.path.join(self.out, "run_record.json"))
+        save_text(os.path.join(self.out, "search.md"),
+                  "\n".join(self._md_head(payload) + md_sections) + "\n")
+        self._plot(payload, **plot)
+        print(f"results in {self.out}/search.json", flush=True)
+        return payload
+
+    def _md_head(self, payload: Dict[str, Any]) -> List[str]:
+        """search.md's title, smoke banner, provenance and prediction error."""
         head = [f"# {payload['title']}", ""]
-        if self.args.smoke:
+        if self.options.smoke:
             head += ["**SMOKE RUN, not a search result**: a tiny supernet, a few steps; the "
                      "numbers only show that the pipeline runs.", ""]
         data = self.data_info.get("note") or self.data_info.get("file") or self.data_info
@@ -218,10 +224,7 @@ class SearchRun:
                      f"{100 * err['max_abs_rel_error']:.1f}%, Spearman "
                      f"{err['spearman'] if err['spearman'] is None else round(err['spearman'], 3)}"
                      ".", ""]
-        save_text(os.path.join(self.out, "search.md"), "\n".join(head + md_sections) + "\n")
-        self._plot(payload, **plot)
-        print(f"results in {self.out}/search.json", flush=True)
-        return 0
+        return head
 
     def _plot(self, payload: Dict[str, Any], title: str, baseline_label: str) -> None:
         pts = []
@@ -244,7 +247,7 @@ class SearchRun:
             ax.axvline(res["target_ms"], color="0.8", lw=0.8, zorder=0)
         ax.set_xlabel(f"predicted latency (ms, {self.lut.target} table)")
         ax.set_ylabel("top-1 (%) after brief training")
-        ax.set_title(title + (" [SMOKE]" if self.args.smoke else ""), fontsize=9)
+        ax.set_title(title + (" [SMOKE]" if self.options.smoke else ""), fontsize=9)
         ax.legend(fontsize=8)
         fig.tight_layout()
         atomic_write(os.path.join(self.out, "search.png"),

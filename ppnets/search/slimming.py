@@ -24,6 +24,34 @@ __all__ = ["greedy_slimming"]
 Proposal = Tuple[str, Hashable]   # (action description, child state)
 
 
+def _score_children(state: Hashable, lat: float, acc: float,
+                    propose: Callable[[Hashable], List[Proposal]],
+                    latency_ms: Callable[[Hashable], float],
+                    efficiency: Callable[[Hashable, float], float],
+                    acc_of: Callable[[Hashable], float]) -> Tuple[List[Dict[str, Any]], list]:
+    """One row per action of the pool, and the candidates: ``(ratio, -gain, order, row,
+    child)`` for each action that pays (gain > 0), so the smallest is the action to take."""
+    eff = efficiency(state, lat)
+    rows, candidates = [], []
+    for order, (action, child) in enumerate(propose(state)):
+        child_lat = float(latency_ms(child))
+        gain = float(efficiency(child, child_lat) - eff)
+        row = {"action": action, "latency_ms": child_lat, "gain": gain, "accuracy": None}
+        if gain > 0:  # an action that does not pay is neither evaluated nor taken
+            child_acc = acc_of(child)
+            row.update(accuracy=child_acc, drop=acc - child_acc,
+                       ratio=(acc - child_acc) / gain)
+            candidates.append((row["ratio"], -gain, order, row, child))
+        rows.append(row)
+    return rows, candidates
+
+
+def _target_result(target: float, reached: bool, step: int, state: Dict[str, Any], lat: float,
+                   acc: float) -> Dict[str, Any]:
+    return {"target_ms": float(target), "reached": reached, "step": step, "state": state,
+            "latency_ms": lat, "accuracy": acc}
+
+
 def greedy_slimming(start: Hashable, targets_ms: Sequence[float], *,
                     propose: Callable[[Hashable], List[Proposal]],
                     latency_ms: Callable[[Hashable], float],
@@ -55,26 +83,15 @@ def greedy_slimming(start: Hashable, targets_ms: Sequence[float], *,
     steps: List[Dict[str, Any]] = []
     results: Dict[float, Dict[str, Any]] = {}
 
-    def settle(step: int) -> None:
+    def settle(step: int) -> None:   # the first state at or below a target is its result
         for target in targets_ms:
             if target not in results and lat <= target:
-                results[target] = {"target_ms": float(target), "reached": True, "step": step,
-                                   "state": describe(state), "latency_ms": lat, "accuracy": acc}
+                results[target] = _target_result(target, True, step, describe(state), lat, acc)
 
     settle(0)
     while len(results) < len(targets_ms) and len(steps) < max_steps:
-        eff = efficiency(state, lat)
-        rows, candidates = [], []
-        for order, (action, child) in enumerate(propose(state)):
-            child_lat = float(latency_ms(child))
-            gain = float(efficiency(child, child_lat) - eff)
-            row = {"action": action, "latency_ms": child_lat, "gain": gain, "accuracy": None}
-            if gain > 0:  # an action that does not pay is neither evaluated nor taken
-                child_acc = acc_of(child)
-                row.update(accuracy=child_acc, drop=acc - child_acc,
-                           ratio=(acc - child_acc) / gain)
-                candidates.append((row["ratio"], -gain, order, row, child))
-            rows.append(row)
+        rows, candidates = _score_children(state, lat, acc, propose, latency_ms, efficiency,
+                                           acc_of)
         if not candidates:
             break
         _, _, _, best, child = min(candidates, key=lambda c: c[:3])
@@ -86,7 +103,6 @@ def greedy_slimming(start: Hashable, targets_ms: Sequence[float], *,
             progress(steps[-1])
         settle(len(steps))
     for target in targets_ms:
-        results.setdefault(target, {"target_ms": float(target), "reached": False,
-                                    "step": len(steps), "state": describe(state),
-                                    "latency_ms": lat, "accuracy": acc})
+        results.setdefault(target, _target_result(target, False, len(steps), describe(state),
+                                                  lat, acc))
     return {"start": record, "steps": steps, "results": [results[t] for t in targets_ms]}

@@ -16,44 +16,47 @@
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Callable, Dict, List
 
+from ppnets.engine import evaluate_network
 from ppnets.factory import create_model
 
-from .data import evaluate
-from .runner import SearchRun, format_table, pick_baseline
+from .data import SearchData
+from .runner import SearchOptions, SearchRun, format_table, pick_baseline
 from .sharing import inherit, recalibrate_bn
 from .slimming import greedy_slimming
 from .space_v1 import FAMILY, V1Arch, V1Net, V1Space
 from .supernet_v1 import V1Supernet, train_supernet_v1
 
-__all__ = ["run"]
+__all__ = ["search", "export_grid", "RECIPE", "OUTPUT_DIR"]
 
 SCHEMA = "ppnets.search.efficientformer/1"
+RECIPE = "search/efficientformer_cifar10"   # the shipped recipe (ppnets configs show NAME)
+OUTPUT_DIR = "outputs/search/efficientformer"
 
 
-def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = None) -> int:
-    sr = SearchRun(args, argv, script, config_path)
-    cfg, recipe, sup, img = sr.cfg, sr.recipe, sr.supernet, sr.image_size
+def _setup(options: SearchOptions):
+    """(run, data, search space, scaled-L1 baseline family)."""
+    sr = SearchRun(options, RECIPE)
+    sup = sr.supernet
     data = sr.load_data()
-    space = V1Space(img, sup["depths"], sup["widths"], data.num_classes,
+    space = V1Space(sr.image_size, sup["depths"], sup["widths"], data.num_classes,
                     width_step=int(sup.get("width_step", 16)))
-    family = space.scaled_l1_family(recipe["baseline_factors"])
-    if args.export_lite_grid:
-        return sr.export_grid(space.grid_specs(extra=family))
-    t = sr.prepare_table(space.grid_specs(extra=family))
+    return sr, data, space, space.scaled_l1_family(sr.recipe["baseline_factors"])
 
-    def predicted(net: V1Net) -> float:
-        return sr.lut.latency(space.specs(net))
 
-    # 1. supernet
-    supernet = V1Supernet(space)
-    print(f"=== supernet: depths {list(space.depths)}, widths {list(space.widths)}, "
-          f"{len(data.train)} training / {len(data.heldout)} held-out images", flush=True)
-    info = train_supernet_v1(supernet, cfg, data, recipe["supernet_training"], sr.seed)
-    t = sr.tick("supernet training", t)
+def export_grid(options: SearchOptions) -> Dict[str, Any]:
+    """Every block of the search grid (and of the baselines) as a Paddle Lite ``.nb`` with the
+    device-side timer, into ``options.export_lite_grid``; returns the grid's manifest."""
+    sr, _, space, family = _setup(options)
+    return sr.export_grid(space.grid_specs(extra=family))
 
-    # 2. importance, 3. slimming
+
+def _slim(sr: SearchRun, space: V1Space, supernet: V1Supernet, data: SearchData,
+          predicted: Callable[[V1Net], float]) -> Dict[str, Any]:
+    """Steps 2 and 3: importance from the architecture parameters, then greedy slimming from
+    the whole supernet to the latency targets (held-out accuracy of each candidate)."""
+    cfg, recipe, img = sr.cfg, sr.recipe, sr.image_size
     probs = supernet.probabilities()
     scores = space.mp_scores(probs)
     source = supernet.state_dict()
@@ -65,7 +68,7 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
         model = create_model(FAMILY, num_classes=data.num_classes, **arch.net.kwargs(img))
         inherit(model, source, space.name_map(arch))
         recalibrate_bn(model, calib)
-        return evaluate(model, heldout)
+        return evaluate_network(model, heldout).top1
 
     start = space.start(probs)
     targets = sr.targets(predicted(start.net))
@@ -76,10 +79,13 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
         efficiency=lambda a, lat: -lat, describe=lambda a: a.describe(),
         progress=lambda s: print(f"  step {s['step']}: {s['action']}: {s['latency_ms']:.3f} ms, "
                                  f"held-out {s['accuracy']:.4f}", flush=True))
-    sr.lut.save()
-    t = sr.tick("slimming", t)
+    return dict(log, mp_scores=scores)
 
-    # 4. the networks, measured and trained; the scaled-L1 baselines
+
+def _networks(sr: SearchRun, log: Dict[str, Any], family: List[V1Net], data: SearchData,
+              predicted: Callable[[V1Net], float]) -> List[Dict[str, Any]]:
+    """Step 4: each target's network and the scaled-L1 baseline at its budget, trained."""
+    img = sr.image_size
     results = []
     for res in log["results"]:
         state = res["state"]
@@ -95,6 +101,29 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
                                       (3, img, img), data.num_classes)
         results.append({"target_ms": res["target_ms"], "reached": res["reached"],
                         "step": res["step"], **row, "baseline": baseline})
+    return results
+
+
+def search(options: SearchOptions) -> Dict[str, Any]:
+    """The whole search; writes the result files into ``options.out_root`` and returns
+    search.json's content."""
+    sr, data, space, family = _setup(options)
+    cfg, recipe, img = sr.cfg, sr.recipe, sr.image_size
+    t = sr.prepare_table(space.grid_specs(extra=family))
+
+    def predicted(net: V1Net) -> float:
+        return sr.lut.latency(space.specs(net))
+
+    # 1. supernet
+    supernet = V1Supernet(space)
+    print(f"=== supernet: depths {list(space.depths)}, widths {list(space.widths)}, "
+          f"{len(data.train)} training / {len(data.heldout)} held-out images", flush=True)
+    info = train_supernet_v1(supernet, cfg, data, recipe["supernet_training"], sr.seed)
+    t = sr.tick("supernet training", t)
+    log = _slim(sr, space, supernet, data, predicted)   # 2. importance, 3. slimming
+    sr.lut.save()
+    t = sr.tick("slimming", t)
+    results = _networks(sr, log, family, data, predicted)   # 4. networks and baselines
     sr.measure_networks(results)
     sr.tick("training and measurement", t)
 
@@ -102,7 +131,7 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
                "paper": "arXiv:2206.01191 §4", "supernet": {
                    "depths": list(space.depths), "widths": list(space.widths),
                    "image_size": img, "num_classes": data.num_classes, "training": info,
-                   "mp_scores": scores},
+                   "mp_scores": log["mp_scores"]},
                "start": log["start"], "results": results, "actions": log["steps"]}
     md = ["## Results", ""] + format_table(results) + [
         "", "## Action log", "", "| step | action | predicted (ms) | held-out acc | drop/ms |",

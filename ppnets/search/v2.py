@@ -14,59 +14,58 @@
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Callable, Dict, List
 
-from .data import evaluate
+from ppnets.engine import evaluate_network
+
+from .data import SearchData
 from .lut import ParamCounter
 from .mes import mes
-from .runner import SearchRun, format_table, pick_baseline
+from .runner import SearchOptions, SearchRun, format_table, pick_baseline
 from .sharing import recalibrate_bn
 from .slimming import greedy_slimming
 from .space_v2 import FAMILY, V2Arch, V2Net, V2Space
 from .supernet_v2 import SlimmableSupernet, train_supernet_v2
 
-__all__ = ["run"]
+__all__ = ["search", "export_grid", "RECIPE", "OUTPUT_DIR"]
 
 SCHEMA = "ppnets.search.efficientformerv2/1"
+RECIPE = "search/efficientformerv2_cifar10"   # the shipped recipe (ppnets configs show NAME)
+OUTPUT_DIR = "outputs/search/efficientformerv2"
 
 
-def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = None) -> int:
-    sr = SearchRun(args, argv, script, config_path)
-    cfg, recipe, sup, img = sr.cfg, sr.recipe, sr.supernet, sr.image_size
+def _setup(options: SearchOptions):
+    """(run, data, search space, scaled-S0 baseline family)."""
+    sr = SearchRun(options, RECIPE)
+    sup = sr.supernet
     data = sr.load_data()
-    space = V2Space(img, sup["depths"], sup["widths"], sup["ratios"], data.num_classes,
+    space = V2Space(sr.image_size, sup["depths"], sup["widths"], sup["ratios"], data.num_classes,
                     width_step=int(sup.get("width_step", 16)), min_widths=sup.get("min_widths"),
                     min_depth=int(sup.get("min_depth", 1)))
-    family = space.scaled_s0_family(recipe["baseline_factors"])
-    if args.export_lite_grid:
-        return sr.export_grid(space.grid_specs(extra=family))
-    t = sr.prepare_table(space.grid_specs(extra=family))
-    units = dict(recipe["mes"])
-    params_of = ParamCounter()
+    return sr, data, space, space.scaled_s0_family(sr.recipe["baseline_factors"])
 
-    def predicted(net: V2Net) -> float:
-        return sr.lut.latency(space.specs(net))
 
-    def mes_of(net: V2Net, latency_ms: float) -> float:
-        return mes(params_of(space.specs(net)), latency_ms, **units)
+def export_grid(options: SearchOptions) -> Dict[str, Any]:
+    """Every block of the search grid (and of the baselines) as a Paddle Lite ``.nb`` with the
+    device-side timer, into ``options.export_lite_grid``; returns the grid's manifest."""
+    sr, _, space, family = _setup(options)
+    return sr.export_grid(space.grid_specs(extra=family))
 
-    # 1. supernet
-    supernet = SlimmableSupernet(space)
-    print(f"=== slimmable supernet: depths {list(space.depths)}, widths {list(space.widths)}, "
-          f"ratios {list(space.ratios)}, {len(data.train)} training / {len(data.heldout)} "
-          "held-out images", flush=True)
-    info = train_supernet_v2(supernet, cfg, data, recipe["supernet_training"], sr.seed)
-    t = sr.tick("supernet training", t)
 
-    # 2. MES-driven search
+def _search(sr: SearchRun, space: V2Space, supernet: SlimmableSupernet, data: SearchData,
+            predicted: Callable[[V2Net], float], mes_of: Callable[[V2Net, float], float]
+            ) -> Dict[str, Any]:
+    """Step 2: the MES-driven greedy search from the largest subnet to the latency targets
+    (held-out accuracy of each candidate, weights and per-width BN from the supernet)."""
+    recipe = sr.recipe
     calib = data.calibration_batches(int(recipe["bn_calibration"]["batches"]),
                                      int(recipe["bn_calibration"]["batch_size"]), sr.seed)
-    heldout = data.heldout_loader(int(cfg["data"]["eval_batch_size"] or 64))
+    heldout = data.heldout_loader(int(sr.cfg["data"]["eval_batch_size"] or 64))
 
     def accuracy(arch: V2Arch) -> float:
         model = supernet.model(arch)
         recalibrate_bn(model, calib)
-        return evaluate(model, heldout)
+        return evaluate_network(model, heldout).top1
 
     start = space.largest()
     targets = sr.targets(predicted(start.net))
@@ -79,10 +78,14 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
         progress=lambda s: print(f"  step {s['step']}: {s['action']}: {s['latency_ms']:.3f} ms, "
                                  f"held-out {s['accuracy']:.4f}, MES +{s['gain']:.3f}",
                                  flush=True))
-    sr.lut.save()
-    t = sr.tick("search", t)
+    return dict(log, action_pool=pool)
 
-    # 3. the networks, measured and trained; the scaled-S0 baselines
+
+def _networks(sr: SearchRun, space: V2Space, log: Dict[str, Any], family: List[V2Net],
+              data: SearchData, predicted: Callable[[V2Net], float],
+              mes_of: Callable[[V2Net, float], float]) -> List[Dict[str, Any]]:
+    """Step 3: each target's network and the scaled-S0 baseline at its budget, trained."""
+    img = sr.image_size
     results = []
     for res in log["results"]:
         st = res["state"]
@@ -101,6 +104,47 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
                                       data.num_classes, mes=mes_of(bnet, blat))
         results.append({"target_ms": res["target_ms"], "reached": res["reached"],
                         "step": res["step"], **row, "baseline": baseline})
+    return results
+
+
+def _report(log: Dict[str, Any], results: List[Dict[str, Any]], units: Dict[str, Any]
+            ) -> List[str]:
+    """search.md's sections: the results table and the action log."""
+    return ["## Results", "", f"MES constants: {units} (docs/search.md says which are verified).",
+            ""] + format_table(results, extra=[("MES", "mes")]) + [
+        "", "## Action log", "",
+        "| step | action | predicted (ms) | held-out acc | MES gain | drop/MES |",
+        "|---:|---|---:|---:|---:|---:|"] + [
+        f"| {s['step']} | {s['action']} | {s['latency_ms']:.3f} | {s['accuracy']:.4f} | "
+        f"{s['gain']:.3f} | {s['ratio']:.5f} |" for s in log["steps"]]
+
+
+def search(options: SearchOptions) -> Dict[str, Any]:
+    """The whole search; writes the result files into ``options.out_root`` and returns
+    search.json's content."""
+    sr, data, space, family = _setup(options)
+    cfg, recipe, img = sr.cfg, sr.recipe, sr.image_size
+    t = sr.prepare_table(space.grid_specs(extra=family))
+    units = dict(recipe["mes"])
+    params_of = ParamCounter()
+
+    def predicted(net: V2Net) -> float:
+        return sr.lut.latency(space.specs(net))
+
+    def mes_of(net: V2Net, latency_ms: float) -> float:
+        return mes(params_of(space.specs(net)), latency_ms, **units)
+
+    # 1. supernet
+    supernet = SlimmableSupernet(space)
+    print(f"=== slimmable supernet: depths {list(space.depths)}, widths {list(space.widths)}, "
+          f"ratios {list(space.ratios)}, {len(data.train)} training / {len(data.heldout)} "
+          "held-out images", flush=True)
+    info = train_supernet_v2(supernet, cfg, data, recipe["supernet_training"], sr.seed)
+    t = sr.tick("supernet training", t)
+    log = _search(sr, space, supernet, data, predicted, mes_of)   # 2. MES-driven search
+    sr.lut.save()
+    t = sr.tick("search", t)
+    results = _networks(sr, space, log, family, data, predicted, mes_of)   # 3. networks
     sr.measure_networks(results)
     sr.tick("training and measurement", t)
 
@@ -108,14 +152,9 @@ def run(args, config_path: str, script: str, argv: Optional[Sequence[str]] = Non
                "paper": "arXiv:2212.08059 §4", "mes_constants": units, "supernet": {
                    "depths": list(space.depths), "widths": list(space.widths),
                    "ratios": list(space.ratios), "image_size": img,
-                   "num_classes": data.num_classes, "action_pool": pool, "training": info},
+                   "num_classes": data.num_classes, "action_pool": log["action_pool"],
+                   "training": info},
                "start": log["start"], "results": results, "actions": log["steps"]}
-    md = ["## Results", "", f"MES constants: {units} (docs/search.md says which are verified).",
-          ""] + format_table(results, extra=[("MES", "mes")]) + [
-        "", "## Action log", "",
-        "| step | action | predicted (ms) | held-out acc | MES gain | drop/MES |",
-        "|---:|---|---:|---:|---:|---:|"] + [
-        f"| {s['step']} | {s['action']} | {s['latency_ms']:.3f} | {s['accuracy']:.4f} | "
-        f"{s['gain']:.3f} | {s['ratio']:.5f} |" for s in log["steps"]]
-    return sr.finish(payload, md, {"title": "EfficientFormerV2 MES search vs scaled S0",
-                                   "baseline_label": "S0 scaled by width/depth"})
+    return sr.finish(payload, _report(log, results, units),
+                     {"title": "EfficientFormerV2 MES search vs scaled S0",
+                      "baseline_label": "S0 scaled by width/depth"})

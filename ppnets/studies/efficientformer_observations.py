@@ -14,11 +14,13 @@ The paper's observations are qualitative on an iPhone 12; the claim of each is r
 measured ordering is compared with it (reported, never asserted). The breakdown times
 sub-networks of the deploy-form model (stem, each downsampling, each stage's Meta4D blocks, the
 Flat + Meta3D blocks, norm + head) through the harness at their own input shapes.
+
+    ppnets study efficientformer-observations [--quick] [--model NAME] [--no-breakdown]
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -29,9 +31,8 @@ from ppnets.models.efficientformer import Flat, Meta3D, Stem
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import StudyRunner, add_study_args, compare_order, ratio, speed
+from .study import Study, StudyOptions, StudyRunner, compare_order, ratio, speed
 
-STUDY = "latency_efficientformer_observations"
 DIM, TOKENS_HW, MLP_RATIO, N_BLOCKS = 192, 14, 4, 8
 GPU_BATCH = 32
 
@@ -152,7 +153,7 @@ class HeadSegment(nn.Layer):
         return (self.head(x) + self.head_dist(x)) / 2
 
 
-def model_segments(name: str = "efficientformer_l1") -> List[Dict[str, Any]]:
+def model_segments(name: str = "efficientformer_l1") -> Tuple[List[Dict[str, Any]], nn.Layer]:
     """Sub-networks of the deploy-form model with their input shapes and block type."""
 
     model = ppnets.create_model(name)
@@ -191,22 +192,17 @@ def model_segments(name: str = "efficientformer_l1") -> List[Dict[str, Any]]:
     return segments, model
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python reproduce/{STUDY}.py",
-                                description=__doc__.split("\n")[0])
-    add_study_args(p, "results/latency")
-    p.add_argument("--model", default="efficientformer_l1",
-                   help="registered EfficientFormer for the breakdown")
-    p.add_argument("--no-breakdown", action="store_true", help="skip the whole-model breakdown")
-    return p
+@dataclass
+class ObservationsOptions(StudyOptions):
+    model: str = "efficientformer_l1"   # the registered EfficientFormer of the breakdown
+    breakdown: bool = True              # time the model's parts (and the whole model)
 
 
-def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    runner = StudyRunner(STUDY, args, argv, record=record)
-    nets = micro_networks(args.quick)
-    segments, model = ([], None) if args.no_breakdown else model_segments(args.model)
-    if args.quick:  # a pipeline check: one segment of each kind of input, no whole model
+def measure(runner: StudyRunner, options: ObservationsOptions):
+    """Returns (micro networks, breakdown segments) measured."""
+    nets = micro_networks(options.quick)
+    segments, model = ([], None) if not options.breakdown else model_segments(options.model)
+    if options.quick:  # a pipeline check: one segment of each kind of input, no whole model
         segments = [s for s in segments if s["type"] in ("stem", "Meta3D", "head")]
     for device in runner.devices:
         batch = GPU_BATCH if device == "gpu" else 1
@@ -214,83 +210,109 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             runner.measure(n["build"](), n["input"], name, device=device, batch_size=batch,
                            observation=n["obs"])
         for s in segments:
-            runner.measure(s["layer"], s["input"], f"{args.model}/{s['name']}", device=device,
+            runner.measure(s["layer"], s["input"], f"{options.model}/{s['name']}", device=device,
                            batch_size=batch, segment=s["name"], block_type=s["type"],
                            stabilise=False)
-        if segments and not args.quick:
-            runner.measure(model, (3, 224, 224), f"{args.model}/whole", device=device,
+        if segments and not options.quick:
+            runner.measure(model, (3, 224, 224), f"{options.model}/whole", device=device,
                            batch_size=batch, segment="whole", stabilise=False)
+    return nets, segments
 
-    devices = [d for d in ("cpu", "gpu", "arm") if runner.has(d)]
+
+def judge(runner: StudyRunner, options: ObservationsOptions, measured) -> Dict[str, Any]:
+    """Each observation's claim against our ordering per device, and the breakdown's shares."""
+    nets, segments = measured
+    devices = runner.devices_with_figures()
+    observations = []
+    for obs, (claim, expected) in CLAIMS.items():
+        names = [k for k, n in nets.items() if n["obs"] == obs]
+        if names:
+            observations.append({"observation": obs, "claim": claim, "networks": names,
+                                 "checks": [_check(runner, obs, names, expected, d)
+                                            for d in devices]})
+    breakdown = []
+    for d in devices if segments else []:
+        parts = [(s, speed(runner.find(f"{options.model}/{s['name']}", d), "ms"))
+                 for s in segments]
+        total = sum(v for _, v in parts if v is not None) or None
+        breakdown += [{"device": d, "segment": s["name"], "type": s["type"],
+                       "input": list(s["input"]), "ms": v,
+                       "share_pct": None if v is None or total is None else 100 * v / total}
+                      for s, v in parts]
+    return {"paper": published.PAPERS["efficientformer"], "observations": observations,
+            "breakdown": breakdown, "published": published.lookup("efficientformer")}
+
+
+def _check(runner: StudyRunner, obs: str, names: List[str], expected: Optional[Dict[str, int]],
+           device: str) -> Dict[str, Any]:
+    ours = {k: speed(runner.find(k, device), "ms") for k in names}
+    if expected:
+        # The claim as a ranking: higher rank = faster; equal ranks are not ordered.
+        paper_rank = {k: float(v) for k, v in expected.items() if k in names}
+        return compare_order(paper_rank, {k: (None if ours[k] is None else -ours[k])
+                                          for k in paper_rank},
+                             higher_is_faster=True, what=f"{obs} on {device}")
+    order = sorted([k for k in names if ours[k] is not None], key=lambda k: ours[k])
+    return {"what": f"{obs} on {device}", "agrees": None, "our_order": order,
+            "text": f"{obs} on {device}: no order claimed; ours (fastest first): "
+                    f"{' > '.join(order)}"}
+
+
+def render(runner: StudyRunner, options: ObservationsOptions, measured,
+           judged: Dict[str, Any]):
+    nets, _ = measured
+    devices = runner.devices_with_figures()
     md = [runner.header_markdown("EfficientFormer observations 1-4 and latency breakdown",
                                  f"{published.PAPERS['efficientformer']['title']}, "
                                  "arXiv:2206.01191"),
           "Minimal networks in `ppnets/studies/efficientformer_observations.py`; batch 1 on "
           f"CPU/ARM, {GPU_BATCH} on GPU (ms per batch). The paper's observations are "
           "qualitative (iPhone 12); each claim is checked against our ordering.", ""]
-    observations = []
-    for obs, (claim, expected) in CLAIMS.items():
-        names = [k for k, n in nets.items() if n["obs"] == obs]
-        if not names:
-            continue
-        head = ["network", "input"] + [f"{d} (ms)" for d in devices] + \
-               [f"{d} / first" for d in devices]
-        body = []
-        for k in names:
-            ms = [speed(runner.find(k, d), "ms") for d in devices]
-            first = [speed(runner.find(names[0], d), "ms") for d in devices]
-            body.append([k, "x".join(map(str, nets[k]["input"]))] + ms +
-                        [ratio(a, b) for a, b in zip(ms, first)])
-        md += [f"## {claim}", "", markdown_table(head, body, align="---|---" + "|---:" * (
-            len(head) - 2)), ""]
-        entry = {"observation": obs, "claim": claim, "networks": names, "checks": []}
+    for entry in judged["observations"]:
+        md += [f"## {entry['claim']}", "", _observation_table(runner, nets, entry["networks"],
+                                                              devices), ""]
+        md += [f"- {o['text']}" for o in entry["checks"]] + [""]
+    if judged["breakdown"]:
+        md += [f"## Whole-model breakdown: {options.model}", ""]
         for d in devices:
-            ours = {k: speed(runner.find(k, d), "ms") for k in names}
-            if expected:
-                # The claim as a ranking: higher rank = faster; equal ranks are not ordered.
-                paper_rank = {k: float(v) for k, v in expected.items() if k in names}
-                o = compare_order(paper_rank, {k: (None if ours[k] is None else -ours[k])
-                                               for k in paper_rank},
-                                  higher_is_faster=True, what=f"{obs} on {d}")
-            else:
-                order = sorted([k for k in names if ours[k] is not None], key=lambda k: ours[k])
-                o = {"what": f"{obs} on {d}", "agrees": None, "our_order": order,
-                     "text": f"{obs} on {d}: no order claimed; ours (fastest first): "
-                             f"{' > '.join(order)}"}
-            entry["checks"].append(o)
-            md.append(f"- {o['text']}")
-        md.append("")
-        observations.append(entry)
+            md += _breakdown_markdown(runner, options.model, d,
+                                      [b for b in judged["breakdown"] if b["device"] == d])
+    return "\n".join(md), _figure(runner, options, nets, judged["breakdown"], devices)
 
-    breakdown = []
-    if segments:
-        md += [f"## Whole-model breakdown: {args.model}", ""]
-        for d in devices:
-            whole = speed(runner.find(f"{args.model}/whole", d), "ms")
-            parts = [(s, speed(runner.find(f"{args.model}/{s['name']}", d), "ms"))
-                     for s in segments]
-            total = sum(v for _, v in parts if v is not None) or None
-            rows = []
-            for s, v in parts:
-                rows.append([s["name"], s["type"], "x".join(map(str, s["input"])), v,
-                             None if v is None or total is None else 100 * v / total])
-                breakdown.append({"device": d, "segment": s["name"], "type": s["type"],
-                                  "input": list(s["input"]), "ms": v,
-                                  "share_pct": None if v is None or total is None
-                                  else 100 * v / total})
-            by_type: Dict[str, float] = {}
-            for s, v in parts:
-                if v is not None:
-                    by_type[s["type"]] = by_type.get(s["type"], 0.0) + v
-            md += [f"**{d}**: whole model {whole if whole is None else round(whole, 3)} ms; sum "
-                   f"of the separately timed parts {total if total is None else round(total, 3)}"
-                   " ms (they differ by the per-run predictor overhead each part pays and by the "
-                   "fusions a whole-model program can make across part boundaries).", "",
-                   markdown_table(["segment", "type", "input", "ms", "share of parts (%)"], rows,
-                            align="---|---|---|---:|---:"), "",
-                   markdown_table(["block type", "ms", "share (%)"],
-                            [(t, v, 100 * v / total) for t, v in by_type.items()]), ""]
 
+def _observation_table(runner: StudyRunner, nets, names: List[str], devices: List[str]) -> str:
+    head = ["network", "input"] + [f"{d} (ms)" for d in devices] + \
+           [f"{d} / first" for d in devices]
+    body = []
+    first = [speed(runner.find(names[0], d), "ms") for d in devices]
+    for k in names:
+        ms = [speed(runner.find(k, d), "ms") for d in devices]
+        body.append([k, "x".join(map(str, nets[k]["input"]))] + ms +
+                    [ratio(a, b) for a, b in zip(ms, first)])
+    return markdown_table(head, body, align="---|---" + "|---:" * (len(head) - 2))
+
+
+def _breakdown_markdown(runner: StudyRunner, model: str, device: str,
+                        parts: List[Dict[str, Any]]) -> List[str]:
+    whole = speed(runner.find(f"{model}/whole", device), "ms")
+    total = sum(b["ms"] for b in parts if b["ms"] is not None) or None
+    by_type: Dict[str, float] = {}
+    for b in parts:
+        if b["ms"] is not None:
+            by_type[b["type"]] = by_type.get(b["type"], 0.0) + b["ms"]
+    rows = [[b["segment"], b["type"], "x".join(map(str, b["input"])), b["ms"], b["share_pct"]]
+            for b in parts]
+    return [f"**{device}**: whole model {whole if whole is None else round(whole, 3)} ms; sum "
+            f"of the separately timed parts {total if total is None else round(total, 3)}"
+            " ms (they differ by the per-run predictor overhead each part pays and by the "
+            "fusions a whole-model program can make across part boundaries).", "",
+            markdown_table(["segment", "type", "input", "ms", "share of parts (%)"], rows,
+                           align="---|---|---|---:|---:"), "",
+            markdown_table(["block type", "ms", "share (%)"],
+                           [(t, v, 100 * v / total) for t, v in by_type.items()]), ""]
+
+
+def _figure(runner: StudyRunner, options: ObservationsOptions, nets, breakdown, devices):
     def figure(plt):
         n = 2 if breakdown else 1
         fig, axes = plt.subplots(1, n, figsize=(6 * n, 3.8), squeeze=False)
@@ -308,9 +330,12 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             rows = [b for b in breakdown if b["device"] == devices[0] and b["ms"]]
             ax.pie([b["ms"] for b in rows], labels=[b["segment"] for b in rows],
                    textprops={"fontsize": 6})
-            ax.set_title(f"{args.model}: latency share ({devices[0]})", fontsize=9)
+            ax.set_title(f"{options.model}: latency share ({devices[0]})", fontsize=9)
 
-    runner.write({"paper": published.PAPERS["efficientformer"], "observations": observations,
-                  "breakdown": breakdown, "published": published.lookup("efficientformer")},
-                 "\n".join(md), figure)
-    return 0
+    return figure
+
+
+STUDY = Study(name="efficientformer-observations", stem="latency_efficientformer_observations",
+              summary="EfficientFormer Sec. 3: observations 1-4 and a per-stage latency "
+                      "breakdown",
+              measure=measure, judge=judge, render=render, options=ObservationsOptions)

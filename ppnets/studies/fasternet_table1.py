@@ -11,11 +11,12 @@ G/s are our GMAC/s (ppnets' own GFLOPS = 2 x GMAC/s are in the JSON records).
 The paper's table cells are transcribed in :mod:`ppnets.studies.published` (verified); its
 summary, PConv's FLOPS = 10.5x / 6.2x / 22.8x DWConv's on GPU / CPU / ARM (Sec. 4.1), is set
 beside our ratio for each device we have figures for.
+
+    ppnets study fasternet-table1 [--quick] [--device cpu gpu] [--arm-results arm.json]
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Tuple
 
 import paddle.nn as nn
 
@@ -23,9 +24,8 @@ from ppnets.models.fasternet import PartialConv
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import StudyRunner, add_study_args, bar_groups, ratio, speed
+from .study import Study, StudyOptions, StudyRunner, bar_groups, ratio, speed
 
-STUDY = "latency_fasternet_table1"
 SIZES = ((96, 56), (192, 28), (384, 14), (768, 7))
 QUICK_SIZES = ((768, 7),)
 OPS = ("conv", "gconv", "dwconv", "pconv")
@@ -60,28 +60,29 @@ def label(op: str, channels: int, size: int) -> str:
     return f"{op}_{channels}x{size}x{size}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python reproduce/{STUDY}.py", description=__doc__.split(
-        "\n")[0])
-    add_study_args(p, "results/latency")
-    return p
+def plan(options: StudyOptions) -> Tuple[Tuple[Tuple[int, int], ...], Tuple[str, ...]]:
+    """(feature maps, operators) to measure."""
+    if options.quick:  # the dense conv is 2.6 GMACs per network: left out of the pipeline check
+        return QUICK_SIZES, OPS[1:] + ("pconv_slicing",)
+    return SIZES, OPS + ("pconv_slicing",)
 
 
-def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    runner = StudyRunner(STUDY, args, argv, record=record)
-    sizes = QUICK_SIZES if args.quick else SIZES
-    ops = OPS + ("pconv_slicing",)
-    if args.quick:  # the dense conv is 2.6 GMACs per network: left out of the pipeline check
-        ops = ops[1:]
+def measure(runner: StudyRunner, options: StudyOptions):
+    sizes, ops = plan(options)
     for device in runner.devices:
         batch = GPU_BATCH if device == "gpu" else 1
         for c, h in sizes:
             for op in ops:
                 runner.measure(operator_stack(op, c), (c, h, h), label(op, c, h), device=device,
                                batch_size=batch, op=op, channels=c, size=h, depth=DEPTH)
+    return sizes, ops
 
-    devices = [d for d in ("cpu", "gpu", "arm") if runner.has(d)]
+
+def judge(runner: StudyRunner, options: StudyOptions, measured) -> Dict[str, Any]:
+    """Per-network rows, the paper's "Average" FLOPS per operator, PConv / DWConv against
+    Sec. 4.1, and PConv's two forward forms."""
+    sizes, ops = measured
+    devices = runner.devices_with_figures()
     rows: List[Dict[str, Any]] = []
     for op in ops:
         for c, h in sizes:
@@ -93,8 +94,6 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                 row[f"{d}_throughput_ips"] = speed(rec, "images/s")
                 row[f"{d}_gmacs_per_s"] = speed(rec, "GMAC/s")
             rows.append(row)
-
-    # Average FLOPS per operator (the paper's "Average" rows) and PConv / DWConv ratios.
     averages: Dict[str, Dict[str, Optional[float]]] = {}
     for op in ops:
         averages[op] = {}
@@ -102,6 +101,13 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             vals = [r[f"{d}_gmacs_per_s"] for r in rows if r["op"] == op
                     and r[f"{d}_gmacs_per_s"] is not None]
             averages[op][d] = sum(vals) / len(vals) if vals else None
+    return {"paper": published.PAPERS["fasternet"], "rows": rows, "averages": averages,
+            "pconv_over_dwconv": _pconv_over_dwconv(averages),
+            "pconv_forward_forms": _forward_forms(runner, sizes, devices),
+            "published": published.lookup("fasternet", "Sec. 4.1")}
+
+
+def _pconv_over_dwconv(averages: Dict[str, Dict[str, Optional[float]]]) -> List[Dict[str, Any]]:
     ratios = []
     for d in ("gpu", "cpu", "arm"):
         ours = ratio(averages.get("pconv", {}).get(d), averages.get("dwconv", {}).get(d))
@@ -112,49 +118,42 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                        "text": (f"{d.upper()}: PConv/DWConv FLOPS {ours:.1f}x here vs "
                                 f"{paper}x in the paper" if ours is not None else
                                 f"{d.upper()}: not measured (paper: {paper}x)")})
-    slicing = []
+    return ratios
+
+
+def _forward_forms(runner: StudyRunner, sizes, devices: List[str]) -> List[Dict[str, Any]]:
+    forms = []
     for c, h in sizes:
         for d in devices:
             a = runner.find(label("pconv", c, h), d)
             b = runner.find(label("pconv_slicing", c, h), d)
-            slicing.append({"feature_map": f"{c}x{h}x{h}", "device": d,
-                            "split_cat_ms": speed(a, "ms"), "slicing_ms": speed(b, "ms"),
-                            "slicing_over_split_cat": ratio(speed(b, "ms"), speed(a, "ms"))})
+            forms.append({"feature_map": f"{c}x{h}x{h}", "device": d,
+                          "split_cat_ms": speed(a, "ms"), "slicing_ms": speed(b, "ms"),
+                          "slicing_over_split_cat": ratio(speed(b, "ms"), speed(a, "ms"))})
+    return forms
 
-    # Markdown
+
+def render(runner: StudyRunner, options: StudyOptions, measured, judged: Dict[str, Any]):
+    sizes, ops = measured
+    devices = runner.devices_with_figures()
+    rows, ratios = judged["rows"], judged["pconv_over_dwconv"]
     md = [runner.header_markdown("FasterNet Table 1: FLOPS of 3x3 operators",
                                  f"{published.PAPERS['fasternet']['title']}, arXiv:2303.03667")]
     md.append(f"{DEPTH} stacked layers per network. FLOPS as the paper counts them (1 FLOP = 1 "
               "multiply-add): GMAC/s. CPU/ARM: batch 1 latency; GPU: batch "
               f"{GPU_BATCH} throughput.\n")
-    head = ["operator", "feature map", "MACs (M)"]
-    for d in devices:
-        head += ([f"{DEVICE_COLUMNS[d]} throughput (img/s)"] if d == "gpu" else
-                 [f"{DEVICE_COLUMNS[d]} latency (ms)"]) + [f"{DEVICE_COLUMNS[d]} GMAC/s"]
-    body = []
-    for r in rows:
-        line = [OP_NAMES[r["op"]], r["feature_map"],
-                None if r.get("macs") is None else r["macs"] / 1e6]
-        for d in devices:
-            line += [r[f"{d}_throughput_ips"] if d == "gpu" else r[f"{d}_latency_ms"],
-                     r[f"{d}_gmacs_per_s"]]
-        body.append(line)
-    for op in ops:
-        body.append([f"**{OP_NAMES[op]}: average**", "", None]
-                    + sum(([None, averages[op][d]] for d in devices), []))
-    md += ["## Operators", "", markdown_table(head, body, align="---|---" + "|---:" * (len(head) - 2)),
-           ""]
+    md += ["## Operators", "", _operators_table(rows, judged["averages"], ops, devices), ""]
     md += ["## PConv FLOPS / DWConv FLOPS (averages over feature maps)", "",
            markdown_table(["device", "ours", "paper (Sec. 4.1)", "ours / paper"],
-                    [(r["device"].upper(), r["ours"], r["paper"], r["ours_over_paper"])
-                     for r in ratios]), ""]
+                          [(r["device"].upper(), r["ours"], r["paper"], r["ours_over_paper"])
+                           for r in ratios]), ""]
     md += [f"- {r['text']}" for r in ratios] + [""]
     md += ["## PConv forward forms: slicing vs split_cat", "",
            markdown_table(["feature map", "device", "split_cat (ms)", "slicing (ms)",
-                     "slicing / split_cat"],
-                    [(s["feature_map"], s["device"], s["split_cat_ms"], s["slicing_ms"],
-                      s["slicing_over_split_cat"]) for s in slicing],
-                    align="---|---|---:|---:|---:"), "",
+                           "slicing / split_cat"],
+                          [(s["feature_map"], s["device"], s["split_cat_ms"], s["slicing_ms"],
+                            s["slicing_over_split_cat"]) for s in judged["pconv_forward_forms"]],
+                          align="---|---|---:|---:|---:"), "",
            "`split_cat` is the default (it exports to Paddle Lite); `slicing` writes the "
            "convolved channels into a copy of the input (a `set_value` op, Paddle Inference "
            "only). Both compute the same function.", "",
@@ -172,8 +171,29 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             bar_groups(ax, [f"{c}x{h}x{h}" for c, h in sizes], series, "GMAC/s",
                        f"{DEVICE_COLUMNS[d]}: achieved FLOPS (paper's convention)")
 
-    runner.write({"paper": published.PAPERS["fasternet"], "rows": rows, "averages": averages,
-                  "pconv_over_dwconv": ratios, "pconv_forward_forms": slicing,
-                  "published": published.lookup("fasternet", "Sec. 4.1")},
-                 "\n".join(md), figure)
-    return 0
+    return "\n".join(md), figure
+
+
+def _operators_table(rows, averages, ops, devices: List[str]) -> str:
+    head = ["operator", "feature map", "MACs (M)"]
+    for d in devices:
+        head += ([f"{DEVICE_COLUMNS[d]} throughput (img/s)"] if d == "gpu" else
+                 [f"{DEVICE_COLUMNS[d]} latency (ms)"]) + [f"{DEVICE_COLUMNS[d]} GMAC/s"]
+    body = []
+    for r in rows:
+        line = [OP_NAMES[r["op"]], r["feature_map"],
+                None if r.get("macs") is None else r["macs"] / 1e6]
+        for d in devices:
+            line += [r[f"{d}_throughput_ips"] if d == "gpu" else r[f"{d}_latency_ms"],
+                     r[f"{d}_gmacs_per_s"]]
+        body.append(line)
+    for op in ops:
+        body.append([f"**{OP_NAMES[op]}: average**", "", None]
+                    + sum(([None, averages[op][d]] for d in devices), []))
+    return markdown_table(head, body, align="---|---" + "|---:" * (len(head) - 2))
+
+
+STUDY = Study(name="fasternet-table1", stem="latency_fasternet_table1",
+              summary="FasterNet Table 1: FLOPS of Conv / GConv / DWConv / PConv, PConv "
+                      "split_cat vs slicing",
+              measure=measure, judge=judge, render=render)

@@ -15,11 +15,12 @@ global average pooling and a 1000-way linear classifier. BN is folded (deploy fo
 
 Latency at batch 1 (CPU, ``--threads``); the paper's numbers are iPhone 12 milliseconds, so the
 comparison is between *relative* costs (each network / the ReLU baseline).
+
+    ppnets study mobileone-blocks [--quick] [--device cpu gpu] [--arm-results arm.json]
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Tuple
 
 import paddle.nn as nn
 
@@ -29,9 +30,8 @@ from ppnets.models.base import flatten_tokens
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import StudyRunner, add_study_args, bar_groups, compare_order, ratio, speed
+from .study import Study, StudyOptions, StudyRunner, bar_groups, compare_order, ratio, speed
 
-STUDY = "latency_mobileone_blocks"
 WIDTHS = (16, 32, 64, 128, 256)
 DEPTHS = (1, 4, 8, 10, 7)
 INPUT = (3, 224, 224)
@@ -83,21 +83,16 @@ def activation_net(name: str) -> nn.Layer:
     return ThirtyLayerCNN(name)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python reproduce/{STUDY}.py",
-                                description=__doc__.split("\n")[0])
-    add_study_args(p, "results/latency")
-    return p
+BLOCK_LABELS = {"baseline": "act_relu", "+se": "act_se_relu", "+skip": "block_skip"}
 
 
-def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    runner = StudyRunner(STUDY, args, argv, record=record)
+def measure(runner: StudyRunner, options: StudyOptions):
+    """Returns (activations, blocks, input size) measured."""
     # --quick keeps leaky_relu: it exercises the harness's Paddle Inference workaround
     # (ppnets.bench.KNOWN_PASS_CRASHES) end to end.
-    acts = ("relu", "leaky_relu", "se_relu") if args.quick else ACTIVATIONS
-    blocks = ("baseline", "+skip") if args.quick else tuple(BLOCKS)
-    size = QUICK_INPUT if args.quick else INPUT
+    acts = ("relu", "leaky_relu", "se_relu") if options.quick else ACTIVATIONS
+    blocks = ("baseline", "+skip") if options.quick else tuple(BLOCKS)
+    size = QUICK_INPUT if options.quick else INPUT
     for device in runner.devices:
         batch = GPU_BATCH if device == "gpu" else 1
         for a in acts:
@@ -108,9 +103,53 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                 continue  # the same networks as act_relu / act_se_relu, measured above
             runner.measure(ThirtyLayerCNN(**BLOCKS[b]), size, "block_skip", device=device,
                            batch_size=batch, table="blocks", item=b)
+    return acts, blocks, size
 
-    block_label = {"baseline": "act_relu", "+se": "act_se_relu", "+skip": "block_skip"}
-    devices = [d for d in ("cpu", "gpu", "arm") if runner.has(d)]
+
+def judge(runner: StudyRunner, options: StudyOptions, measured) -> Dict[str, Any]:
+    """Each table's rows (ours and the paper's latency relative to the ReLU baseline) and, per
+    device, whether our ordering is the paper's."""
+    acts, blocks, _ = measured
+    devices = runner.devices_with_figures()
+    results: Dict[str, List[Dict[str, Any]]] = {}
+    orderings = []
+    for table, items, labels in _tables(acts, blocks):
+        results[table] = [_row(runner, table, item, labels, devices) for item in items]
+        for d in devices:
+            orderings.append(compare_order(
+                {r["item"]: r["paper_ms"] for r in results[table] if r.get(f"{d}_ms") is not None},
+                {r["item"]: r.get(f"{d}_ms") for r in results[table]},
+                higher_is_faster=False, what=f"{table} on {d}"))
+    return {"paper": published.PAPERS["mobileone"], "results": results,
+            "orderings": orderings, "not_built": list(NOT_BUILT),
+            "published": published.lookup("mobileone")}
+
+
+def _tables(acts, blocks) -> List[Tuple[str, List[str], Dict[str, str]]]:
+    """(table, items, {item: measured label}) of the two tables."""
+    return [("activations", list(acts) + list(NOT_BUILT), {a: f"act_{a}" for a in acts}),
+            ("blocks", list(blocks), {b: BLOCK_LABELS[b] for b in blocks})]
+
+
+def _row(runner: StudyRunner, table: str, item: str, labels: Dict[str, str],
+         devices: List[str]) -> Dict[str, Any]:
+    hits = published.lookup("mobileone", published.MOBILEONE_TABLES[table], item=item)
+    pv = hits[0]["value"] if hits else None
+    paper_base = published.value("mobileone", published.MOBILEONE_TABLES["activations"], "relu")
+    workaround = {(w["label"], w["device"]) for w in runner.workaround_rows()}
+    row = {"item": item, "paper_ms": pv, "paper_rel": ratio(pv, paper_base),
+           "ir_pass_workaround": any((labels.get(item), d) in workaround for d in devices)}
+    for d in devices:
+        ms = speed(runner.find(labels[item], d), "ms") if item in labels else None
+        row.update({f"{d}_ms": ms, f"{d}_rel": ratio(ms, speed(runner.find("act_relu", d),
+                                                                "ms"))})
+    return row
+
+
+def render(runner: StudyRunner, options: StudyOptions, measured, judged: Dict[str, Any]):
+    _, _, size = measured
+    devices = runner.devices_with_figures()
+    results = judged["results"]
     md = [runner.header_markdown("MobileOne: activations and architectural blocks",
                                  f"{published.PAPERS['mobileone']['title']}, arXiv:2206.04040"),
           f"30-layer CNN (layout in `ppnets/studies/mobileone_blocks.py`), input "
@@ -119,49 +158,15 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
           "marked * are unverified transcriptions (no text copy of the paper's tables was "
           "found; see `ppnets/studies/published.py`). `rel.` = latency / the ReLU baseline's "
           "latency on the same device.", ""]
-    results: Dict[str, List[Dict[str, Any]]] = {"activations": [], "blocks": []}
-    orderings = []
-    workaround = {(w["label"], w["device"]): w for w in runner.workaround_rows()}
-    for table, items, labels in (
-            ("activations", list(acts) + list(NOT_BUILT), {a: f"act_{a}" for a in acts}),
-            ("blocks", list(blocks), {b: block_label[b] for b in blocks})):
-        prefix = published.MOBILEONE_TABLES[table]
-        head = ["network", "paper (ms)", "paper rel."]
-        for d in devices:
-            head += [f"{d} (ms)", f"{d} rel.", f"{d} rel. / paper rel."]
-        body = []
-        paper_base = published.value("mobileone", published.MOBILEONE_TABLES["activations"],
-                                     "relu")
-        for item in items:
-            hits = published.lookup("mobileone", prefix, item=item)
-            pv = hits[0]["value"] if hits else None
-            row_rec = {"item": item, "paper_ms": pv, "paper_rel": ratio(pv, paper_base)}
-            marked = any((labels.get(item), d) in workaround for d in devices)
-            row_rec["ir_pass_workaround"] = marked
-            row = [item + (" \u2020" if marked else ""),
-                   None if pv is None else f"{pv}{'' if hits[0]['verified'] else '*'}",
-                   row_rec["paper_rel"]]
-            for d in devices:
-                ms = speed(runner.find(labels[item], d), "ms") if item in labels else None
-                base = speed(runner.find("act_relu", d), "ms")
-                rel = ratio(ms, base)
-                row_rec.update({f"{d}_ms": ms, f"{d}_rel": rel})
-                row += [ms, rel, ratio(rel, row_rec["paper_rel"])]
-            body.append(row)
-            results[table].append(row_rec)
-        md += [f"## {table.capitalize()} ({prefix})", "", markdown_table(head, body), ""]
+    orderings = iter(judged["orderings"])
+    for table in ("activations", "blocks"):
+        md += [f"## {table.capitalize()} ({published.MOBILEONE_TABLES[table]})", "",
+               _table_markdown(results[table], table, devices), ""]
         if any(r["ir_pass_workaround"] for r in results[table]):
             md += ["\u2020 measured with a Paddle Inference workaround (one fuse pass deleted, "
                    "oneDNN on): see \"Rows measured with a Paddle Inference workaround\" "
                    "below.", ""]
-        for d in devices:
-            o = compare_order({r["item"]: r["paper_ms"] for r in results[table]
-                               if r.get(f"{d}_ms") is not None},
-                              {r["item"]: r.get(f"{d}_ms") for r in results[table]},
-                              higher_is_faster=False, what=f"{table} on {d}")
-            orderings.append(o)
-            md.append(f"- {o['text']}")
-        md.append("")
+        md += [f"- {next(orderings)['text']}" for _ in devices] + [""]
     md += [f"Not built (no ppnets layer): {', '.join(NOT_BUILT)}; their published latencies "
            "are listed for completeness."]
 
@@ -177,7 +182,25 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                        f"MobileOne {table}" + (" (\u2020 one Paddle fuse pass deleted)" if any(
                            r["ir_pass_workaround"] for r in rows) else ""))
 
-    runner.write({"paper": published.PAPERS["mobileone"], "results": results,
-                  "orderings": orderings, "not_built": list(NOT_BUILT),
-                  "published": published.lookup("mobileone")}, "\n".join(md), figure)
-    return 0
+    return "\n".join(md), figure
+
+
+def _table_markdown(rows: List[Dict[str, Any]], table: str, devices: List[str]) -> str:
+    head = ["network", "paper (ms)", "paper rel."]
+    for d in devices:
+        head += [f"{d} (ms)", f"{d} rel.", f"{d} rel. / paper rel."]
+    body = []
+    for r in rows:
+        hits = published.lookup("mobileone", published.MOBILEONE_TABLES[table], item=r["item"])
+        line = [r["item"] + (" \u2020" if r["ir_pass_workaround"] else ""),
+                None if r["paper_ms"] is None else
+                f"{r['paper_ms']}{'' if hits[0]['verified'] else '*'}", r["paper_rel"]]
+        for d in devices:
+            line += [r[f"{d}_ms"], r[f"{d}_rel"], ratio(r[f"{d}_rel"], r["paper_rel"])]
+        body.append(line)
+    return markdown_table(head, body)
+
+
+STUDY = Study(name="mobileone-blocks", stem="latency_mobileone_blocks",
+              summary="MobileOne: activations and architectural blocks in a 30-layer CNN",
+              measure=measure, judge=judge, render=render)

@@ -21,12 +21,14 @@ Units as in the paper: GPU in batches/s at batch 8, ARM ("CPU" in Tables 2-4) in
 batch 1, single thread. On this machine: ``cpu`` runs the paper's ARM configurations (its
 widths) at batch 1 and is compared with the ARM column; ``gpu`` the GPU configurations at batch
 8 in batches/s. Orderings are compared pair by pair and reported; nothing is asserted.
+
+    ppnets study shufflenetv2-guidelines [--quick] [--guidelines G1 G3] [--arm-results arm.json]
 """
 from __future__ import annotations
 
-import argparse
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence
 
 import paddle
 import paddle.nn as nn
@@ -35,9 +37,8 @@ from ppnets.layers import ConvBN
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import StudyRunner, add_study_args, compare_order, ratio, speed
+from .study import Study, StudyError, StudyOptions, StudyRunner, compare_order, ratio, speed
 
-STUDY = "latency_shufflenetv2_guidelines"
 BLOCKS = 10
 SIZE = 56
 GPU_BATCH = 8
@@ -176,24 +177,26 @@ def label(guideline: str, item: str, target: str, setting: str) -> str:
     return f"{guideline}_{safe}_{target}_{setting.replace('=', '')}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python reproduce/{STUDY}.py",
-                                description=__doc__.split("\n")[0])
-    add_study_args(p, "results/latency")
-    p.add_argument("--guidelines", nargs="+", choices=("G1", "G2", "G3", "G4"),
-                   default=["G1", "G2", "G3", "G4"])
-    return p
+GUIDELINES = ("G1", "G2", "G3", "G4")
+# device on this machine -> (paper target whose widths it runs, batch, unit)
+PLAN = {"cpu": ("arm", 1, "images/s"), "gpu": ("gpu", GPU_BATCH, "batches/s"),
+        "arm": ("arm", 1, "images/s")}
 
 
-def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    runner = StudyRunner(STUDY, args, argv, record=record)
-    spec = {g: s for g, s in cells(args.quick).items() if g in args.guidelines}
-    # device on this machine -> (paper target whose widths it runs, batch, unit)
-    plan = {"cpu": ("arm", 1, "images/s"), "gpu": ("gpu", GPU_BATCH, "batches/s"),
-            "arm": ("arm", 1, "images/s")}
+@dataclass
+class GuidelinesOptions(StudyOptions):
+    guidelines: Sequence[str] = GUIDELINES  # which of G1-G4 to run
+
+
+def measure(runner: StudyRunner, options: GuidelinesOptions) -> Dict[str, Dict[str, Any]]:
+    """Returns the cells measured (:func:`cells` of the chosen guidelines)."""
+    unknown = sorted(set(options.guidelines) - set(GUIDELINES))
+    if unknown:
+        raise StudyError(f"unknown guideline(s) {', '.join(unknown)}; expected some of "
+                         f"{', '.join(GUIDELINES)}")
+    spec = {g: s for g, s in cells(options.quick).items() if g in options.guidelines}
     for device in runner.devices:
-        target, batch, _ = plan[device]
+        target, batch, _ = PLAN[device]
         for g, s in spec.items():
             for setting in s["settings"][target]:
                 for item in s["items"]:
@@ -201,51 +204,80 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                     runner.measure(net, (cin, SIZE, SIZE), label(g, item, target, setting),
                                    device=device, batch_size=batch, guideline=g, item=item,
                                    setting=setting, widths_of=target)
+    return spec
 
+
+def judge(runner: StudyRunner, options: GuidelinesOptions, spec) -> Dict[str, Any]:
+    """Every table cell beside the paper's, and per (guideline, device, setting) whether our
+    ordering is the paper's."""
+    tables: List[Dict[str, Any]] = []
+    orderings: List[Dict[str, Any]] = []
+    for g, s in spec.items():
+        for device in runner.devices_with_figures():
+            target, _, unit = PLAN[device]
+            for item in s["items"]:
+                for setting in s["settings"][target]:
+                    hits = published.lookup("shufflenetv2", s["table"], item=item,
+                                            setting=setting, unit=_paper_unit(target))
+                    tables.append({
+                        "guideline": g, "device": device, "item": item, "setting": setting,
+                        "unit": unit, "paper": hits[0]["value"] if hits else None,
+                        "ours": speed(runner.find(label(g, item, target, setting), device), unit),
+                        "paper_device": hits[0]["device"] if hits else None})
+            for setting in s["settings"][target]:
+                cell = [t for t in tables if t["guideline"] == g and t["device"] == device
+                        and t["setting"] == setting]
+                orderings.append(compare_order({t["item"]: t["paper"] for t in cell},
+                                               {t["item"]: t["ours"] for t in cell},
+                                               higher_is_faster=True,
+                                               what=f"{g} {device} {setting}"))
+    return {"paper": published.PAPERS["shufflenetv2"], "cells": tables,
+            "orderings": orderings, "published": published.lookup("shufflenetv2")}
+
+
+def _paper_unit(target: str) -> str:
+    return "batches/s" if target == "gpu" else "images/s"
+
+
+def render(runner: StudyRunner, options: GuidelinesOptions, spec, judged: Dict[str, Any]):
     md = [runner.header_markdown("ShuffleNet V2 guidelines G1-G4",
                                  f"{published.PAPERS['shufflenetv2']['title']}, arXiv:1807.11164"),
           f"{BLOCKS} blocks at {SIZE}x{SIZE}. This machine's `cpu` runs the paper's ARM widths "
           "at batch 1 (images/s, compared with the paper's ARM column); `gpu` the GPU widths at "
           f"batch {GPU_BATCH} (batches/s). Paper values marked * are unverified transcriptions "
           "(see ppnets/studies/published.py).", ""]
-    tables: List[Dict[str, Any]] = []
-    orderings: List[Dict[str, Any]] = []
-    devices = [d for d in ("cpu", "gpu", "arm") if runner.has(d)]
+    orderings = iter(judged["orderings"])
     for g, s in spec.items():
         md += [f"## {g}: {s['table']}", ""]
-        for device in devices:
-            target, _, unit = plan[device]
-            paper_unit = "batches/s" if target == "gpu" else "images/s"
-            head, body = ["block"], []
-            for setting in s["settings"][target]:
-                head += [f"paper {setting}", f"ours {setting}", "ours/paper"]
-            for item in s["items"]:
-                row = [item]
-                for setting in s["settings"][target]:
-                    hits = published.lookup("shufflenetv2", s["table"], item=item,
-                                            setting=setting, unit=paper_unit)
-                    pv = hits[0]["value"] if hits else None
-                    ov = speed(runner.find(label(g, item, target, setting), device), unit)
-                    star = "" if not hits or hits[0]["verified"] else "*"
-                    row += [f"{pv}{star}" if pv is not None else None, ov, ratio(ov, pv)]
-                    tables.append({"guideline": g, "device": device, "item": item,
-                                   "setting": setting, "unit": unit, "paper": pv, "ours": ov,
-                                   "paper_device": hits[0]["device"] if hits else None})
-                body.append(row)
-            md += [f"**{device}** ({unit}; paper: {paper_unit} on "
+        for device in runner.devices_with_figures():
+            target, _, unit = PLAN[device]
+            md += [f"**{device}** ({unit}; paper: {_paper_unit(target)} on "
                    f"{'GTX 1080Ti' if target == 'gpu' else 'Snapdragon 810 ARM'})", "",
-                   markdown_table(head, body), ""]
-            for setting in s["settings"][target]:
-                paper = {t["item"]: t["paper"] for t in tables if t["guideline"] == g
-                         and t["device"] == device and t["setting"] == setting}
-                ours = {t["item"]: t["ours"] for t in tables if t["guideline"] == g
-                        and t["device"] == device and t["setting"] == setting}
-                o = compare_order(paper, ours, higher_is_faster=True,
-                                  what=f"{g} {device} {setting}")
-                orderings.append(o)
-                md.append(f"- {o['text']}")
-            md.append("")
+                   _cells_markdown(judged["cells"], g, s, device, target), ""]
+            md += [f"- {next(orderings)['text']}" for _ in s["settings"][target]] + [""]
+    return "\n".join(md), _figure(spec, judged["cells"]) if runner.has("cpu") else None
 
+
+def _cells_markdown(cells_: List[Dict[str, Any]], g: str, s: Dict[str, Any], device: str,
+                    target: str) -> str:
+    head, body = ["block"], []
+    for setting in s["settings"][target]:
+        head += [f"paper {setting}", f"ours {setting}", "ours/paper"]
+    for item in s["items"]:
+        row = [item]
+        for setting in s["settings"][target]:
+            t = next(t for t in cells_ if t["guideline"] == g and t["device"] == device
+                     and t["item"] == item and t["setting"] == setting)
+            hits = published.lookup("shufflenetv2", s["table"], item=item, setting=setting,
+                                    unit=_paper_unit(target))
+            star = "" if not hits or hits[0]["verified"] else "*"
+            row += [f"{t['paper']}{star}" if t["paper"] is not None else None, t["ours"],
+                    ratio(t["ours"], t["paper"])]
+        body.append(row)
+    return markdown_table(head, body)
+
+
+def _figure(spec: Dict[str, Dict[str, Any]], tables: List[Dict[str, Any]]):
     def figure(plt):
         gl = list(spec)
         fig, axes = plt.subplots(1, len(gl), figsize=(4.2 * len(gl), 3.4), squeeze=False)
@@ -267,8 +299,10 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             ax.set_title(f"{g} ({setting}): speed / first block", fontsize=9)
             ax.legend(fontsize=6)
 
-    runner.write({"paper": published.PAPERS["shufflenetv2"], "cells": tables,
-                  "orderings": orderings,
-                  "published": published.lookup("shufflenetv2")},
-                 "\n".join(md), figure if runner.has("cpu") else None)
-    return 0
+    return figure
+
+
+STUDY = Study(name="shufflenetv2-guidelines", stem="latency_shufflenetv2_guidelines",
+              summary="ShuffleNet V2 Tables 1-4: guidelines G1-G4 on the paper's benchmark "
+                      "networks",
+              measure=measure, judge=judge, render=render, options=GuidelinesOptions)

@@ -1,4 +1,4 @@
-"""The shared runner of the latency studies (``reproduce/latency_*.py``, docs/latency_studies.md).
+"""The shared runner of the latency studies (``ppnets study NAME``, docs/latency_studies.md).
 
 A study builds small networks (or takes registered models), measures each one with the project's
 one harness, :func:`ppnets.bench.benchmark_model` (deploy form, Paddle Inference, median/IQR over
@@ -7,69 +7,120 @@ ours, and writes three files atomically: ``<study>.json`` (schema ``ppnets.study
 record included), ``<study>.md`` (Markdown tables, the machine, the command, and plain statements
 of where our ordering differs from the paper's) and ``<study>.png`` (matplotlib).
 
+A study is a :class:`Study`: three functions run in turn by :meth:`Study.run` --
+``measure(runner, options)`` benchmarks through the :class:`StudyRunner` and returns what it
+built, ``judge(runner, options, measured)`` turns the measurements into the JSON tables and
+checks the paper's claims, ``render(runner, options, measured, judged)`` returns the Markdown
+and the figure. :data:`ppnets.studies.STUDIES` registers them by name.
+
 Results measured elsewhere (a GPU host, an ARM board running Paddle Lite) are merged from JSON
 files of the bench schema (``ppnets.bench/1``: ``{"results": [...]}``, or a study JSON and its
 ``measurements``), matched by the record's ``model`` field, which for a study network is its
-label (``--keep-models DIR`` keeps the exported programs under ``DIR/<label>/`` for such a
+label (``keep_models=DIR`` keeps the exported programs under ``DIR/<label>/`` for such a
 runner).
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import math
 import os
-import shlex
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
 from ppnets.bench import benchmark_model, check_settings
-from ppnets.experiments.record import RunRecord
 from ppnets.utils import (atomic_write, atomic_write_json, atomic_write_text, machine_info,
                           markdown_table, utc_now)
 
-__all__ = ["STUDY_SCHEMA", "add_study_args", "StudyRunner", "compare_order", "load_device_results",
-           "speed", "ratio", "group_speeds", "bar_groups"]
+__all__ = ["STUDY_SCHEMA", "QUICK_WARMUP", "QUICK_REPEATS", "QUICK_ROUNDS", "StudyOptions",
+           "Study", "StudyResult", "StudyError", "StudyRunner", "compare_order",
+           "load_device_results", "stabilise_weights", "speed", "ratio", "bar_groups"]
 
 STUDY_SCHEMA = "ppnets.study/1"
 QUICK_WARMUP, QUICK_REPEATS, QUICK_ROUNDS = 1, 3, 1
+DEFAULT_OUTPUT_DIR = "results/latency"
+
+Figure = Callable[[Any], None]  # draws on matplotlib.pyplot, passed in
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+class StudyError(ValueError):
+    """A study cannot run as asked (a setting, a device results file, a model name); raised
+    before anything is measured or written. The message says what to change."""
 
 
-def add_study_args(parser: argparse.ArgumentParser, default_output_dir: str) -> None:
-    """The options every study shares."""
-    parser.add_argument("--device", nargs="+", choices=("cpu", "gpu"), default=["cpu"],
-                        help="where to measure on this machine (e.g. --device cpu gpu)")
-    parser.add_argument("--threads", type=_positive, default=1,
-                        help="CPU math-library threads (the papers' CPU figures: 1)")
-    parser.add_argument("--no-mkldnn", dest="mkldnn", action="store_false",
-                        help="disable oneDNN kernels on CPU")
-    parser.add_argument("--warmup", type=_positive, default=10, help="untimed runs per network")
-    parser.add_argument("--repeats", type=_positive, default=50,
-                        help="individually timed runs per network")
-    parser.add_argument("--rounds", type=_positive, default=3,
-                        help="fresh predictors per network, each timed; the median round is "
-                             "reported (docs/benchmarking.md)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a subset with {QUICK_WARMUP} warm-up / {QUICK_REPEATS} repeats: "
-                             "checks the pipeline; the numbers mean nothing and are marked so")
-    parser.add_argument("--arm-results", default=None, metavar="FILE",
-                        help="bench-schema JSON measured on an ARM device, merged by label")
-    parser.add_argument("--gpu-results", default=None, metavar="FILE",
-                        help="bench-schema JSON measured on a GPU host, merged by label")
-    parser.add_argument("--output-dir", default=default_output_dir,
-                        help="where <study>.json/.md/.png are written")
-    parser.add_argument("--keep-models", default=None, metavar="DIR",
-                        help="keep every exported program under DIR/<label>/ (for a device runner)")
-    parser.add_argument("--no-figure", action="store_true", help="skip the PNG")
+@dataclass
+class StudyOptions:
+    """What every study takes (the options ``ppnets study NAME`` shares)."""
+
+    devices: Sequence[str] = ("cpu",)   # where to measure on this machine: "cpu", "gpu"
+    threads: int = 1                    # CPU math-library threads (the papers' CPU figures: 1)
+    mkldnn: bool = True                 # oneDNN kernels on CPU
+    warmup: int = 10                    # untimed runs per predictor
+    repeats: int = 50                   # individually timed runs per predictor
+    rounds: int = 3                     # fresh predictors per network; the median round counts
+    quick: bool = False                 # a subset with QUICK_* settings: a pipeline check
+    arm_results: Optional[str] = None   # bench-schema JSON measured on an ARM device
+    gpu_results: Optional[str] = None   # bench-schema JSON measured on a GPU host
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    keep_models: Optional[str] = None   # keep every exported program under DIR/<label>/
+    figure: bool = True                 # write <study>.png
+
+
+@dataclass
+class StudyResult:
+    """What a study wrote: ``doc`` is the ``<study>.json`` document, ``markdown`` the page,
+    ``paths`` the files (``json``, ``markdown`` and, unless the figure was off, ``figure``)."""
+
+    study: str
+    doc: Dict[str, Any]
+    markdown: str
+    paths: Dict[str, str]
+
+
+@dataclass(frozen=True)
+class Study:
+    """One latency study: its name (``ppnets study NAME``), the stem of its output files
+    (``<stem>.json/.md/.png``, also ``reproduce/<stem>.py``), a one-line summary, its options
+    class and its three steps (see the module docstring)."""
+
+    name: str
+    stem: str
+    summary: str
+    measure: Callable[["StudyRunner", StudyOptions], Any]
+    judge: Callable[["StudyRunner", StudyOptions, Any], Dict[str, Any]]
+    render: Callable[["StudyRunner", StudyOptions, Any, Dict[str, Any]],
+                     Tuple[str, Optional[Figure]]]
+    options: type = StudyOptions
+
+    def run(self, options: Optional[StudyOptions] = None, *, command: Optional[str] = None,
+            run_record: Optional[Dict[str, Any]] = None) -> StudyResult:
+        """Measure, judge, render and write. ``command`` is the command line recorded in the
+        outputs (default: this call, as Python); ``run_record`` a
+        :class:`ppnets.experiments.RunRecord`'s ``data``, embedded as is. Raises
+        :class:`StudyError` before anything is measured when the options cannot work."""
+        options = self.options() if options is None else options
+        if not isinstance(options, self.options):
+            raise TypeError(f"study {self.name} takes {self.options.__name__}, "
+                            f"got {type(options).__name__}")
+        runner = StudyRunner(self.stem, options, command or self.call_text(options),
+                             record=run_record)
+        try:
+            measured = self.measure(runner, options)
+            judged = self.judge(runner, options, measured)
+            markdown, figure = self.render(runner, options, measured, judged)
+        finally:
+            runner.progress.close()
+        return runner.write(judged, markdown, figure)
+
+    def call_text(self, options: StudyOptions) -> str:
+        """This study run as a Python call (the options that differ from the defaults)."""
+        changed = [f"{f.name}={getattr(options, f.name)!r}" for f in dataclasses.fields(options)
+                   if getattr(options, f.name) != f.default]
+        return (f"ppnets.studies.run_study({self.name!r}, "
+                f"{type(options).__name__}({', '.join(changed)}))")
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,36 +254,45 @@ def stabilise_weights(layer, input_size: Sequence[int], seed: int = 0) -> None:
 class StudyRunner:
     """Measures networks for one study and writes its JSON/Markdown/PNG.
 
-    ``record`` is an optional run record (``reproduce/_common.RunRecord``'s ``data``) embedded
-    as is; the machine block always comes from :func:`ppnets.bench.machine_info`.
+    ``command`` is recorded in the outputs; ``record`` is an optional run record
+    (:class:`ppnets.experiments.RunRecord`'s ``data``) embedded as is; the machine block always
+    comes from :func:`ppnets.utils.machine_info`. Bad settings or an unreadable device results
+    file raise :class:`StudyError` here, before anything is measured.
     """
 
-    def __init__(self, study: str, args: argparse.Namespace, argv: Optional[Sequence[str]] = None,
-                 record: Optional[Dict[str, Any]] = None, script: Optional[str] = None):
+    def __init__(self, study: str, options: StudyOptions, command: str,
+                 record: Optional[Dict[str, Any]] = None):
         self.study = study
-        self.args = args
-        self.quick = bool(args.quick)
-        self.warmup = QUICK_WARMUP if self.quick else args.warmup
-        self.repeats = QUICK_REPEATS if self.quick else args.repeats
-        self.rounds = QUICK_ROUNDS if self.quick else args.rounds
-        self.devices = list(dict.fromkeys(args.device))
+        self.options = options
+        self.quick = bool(options.quick)
+        self.warmup = QUICK_WARMUP if self.quick else options.warmup
+        self.repeats = QUICK_REPEATS if self.quick else options.repeats
+        self.rounds = QUICK_ROUNDS if self.quick else options.rounds
+        devices = [options.devices] if isinstance(options.devices, str) else options.devices
+        self.devices = list(dict.fromkeys(devices))
+        if not self.devices:
+            raise StudyError("no device to measure on: give at least one of cpu, gpu")
         for device in self.devices:  # fail before anything is measured (e.g. no CUDA build)
             try:
-                check_settings(device=device, threads=args.threads, warmup=self.warmup,
-                               repeats=self.repeats)
+                check_settings(device=device, threads=options.threads, warmup=self.warmup,
+                               repeats=self.repeats, rounds=self.rounds)
             except (ValueError, RuntimeError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                raise SystemExit(2) from exc
-        argv = list(sys.argv[1:] if argv is None else argv)
-        self.command = shlex.join(["python", script or f"reproduce/{study}.py", *argv])
+                raise StudyError(str(exc)) from exc
+        self.command = command
         self.record = record
         self.measurements: List[Dict[str, Any]] = []
         self.failures: List[Dict[str, str]] = []
         self.external: Dict[str, Dict[str, Dict[str, Any]]] = {}
         self.external_files: Dict[str, str] = {}
-        for kind, path in (("arm", args.arm_results), ("gpu_file", args.gpu_results)):
+        for kind, path in (("arm", options.arm_results), ("gpu_file", options.gpu_results)):
             if path:
-                self.external[kind] = {r["model"]: r for r in load_device_results(path)}
+                try:
+                    records = load_device_results(path)
+                except (OSError, ValueError) as exc:
+                    why = str(exc) if path in str(exc) else f"{path}: {exc}"
+                    raise StudyError(f"cannot merge the {kind.replace('_file', '')} results: "
+                                     f"{why}") from exc
+                self.external[kind] = {r["model"]: r for r in records}
                 self.external_files[kind] = os.path.abspath(path)
         self.started = utc_now()
         self.load_avg_start = _load_avg()
@@ -248,21 +308,35 @@ class StudyRunner:
         """Benchmark ``layer`` (any nn.Layer; copied by the harness) at ``[batch, *input_size]``.
 
         The record's ``model`` is ``label``. ``stabilise`` rescales an untrained network's
-        weights first (:func:`stabilise_weights`); pass False for parts of a real model. A network that fails to build, export or run is
-        recorded in ``failures`` and None is returned, so one bad entry does not lose a study.
+        weights first (:func:`stabilise_weights`); pass False for parts of a real model. A
+        network that fails to build, export or run is recorded in ``failures`` and None is
+        returned, so one bad entry does not lose a study.
         """
-
         if stabilise:
             stabilise_weights(layer, input_size)
         layer.model_name = label  # the harness names the record (and the export folder) after it
         self.progress.set_postfix_str(f"{label} ({device}, batch {batch_size}, input "
                                       f"{list(input_size)})")
+        rec = self._benchmark(layer, label, device, batch_size, tuple(input_size))
+        if rec is not None:
+            rec["model"] = label
+            rec["study_meta"] = meta
+        return rec
+
+    def measure_model(self, name: str, device: str = "cpu", batch_size: int = 1,
+                      input_size: Optional[Sequence[int]] = None) -> Optional[Dict[str, Any]]:
+        """Benchmark a registered model by name (the harness builds and fuses it)."""
+        self.progress.set_postfix_str(f"{name} ({device}, batch {batch_size})")
+        return self._benchmark(name, name, device, batch_size, input_size)
+
+    def _benchmark(self, model, label: str, device: str, batch_size: int,
+                   input_size) -> Optional[Dict[str, Any]]:
         try:
-            rec = benchmark_model(layer, input_size=tuple(input_size), batch_size=batch_size,
-                                  device=device, threads=self.args.threads,
-                                  mkldnn=self.args.mkldnn, warmup=self.warmup,
+            rec = benchmark_model(model, input_size=input_size, batch_size=batch_size,
+                                  device=device, threads=self.options.threads,
+                                  mkldnn=self.options.mkldnn, warmup=self.warmup,
                                   repeats=self.repeats, rounds=self.rounds,
-                                  workdir=self.args.keep_models)
+                                  workdir=self.options.keep_models)
         except Exception as exc:  # noqa: BLE001 - reported in the outputs, the study goes on
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             tqdm.write(f"[{self.study}] {label} FAILED: {msg}", file=sys.stderr)
@@ -270,41 +344,14 @@ class StudyRunner:
             return None
         finally:
             self.progress.update()
-        rec["model"] = label
         rec["study"] = self.study
-        rec["study_meta"] = meta
-        self._note_workarounds(rec)
-        self.measurements.append(rec)
-        return rec
-
-    def measure_model(self, name: str, device: str = "cpu", batch_size: int = 1,
-                      input_size: Optional[Sequence[int]] = None) -> Optional[Dict[str, Any]]:
-        """Benchmark a registered model by name (the harness builds and fuses it)."""
-        self.progress.set_postfix_str(f"{name} ({device}, batch {batch_size})")
-        try:
-            rec = benchmark_model(name, input_size=input_size, batch_size=batch_size,
-                                  device=device, threads=self.args.threads,
-                                  mkldnn=self.args.mkldnn, warmup=self.warmup,
-                                  repeats=self.repeats, rounds=self.rounds,
-                                  workdir=self.args.keep_models)
-        except Exception as exc:  # noqa: BLE001
-            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            tqdm.write(f"[{self.study}] {name} FAILED: {msg}", file=sys.stderr)
-            self.failures.append({"label": name, "device": device, "error": msg})
-            return None
-        finally:
-            self.progress.update()
-        rec["study"] = self.study
-        self._note_workarounds(rec)
-        self.measurements.append(rec)
-        return rec
-
-    def _note_workarounds(self, rec: Dict[str, Any]) -> None:
         for w in rec.get("ir_pass_workarounds") or []:
-            tqdm.write(f"[{self.study}] {rec['model']}: WORKAROUND: deleted IR pass "
+            tqdm.write(f"[{self.study}] {label}: WORKAROUND: deleted IR pass "
                        f"{w['deleted_pass']} (trigger op {w['trigger_op']}, Paddle "
                        f"{w['paddle_version']}); see the outputs' workaround section",
                        file=sys.stderr)
+        self.measurements.append(rec)
+        return rec
 
     def workaround_rows(self) -> List[Dict[str, Any]]:
         """One row per (measurement, workaround) for the measurements that needed a Paddle
@@ -314,7 +361,7 @@ class StudyRunner:
 
     def find(self, label: str, device: str = "cpu") -> Optional[Dict[str, Any]]:
         """Our measurement of ``label`` on ``device`` on this machine, or a merged one
-        (``device='arm'`` reads ``--arm-results``; ``'gpu'`` falls back to ``--gpu-results``)."""
+        (``device='arm'`` reads ``arm_results``; ``'gpu'`` falls back to ``gpu_results``)."""
         for rec in reversed(self.measurements):
             if rec["model"] == label and rec["device"] == device:
                 return rec
@@ -331,11 +378,15 @@ class StudyRunner:
         return ("arm" in self.external) if device == "arm" else (
             "gpu_file" in self.external if device == "gpu" else False)
 
+    def devices_with_figures(self) -> List[str]:
+        """cpu, gpu, arm: those with a figure (measured here or merged), in that order."""
+        return [d for d in ("cpu", "gpu", "arm") if self.has(d)]
+
     # -- writing ----------------------------------------------------------------------------
 
     def header_markdown(self, title: str, paper: str) -> str:
-        m = machine_info(device=self.devices[0], threads=self.args.threads,
-                         mkldnn=bool(self.args.mkldnn))
+        opts = self.options
+        m = machine_info(device=self.devices[0], threads=opts.threads, mkldnn=bool(opts.mkldnn))
         lines = [f"# {title}", "", f"Paper: {paper}", "",
                  f"Command: `{self.command}`", "",
                  f"Machine: {m.get('cpu_model')} ({m.get('arch')}, {m.get('available_cores')} of "
@@ -343,8 +394,8 @@ class StudyRunner:
                  f"load average {self.load_avg_start} at the start, {m.get('load_avg')} at "
                  f"the end); GPU: {m.get('gpu')}; Paddle "
                  f"{m.get('paddle_version')} (oneDNN build: {m.get('paddle_with_onednn')}).", "",
-                 f"Settings: Paddle Inference, deploy form, fp32, {self.args.threads} CPU "
-                 f"thread(s), oneDNN {'on' if self.args.mkldnn else 'off'}, {self.warmup} warm-up "
+                 f"Settings: Paddle Inference, deploy form, fp32, {opts.threads} CPU "
+                 f"thread(s), oneDNN {'on' if opts.mkldnn else 'off'}, {self.warmup} warm-up "
                  f"+ {self.repeats} timed repeats per predictor, {self.rounds} fresh "
                  f"predictor(s) per network; the median round's median reported.", ""]
         for kind, path in self.external_files.items():
@@ -361,33 +412,54 @@ class StudyRunner:
         return "\n".join(lines)
 
     def write(self, payload: Dict[str, Any], markdown: str,
-              figure: Optional[Callable[[Any], None]] = None) -> Dict[str, str]:
-        """Write ``<study>.json``, ``<study>.md`` and (unless ``--no-figure``) ``<study>.png``
-        atomically into ``--output-dir``; returns the paths. ``figure(plt)`` draws on pyplot."""
+              figure: Optional[Figure] = None) -> StudyResult:
+        """Write ``<study>.json``, ``<study>.md`` and (unless the figure is off) ``<study>.png``
+        atomically into the output folder. ``figure(plt)`` draws on pyplot."""
         self.progress.close()
-        out_dir = self.args.output_dir
+        out_dir = self.options.output_dir
         os.makedirs(out_dir, exist_ok=True)
         stem = os.path.join(out_dir, self.study)
         paths = {"json": stem + ".json", "markdown": stem + ".md"}
+        markdown += self._appendix_markdown()
+        doc = self._document(payload)
+        if figure is not None and self.options.figure:
+            self._write_figure(figure, stem + ".png", doc["machine"])
+            paths["figure"] = stem + ".png"
+            markdown += f"\n\n![{self.study}]({os.path.basename(stem)}.png)\n"
+        markdown = markdown.rstrip() + "\n"
+        atomic_write_json(paths["json"], doc, strict=True)
+        atomic_write_text(paths["markdown"], markdown)
+        for p in paths.values():
+            print(f"wrote {p}", file=sys.stderr)
+        return StudyResult(study=self.study, doc=doc, markdown=markdown, paths=paths)
+
+    def _appendix_markdown(self) -> str:
+        """The workaround and failure sections every study ends with (empty when none)."""
+        text = ""
         workarounds = self.workaround_rows()
         if workarounds:
-            markdown += ("\n\n## Rows measured with a Paddle Inference workaround\n\n"
-                         "These rows' predictors were built with one IR pass deleted, because "
-                         "with it Paddle Inference crashes (segfault) while building the "
-                         "predictor. oneDNN stayed on; every other pass ran. Their latency is "
-                         "that of the unfused program and is not directly comparable with a "
-                         "Paddle version that fuses it.\n\n" + markdown_table(
-                             ["network", "device", "deleted pass", "trigger op", "Paddle",
-                              "crash reproduced on", "why"],
-                             [(w["label"], w["device"], w["deleted_pass"], w["trigger_op"],
-                               w["paddle_version"], ", ".join(w["reproduced_on_paddle"]),
-                               w["reason"]) for w in workarounds],
-                             align="---|---|---|---|---|---|---"))
+            text += ("\n\n## Rows measured with a Paddle Inference workaround\n\n"
+                     "These rows' predictors were built with one IR pass deleted, because "
+                     "with it Paddle Inference crashes (segfault) while building the "
+                     "predictor. oneDNN stayed on; every other pass ran. Their latency is "
+                     "that of the unfused program and is not directly comparable with a "
+                     "Paddle version that fuses it.\n\n" + markdown_table(
+                         ["network", "device", "deleted pass", "trigger op", "Paddle",
+                          "crash reproduced on", "why"],
+                         [(w["label"], w["device"], w["deleted_pass"], w["trigger_op"],
+                           w["paddle_version"], ", ".join(w["reproduced_on_paddle"]),
+                           w["reason"]) for w in workarounds],
+                         align="---|---|---|---|---|---|---"))
         if self.failures:
-            markdown += "\n\n## Failures\n\n" + markdown_table(
+            text += "\n\n## Failures\n\n" + markdown_table(
                 ["network", "device", "error"],
                 [(f["label"], f["device"], f["error"]) for f in self.failures], align="---|---|---")
-        doc = {
+        return text
+
+    def _document(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+        """The ``<study>.json`` document (schema :data:`STUDY_SCHEMA`)."""
+        opts = self.options
+        return {
             "schema": STUDY_SCHEMA,
             "study": self.study,
             "command": self.command,
@@ -395,38 +467,32 @@ class StudyRunner:
             "started_utc": self.started,
             "finished_utc": utc_now(),
             "load_avg_start": self.load_avg_start,
-            "settings": {"devices": self.devices, "threads": self.args.threads,
-                         "mkldnn": bool(self.args.mkldnn), "warmup": self.warmup,
+            "settings": {"devices": self.devices, "threads": opts.threads,
+                         "mkldnn": bool(opts.mkldnn), "warmup": self.warmup,
                          "repeats": self.repeats, "rounds": self.rounds},
-            "machine": machine_info(device=self.devices[0], threads=self.args.threads,
-                                    mkldnn=bool(self.args.mkldnn)),
+            "machine": machine_info(device=self.devices[0], threads=opts.threads,
+                                    mkldnn=bool(opts.mkldnn)),
             "run_record": self.record,
             "merged_files": self.external_files,
             **payload,
             "failures": self.failures,
-            "ir_pass_workarounds": workarounds,
+            "ir_pass_workarounds": self.workaround_rows(),
             "measurements": self.measurements,
         }
-        if figure is not None and not self.args.no_figure:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
 
-            plt.close("all")
-            figure(plt)
-            fig = plt.gcf()
-            fig.text(0.01, 0.005, ("QUICK RUN - not results. " if self.quick else "")
-                     + (doc["machine"].get("cpu_model") or "")[:80], fontsize=6, alpha=0.7)
-            atomic_write(stem + ".png", lambda tmp: fig.savefig(tmp, format="png", dpi=120,
-                                                                bbox_inches="tight"))
-            plt.close("all")
-            paths["figure"] = stem + ".png"
-            markdown += f"\n\n![{self.study}]({os.path.basename(stem)}.png)\n"
-        atomic_write_json(paths["json"], doc, strict=True)
-        atomic_write_text(paths["markdown"], markdown.rstrip() + "\n")
-        for p in paths.values():
-            print(f"wrote {p}", file=sys.stderr)
-        return paths
+    def _write_figure(self, figure: Figure, path: str, machine: Dict[str, Any]) -> None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        figure(plt)
+        fig = plt.gcf()
+        fig.text(0.01, 0.005, ("QUICK RUN - not results. " if self.quick else "")
+                 + (machine.get("cpu_model") or "")[:80], fontsize=6, alpha=0.7)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
+                                                   bbox_inches="tight"))
+        plt.close("all")
 
 
 def _load_avg() -> Optional[List[float]]:
@@ -435,12 +501,6 @@ def _load_avg() -> Optional[List[float]]:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         return None
-
-
-def group_speeds(runner: StudyRunner, labels: Dict[str, str], device: str,
-                 unit: str) -> Dict[str, Optional[float]]:
-    """``{key: speed of runner.find(label, device) in unit}`` for ``labels = {key: label}``."""
-    return {k: speed(runner.find(lbl, device), unit) for k, lbl in labels.items()}
 
 
 def bar_groups(ax, groups: List[str], series: Dict[str, List[Optional[float]]], ylabel: str,
@@ -457,13 +517,3 @@ def bar_groups(ax, groups: List[str], series: Dict[str, List[Optional[float]]], 
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6)
-
-
-def run_latency_study(script_path: str, study_main, argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point shared by the ``reproduce/latency_*.py`` wrappers: attach the run record
-    (machine, command) and hand the arguments to the study's own CLI."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    script = os.path.basename(script_path)
-    record = RunRecord(script, argparse.Namespace(smoke="--quick" in argv, device="cpu"),
-                       argv=[f"reproduce/{script}", *argv])
-    return study_main(argv, record=record.data)

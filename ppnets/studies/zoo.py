@@ -12,11 +12,13 @@ Headline claims (sourced in :mod:`ppnets.studies.published`):
   registry, so this claim cannot be checked here; the study says so;
 * EfficientFormer-L1 (1.6 ms) "runs as fast as" MobileNetV2 x1.4 (1.6 ms) on an iPhone 12
   (EfficientFormer abstract); MobileNetV2 x1.0 is listed too.
+
+    ppnets study zoo [--quick] [--models 'fasternet_*' mobilevit_xxs] [--warmup 5 --repeats 20]
 """
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 import ppnets
@@ -25,9 +27,8 @@ from ppnets.registry import resolve_model_names
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import StudyRunner, add_study_args, ratio, speed
+from .study import Study, StudyError, StudyOptions, StudyRunner, ratio, speed
 
-STUDY = "latency_zoo"
 QUICK_MODELS = ("mobilenetv3_small_050",)
 GPU_BATCH = 32
 
@@ -47,16 +48,6 @@ CLAIMS = [
      "fast": "efficientformer_l1", "slow": "mobilenetv2_100", "paper": "efficientformer",
      "kind": "info", "paper_item": None},
 ]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python reproduce/{STUDY}.py",
-                                description=__doc__.split("\n")[0])
-    add_study_args(p, "results/latency")
-    p.add_argument("--models", nargs="+", default=None, metavar="PATTERN",
-                   help="registry names or fnmatch patterns (default: every registered model; "
-                        f"with --quick: {' '.join(QUICK_MODELS)})")
-    return p
 
 
 def _complexity(name: str) -> Dict[str, Any]:
@@ -97,15 +88,19 @@ def figure_left_out(rows: List[Dict[str, Any]], device: str,
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    patterns = args.models or (list(QUICK_MODELS) if args.quick else ["*"])
+@dataclass
+class ZooOptions(StudyOptions):
+    # registry names or fnmatch patterns; None: every registered model (QUICK_MODELS if quick)
+    models: Optional[Sequence[str]] = None
+
+
+def measure(runner: StudyRunner, options: ZooOptions) -> List[Dict[str, Any]]:
+    """One row per model: complexity (deploy form), published figures, speed per device."""
+    patterns = options.models or (list(QUICK_MODELS) if options.quick else ["*"])
     try:
         names = resolve_model_names(patterns)
     except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=__import__("sys").stderr)
-        return 2
-    runner = StudyRunner(STUDY, args, argv, record=record)
+        raise StudyError(exc.args[0]) from exc
     rows: List[Dict[str, Any]] = []
     for name in names:
         info = ppnets.model_info(name)
@@ -129,15 +124,18 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             row[f"{d}_ips"] = speed(rec, "images/s")
             row[f"{d}_gflops"] = speed(rec, "GFLOPS")
         rows.append(row)
+    return rows
 
-    devices = [d for d in ("cpu", "gpu", "arm") if runner.has(d)]
+
+def judge(runner: StudyRunner, options: ZooOptions, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Each headline claim (:data:`CLAIMS`) checked on every device with figures."""
+    devices = runner.devices_with_figures()
     by_name = {r["model"]: r for r in rows}
     registered = set(ppnets.list_models())
     claims = []
     for c in CLAIMS:
-        paper_vals = _paper_claim_values(c)
-        entry = {"claim": c["claim"], "fast": c["fast"], "slow": c["slow"], "paper": paper_vals,
-                 "ours": {}}
+        entry = {"claim": c["claim"], "fast": c["fast"], "slow": c["slow"],
+                 "paper": _paper_claim_values(c), "ours": {}}
         missing = [m for m in (c["fast"], c["slow"]) if m not in registered]
         if missing:
             entry["text"] = (f"{c['claim']}: cannot be checked here: {', '.join(missing)} "
@@ -146,26 +144,8 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
             entry["text"] = (f"{c['claim']}: not measured in this run (add "
                              f"`--models {c['fast']} {c['slow']}`)")
         else:
-            parts = []
-            for d in devices:
-                sp = ratio(by_name[c["slow"]][f"{d}_ms"], by_name[c["fast"]][f"{d}_ms"])
-                entry["ours"][d] = sp
-                pv = paper_vals.get(d.upper())
-                if sp is None:
-                    continue
-                verdict = ("" if pv is None else
-                           f" (paper {pv}x; ours/paper {sp / pv:.2f})")
-                if c["kind"] == "faster":
-                    holds = ", claim holds here" if sp > 1.0 else ", claim DOES NOT HOLD here"
-                elif c["kind"] == "as_fast":
-                    # "runs as fast as": holds unless the first model is >20% slower
-                    holds = (", claim holds here (not slower by more than 20%)" if sp >= 0.8
-                             else ", claim DOES NOT HOLD here (slower by more than 20%)")
-                else:
-                    holds = ""
-                entry.setdefault("verdict", {})[d] = holds.split("claim ")[-1] or None
-                parts.append(f"{d}: {c['slow']} / {c['fast']} latency = {sp:.2f}x"
-                             f"{holds}{verdict}")
+            parts = [_check_claim(c, entry, by_name, d) for d in devices]
+            parts = [p for p in parts if p is not None]
             if c.get("top1_item"):
                 gain = ppnets.model_info(c["fast"])["top1"] - ppnets.model_info(c["slow"])["top1"]
                 paper_gain = published.value(c["paper"], None, c["top1_item"])
@@ -174,7 +154,35 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
                              f"(paper {paper_gain:+.1f})")
             entry["text"] = f"{c['claim']}: " + ("; ".join(parts) if parts else "no latency")
         claims.append(entry)
+    return {"models": rows, "claims": claims,
+            "published": published.lookup("fasternet", "Abstract")
+            + published.lookup("efficientformer", "Abstract")}
 
+
+def _check_claim(c: Dict[str, Any], entry: Dict[str, Any], by_name: Dict[str, Dict[str, Any]],
+                 d: str) -> Optional[str]:
+    """Our speed-up on device ``d`` into ``entry`` (ours, verdict); its sentence, or None."""
+    sp = ratio(by_name[c["slow"]][f"{d}_ms"], by_name[c["fast"]][f"{d}_ms"])
+    entry["ours"][d] = sp
+    pv = entry["paper"].get(d.upper())
+    if sp is None:
+        return None
+    verdict = "" if pv is None else f" (paper {pv}x; ours/paper {sp / pv:.2f})"
+    if c["kind"] == "faster":
+        holds = ", claim holds here" if sp > 1.0 else ", claim DOES NOT HOLD here"
+    elif c["kind"] == "as_fast":
+        # "runs as fast as": holds unless the first model is >20% slower
+        holds = (", claim holds here (not slower by more than 20%)" if sp >= 0.8
+                 else ", claim DOES NOT HOLD here (slower by more than 20%)")
+    else:
+        holds = ""
+    entry.setdefault("verdict", {})[d] = holds.split("claim ")[-1] or None
+    return f"{d}: {c['slow']} / {c['fast']} latency = {sp:.2f}x{holds}{verdict}"
+
+
+def render(runner: StudyRunner, options: ZooOptions, rows: List[Dict[str, Any]],
+           judged: Dict[str, Any]):
+    devices = runner.devices_with_figures()
     md = [runner.header_markdown("FLOPs vs latency: the whole zoo",
                                  "FasterNet (arXiv:2303.03667), EfficientFormer "
                                  "(arXiv:2206.01191) headline claims; every registered model"),
@@ -193,15 +201,17 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
         body.append(line)
     md += ["## Models (fastest first on CPU)", "",
            markdown_table(head, body, align="---|---" + "|---:" * (len(head) - 2)), ""]
-    md += ["## Headline claims", ""] + [f"- {c['text']}" for c in claims] + [""]
+    md += ["## Headline claims", ""] + [f"- {c['text']}" for c in judged["claims"]] + [""]
     left_out = figure_left_out(rows, devices[0] if devices else "cpu", runner.failures)
     md += ["## Left out of the figure", ""] + (
         [f"- {name}: {why}" for name, why in left_out] or
         ["- none: every model of this run is in both panels"]) + [""]
+    return "\n".join(md), _figure(rows, devices[0]) if rows else None
 
+
+def _figure(rows: List[Dict[str, Any]], d: str):
     def figure(plt):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-        d = devices[0]
         pts = [r for r in rows if r.get(f"{d}_ms")]
         for ax, key, xlabel in ((axes[0], "macs_g", "MACs (G)"), (axes[1], "top1", "top-1 (%)")):
             sel = [r for r in pts if r.get(key) is not None]
@@ -221,8 +231,10 @@ def main(argv: Optional[Sequence[str]] = None, record: Optional[Dict[str, Any]] 
         axes[1].set_title("published top-1 vs latency", fontsize=9)
         axes[1].legend(fontsize=5, ncol=2)
 
-    runner.write({"models": rows, "claims": claims,
-                  "published": published.lookup("fasternet", "Abstract")
-                  + published.lookup("efficientformer", "Abstract")},
-                 "\n".join(md), figure if rows else None)
-    return 0
+    return figure
+
+
+STUDY = Study(name="zoo", stem="latency_zoo",
+              summary="every registered model: params, MACs, memory, latency, FLOPS; the "
+                      "headline speed claims",
+              measure=measure, judge=judge, render=render, options=ZooOptions)

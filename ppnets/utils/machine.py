@@ -14,7 +14,8 @@ import os
 import platform
 from typing import Any, Dict, Optional
 
-__all__ = ["machine_info", "cpu_model", "gpu_name"]
+__all__ = ["machine_info", "cpu_model", "gpu_name", "available_cores", "cpu_governor",
+           "memory_gib"]
 
 
 def _read(path: str) -> Optional[str]:
@@ -52,19 +53,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _available_cores() -> Optional[int]:
+def available_cores() -> Optional[int]:
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return None
 
 
-def _cpu_governor() -> Optional[str]:
+def cpu_governor() -> Optional[str]:
     value = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     return value.strip() if value else None
 
 
-def _memory_gib() -> Optional[float]:
+def memory_gib() -> Optional[float]:
     for line in (_read("/proc/meminfo") or "").splitlines():
         if line.startswith("MemTotal:"):
             return round(int(line.split()[1]) / 2**20, 1)
@@ -120,9 +121,9 @@ def machine_info(device: str = "cpu", threads: Optional[int] = None,
         "cpu_model": cpu_model(),
         "arch": platform.machine(),
         "logical_cores": os.cpu_count(),
-        "available_cores": _available_cores(),
-        "cpu_governor": _cpu_governor(),
-        "memory_gib": _memory_gib(),
+        "available_cores": available_cores(),
+        "cpu_governor": cpu_governor(),
+        "memory_gib": memory_gib(),
         "load_avg": load_avg,
         "device": device,
         "threads": threads,

@@ -235,7 +235,7 @@ def test_machine_info_is_json():
 
 def _check_cli_json(path, names, size):
     report = json.loads(open(path, encoding="utf-8").read())
-    assert report["schema"] == SCHEMA and report["command"].startswith("python -m ppnets.bench")
+    assert report["schema"] == SCHEMA and report["command"].startswith("ppnets bench")
     assert isinstance(report["machine"], dict) and report["machine"]["threads"] == 1
     assert [r["model"] for r in report["results"]] == names
     for r in report["results"]:
@@ -305,7 +305,7 @@ def test_cli_bad_arguments_exit_2(capsys):
 
 def test_python_dash_m_entry_point():
     proc = subprocess.run(
-        [sys.executable, "-m", "ppnets.bench", "--models", "definitely_not_a_model"],
+        [sys.executable, "-m", "ppnets", "bench", "--models", "definitely_not_a_model"],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "error: Unknown model 'definitely_not_a_model'" in proc.stderr

@@ -63,7 +63,7 @@ def test_cli_profile_writes_json_and_markdown(tmp_path, capsys):
     record = json.loads(out_json.read_text())["results"][0]
     assert set(record["profile"]) >= {"paddle_inference", "onnxruntime", "threads"}
     text = out_md.read_text()
-    assert text.startswith("Command: `python -m ppnets.bench --models mobilenetv3_small_050")
+    assert text.startswith("Command: `ppnets bench --models mobilenetv3_small_050")
     assert "| mobilenetv3_small_050 |" in text and "where the time goes" in text
     assert "onnxruntime" in text and "| op | calls/run |" in text
 

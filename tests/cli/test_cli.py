@@ -1,5 +1,6 @@
-"""The ``ppnets`` command: every verb answers --help, speaks one flag vocabulary, runs the same
-code as its ``python -m`` spelling, and keeps Paddle's import-time noise away from the user."""
+"""The ``ppnets`` command: every verb answers --help and speaks one flag vocabulary, a former
+``python -m`` spelling names the verb that replaced it, and Paddle's import-time noise stays away
+from the user."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ from ppnets.cli.main import COMMANDS, build_parser
 from tests.conftest import REPO, TinyCNN, temporary_models, write_cifar_archive
 
 VERBS = ["train", "eval", "export", "bench", "complexity", "convert", "models", "weights",
-         "configs", "data"]
+         "configs", "data", "study", "peers"]
+VERBS += ["search", "lut", "deploy"]
 
 
 def _ppnets(*args, timeout=600):
@@ -26,7 +28,11 @@ MINIMAL_ARGS = {"train": ["-c", "x.yaml"],
                 "export": ["--model", "m"], "bench": ["--models", "m"],
                 "complexity": ["--models", "m"],
                 "convert": ["--model", "m", "--src", "s", "--out", "o"], "models": [],
-                "weights": ["list"], "configs": [], "data": ["check", "d"]}
+                "weights": ["list"], "configs": [], "data": ["check", "d"], "study": ["--list"],
+                "peers": ["--models", "m"]}
+MINIMAL_ARGS.update({"search": ["efficientformer"], "lut": ["validate", "--models", "m",
+                                                             "--table", "t"],
+                     "deploy": ["check"]})
 
 
 def test_every_verb_is_registered():
@@ -95,15 +101,27 @@ def test_train_from_a_config_with_overrides_and_resume(tmp_path):
         assert (out / "checkpoints" / "latest.json").exists()
 
 
-def test_python_m_spellings_are_the_same_commands(tmp_path):
-    for module, verb in (("ppnets.bench", "bench"), ("ppnets.analysis", "complexity"),
-                         ("ppnets.convert", "convert")):
-        a = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO,
-                           capture_output=True, text=True, timeout=300)
-        b = _ppnets(verb, "--help")
-        strip = lambda text: text.split("\n", 1)[1]  # noqa: E731  (the usage line names the prog)
-        assert a.returncode == b.returncode == 0
-        assert strip(a.stdout).split("options:")[1] == strip(b.stdout).split("options:")[1]
+# Former `python -m` spellings: each exits 2 naming the command that replaced it.
+OLD_SPELLINGS = {"ppnets.bench": "ppnets bench", "ppnets.analysis": "ppnets complexity",
+                 "ppnets.convert": "ppnets convert", "ppnets.bench.peers": "ppnets peers",
+                 "ppnets.tools.model_table": "python scripts/model_table.py"}
+
+
+@pytest.mark.parametrize("module", list(OLD_SPELLINGS))
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # run a second time
+def test_old_python_m_spellings_name_the_new_command(module, capsys, monkeypatch):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [module, "--help"])  # `python -m module --help`
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: python -m {module} is now `{OLD_SPELLINGS[module]} ...` (the same " \
+                  "options)\n"
+
+
+def test_complexity_records_the_command(tmp_path):
     out = tmp_path / "c.json"
     proc = _ppnets("complexity", "--models", "resnet20_cifar", "--json", str(out))
     assert proc.returncode == 0, proc.stderr

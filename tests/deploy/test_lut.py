@@ -1,5 +1,6 @@
-"""ppnets.deploy.lut: block decomposition, the table and its validation (no timing asserts:
-the order and arithmetic of the measurements are checked with a scripted harness)."""
+"""ppnets.deploy.lut and ``ppnets lut``: block decomposition, the table and its validation (no
+timing asserts: the order and arithmetic of the measurements are checked with a scripted
+harness)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import pytest
 import ppnets
 import ppnets.bench.harness as bench_harness
 import ppnets.deploy.lut as lut_module
+from ppnets.cli.main import main as ppnets_main
 from ppnets.deploy.lut import LatencyTable, blocks_of, validate
 
 
@@ -126,13 +128,13 @@ def test_the_cli_writes_the_report_and_the_table(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(bench_harness, "benchmark_model", flat)
     table, report = tmp_path / "t.json", tmp_path / "r.json"
-    assert lut_module.main(["--models", "resnet20_cifar", "--table", str(table), "--json",
-                            str(report), "--rounds", "2", "--repeats", "3"]) == 0
+    assert ppnets_main(["lut", "validate", "--models", "resnet20_cifar", "--table", str(table),
+                        "--json", str(report), "--rounds", "2", "--repeats", "3"]) == 0
     out = json.loads(report.read_text())
     assert out["rows"][0]["model"] == "resnet20_cifar" and out["rounds"] == 2
     assert out["rows"][0]["measured_ms"] == 2.0 and out["rows"][0]["round_medians_ms"] == [2.0,
                                                                                           2.0]
-    assert out["command"].startswith("python -m ppnets.deploy.lut --models resnet20_cifar")
+    assert out["command"].startswith("ppnets lut validate --models resnet20_cifar")
     assert out["table"]["entries"] == len(json.loads(table.read_text())["entries"])
     assert all(c["repeats"] == 3 and c["device"] == "cpu" for c in calls)
     assert "| resnet20_cifar |" in capsys.readouterr().out
@@ -146,3 +148,22 @@ def test_a_model_at_another_input_size_is_another_entry():
     assert other["model"]["key"] == "model:resnet20_cifar@3x64x64"
     assert other["blocks"][0]["input_size"] == (3, 64, 64)
     assert {b["key"] for b in own["blocks"]}.isdisjoint(b["key"] for b in other["blocks"])
+
+
+def test_the_cli_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    """An unknown model, a device table that does not exist, one that lacks entries: exit 2 and
+    one ``error:`` line each, nothing measured."""
+    assert ppnets_main(["lut", "validate", "--models", "resnet19", "--table",
+                        str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "resnet18" in err and len(err.splitlines()) == 1
+    assert ppnets_main(["lut", "validate", "--models", "resnet20_cifar", "--lut",
+                        str(tmp_path / "absent.json")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "lut export-grid" in err and "Traceback" not in err
+    (tmp_path / "empty.json").write_text(json.dumps({"schema": "ppnets.lut/1", "meta": {},
+                                                     "entries": {}}))
+    assert ppnets_main(["lut", "validate", "--models", "resnet20_cifar", "--lut",
+                        str(tmp_path / "empty.json")]) == 2
+    assert "lacks" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()

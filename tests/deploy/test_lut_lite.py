@@ -1,8 +1,8 @@
 """The device path of the zoo latency table (docs/deploy.md, "Latency lookup table"), end to end
 with Paddle Lite's x86 target standing in for the phone: the host exports every block and every
-whole model of two zoo models, the device-side runner -- in the Lite Python, without ppnets --
-times them from the copied folder, and the host reads the table back with ``--lut`` to compare
-each model's sum of blocks with its own entry.
+whole model of two zoo models (``ppnets lut export-grid``), the device-side runner -- in the Lite
+Python, without ppnets -- times them from the copied folder, and the host reads the table back
+(``ppnets lut validate --lut``) to compare each model's sum of blocks with its own entry.
 
 Skips unless Paddle Lite is available (scripts/prepare_paddlelite_env.sh; CI's Lite job runs it).
 """
@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+from ppnets.cli.main import main as ppnets_main
 from ppnets.deploy import lite
 from ppnets.deploy import lut as lut_module
 
@@ -35,8 +36,8 @@ def test_zoo_models_are_timed_on_the_device_and_validated_from_its_table(capsys)
     assert any(len(b["input_size"]) == 1 for b in grid["efficientformer_l1"]["blocks"])
     with lite.lite_session() as folder:   # both sides see this folder at the same path
         grid_dir = os.path.join(folder, "grid")
-        assert lut_module.main(["--models", *MODELS, "--export-lite-grid", grid_dir,
-                                "--lite-target", "x86"]) == 0
+        assert ppnets_main(["lut", "export-grid", "--models", *MODELS, "--output-dir", grid_dir,
+                            "--lite-target", "x86"]) == 0
         manifest = json.loads(open(os.path.join(grid_dir, "manifest.json")).read())
         assert manifest["failed"] == [] and [e["key"] for e in manifest["entries"]] == keys
         assert all(len(e["input_size"]) == 3 for e in manifest["entries"])
@@ -53,7 +54,8 @@ def test_zoo_models_are_timed_on_the_device_and_validated_from_its_table(capsys)
         assert table["meta"]["backend"] == "paddle_lite" and table["meta"]["rounds"] == 2
 
         report_path = os.path.join(folder, "report.json")
-        assert lut_module.main(["--models", *MODELS, "--lut", out, "--json", report_path]) == 0
+        assert ppnets_main(["lut", "validate", "--models", *MODELS, "--lut", out, "--json",
+                            report_path]) == 0
         report = json.loads(open(report_path, encoding="utf-8").read())
         entries = table["entries"]
         for name, row in zip(MODELS, report["rows"]):

@@ -6,6 +6,7 @@ names a Python that has it (scripts/prepare_paddlelite_env.sh builds one).
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_known_bad_ops_are_found_and_traced_to_their_line(tmp_path):
 
 def test_zoo_models_avoid_known_bad_ops(tmp_path):
     """The default export of the families' smallest members has none of the known-bad ops
-    (the full zoo: python -m ppnets.deploy.zoo_check)."""
+    (the full zoo: ppnets deploy check)."""
     from ppnets.runtime import deploy_form
     for name in ("fasternet_t0", "mobilenetv3_small_050", "efficientformer_l1",
                  "poolformer_s12"):
@@ -134,10 +135,11 @@ def test_x86_nb_matches_paddle(name, tmp_path):
 
 
 @needs_lite
-def test_export_lite_and_runner_on_x86_nb(tmp_path):
+def test_export_lite_and_runner_on_x86_nb(tmp_path, capsys):
     from ppnets.bench import SCHEMA
+    from ppnets.cli.device.lite_runner import benchmark_nb
+    from ppnets.cli.main import main as ppnets_main
     from ppnets.deploy import export
-    from ppnets.deploy.lite_runner import benchmark_nb
     report = export("fasternet_t0", formats=("lite",), out_dir=str(tmp_path),
                     input_size=(3, 64, 64))
     arts = report["artifacts"]
@@ -156,6 +158,16 @@ def test_export_lite_and_runner_on_x86_nb(tmp_path):
     with pytest.raises(ValueError):
         benchmark_nb(arts["lite_x86"]["file"], warmup=0)
     assert np.isfinite(rec["latency_ms"]["median"])
+    # the same runner as a command on this host
+    out = tmp_path / "lite_x86.json"
+    assert ppnets_main(["deploy", "lite-bench", "--nb", arts["lite_x86"]["file"], "--model",
+                        "fasternet_t0", "--input-size", "3", "64", "64", "--warmup", "1",
+                        "--repeats", "3", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["command"].startswith("ppnets deploy lite-bench --nb ")
+    assert report["results"][0]["input_size"] == [3, 64, 64]
+    assert report["results"][0]["latency_ms"]["repeats"] == 3
+    assert "fasternet_t0: median" in capsys.readouterr().out
 
 
 @needs_lite
@@ -182,11 +194,15 @@ def test_lite_batch_survives_an_abort_and_resumes():
 
 @needs_lite
 def test_zoo_check_batched_rows():
-    """The CI form of the zoo check (test input sizes, one Lite process per batch) on two small
-    models of different families, one of them LeViT (formerly an abort in the Lite x86 runtime)."""
+    """The CI form of the zoo check (test input sizes, one Lite process per batch, worker
+    processes) on two small models of different families, one of them LeViT (formerly an abort
+    in the Lite x86 runtime)."""
     from ppnets.deploy.zoo_check import format_table, row_ok, run
 
-    report = run(["resnet20_cifar", "levit_256"], batch_size=1)
+    seen = []
+    report = run(["resnet20_cifar", "levit_256"], batch_size=1, jobs=2, progress=seen.append)
+    assert sorted(r["model"] for r in seen) == ["levit_256", "resnet20_cifar"]
+    assert [r["model"] for r in report["rows"]] == ["resnet20_cifar", "levit_256"]
     rows = {r["model"]: r for r in report["rows"]}
     assert rows["resnet20_cifar"]["input_size"] == [3, 32, 32]
     for name, row in rows.items():

@@ -174,17 +174,17 @@ def test_set_weight_decay_changes_the_update(kind):
     assert float(lin.weight.numpy()[0, 0]) == pytest.approx(expected, abs=1e-6)
 
 
-def test_weight_decay_schedule_callback_sets_step_values():
+def test_weight_decay_schedule_sets_step_values():
     from ppnets.engine.optim import WarmupSchedule, build_optimizer
     from ppnets.engine.wd_schedule import WeightDecaySchedule
 
     lin = paddle.nn.Linear(2, 2)
     sched = WarmupSchedule(0.1, steps_per_epoch=5, epochs=2)
     opt = build_optimizer({"name": "adamw", "weight_decay": 1e-4}, lin.parameters(), sched)
-    cb = WeightDecaySchedule(opt, sched, 1e-4, 1e-5, total_steps=10)
+    wd = WeightDecaySchedule(opt, sched, 1e-4, 1e-5, total_steps=10)
     seen = []
     for _ in range(10):
-        cb.on_train_batch_begin(0)
+        wd.apply()
         seen.append(opt._weight_decay)
         sched.step()
     expected = [1e-5 + 9e-5 * 0.5 * (1 + math.cos(math.pi * s / 9)) for s in range(10)]

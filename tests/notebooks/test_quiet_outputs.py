@@ -84,18 +84,18 @@ def test_tqdm_auto_in_a_kernel_without_ipywidgets_does_not_warn(tmp_path):
 
 
 def test_training_with_the_engine_and_importing_paddleslim_print_no_warning(tmp_path):
-    """paddle.Model's own to_tensor of the label tensors, and paddleslim's import-time notes
-    about pkg_resources and distutils: silenced, each by its exact message."""
+    """A training step of the engine's paddle.Model (paddle's own train_batch passed the label
+    tensors through to_tensor, which warned), and paddleslim's import-time notes about
+    pkg_resources and distutils: silenced, each by its exact message."""
     proc = _python("""
         import paddle
         from ppnets.deploy.quant import _import_paddleslim
-        import ppnets.engine.fit  # noqa: F401  (the engine drives paddle.Model)
+        from ppnets.engine import EngineModel, TrainParts
 
         net = paddle.nn.Linear(4, 2)
-        model = paddle.Model(net)
-        model.prepare(paddle.optimizer.SGD(parameters=net.parameters()),
-                      paddle.nn.CrossEntropyLoss())
-        model.train_batch([paddle.randn([2, 4])], [paddle.to_tensor([[0], [1]])])
+        parts = TrainParts(net, paddle.nn.CrossEntropyLoss(),
+                           paddle.optimizer.SGD(parameters=net.parameters()))
+        EngineModel(parts).train_batch([paddle.randn([2, 4])], [paddle.to_tensor([[0], [1]])])
         _import_paddleslim()
         print("trained")
         """, cwd=str(tmp_path))

@@ -1,17 +1,21 @@
-"""The latency studies (docs/latency_studies.md): each runs end to end with ``--quick`` and writes
-well-formed JSON / Markdown / PNG; the shared pieces (published data, order comparison, device
-merge, peer comparison) behave. No timing is asserted anywhere."""
+"""The latency studies (docs/latency_studies.md): each registered study runs end to end with
+``--quick`` through ``ppnets study`` and writes well-formed JSON / Markdown / PNG; the shared pieces
+(published data, order comparison, device merge, peer comparison) behave. No timing is asserted
+anywhere."""
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 
 import pytest
 
 import ppnets
-from ppnets.studies import published
+from ppnets.cli.main import main as ppnets_main
+from ppnets.studies import STUDIES, published, run_study
 from ppnets.studies.study import STUDY_SCHEMA, compare_order, load_device_results, speed
+from ppnets.studies.zoo import ZooOptions
 from tests.conftest import REPO
 
 BENCH_KEYS = {"schema", "backend", "model", "input_size", "batch_size", "device", "threads",
@@ -19,12 +23,14 @@ BENCH_KEYS = {"schema", "backend", "model", "input_size", "batch_size", "device"
               "max_abs_diff_vs_dygraph", "machine"}
 
 
-def _check_outputs(out_dir, study, min_measurements=1):
+def _check_outputs(out_dir, study, min_measurements=1, command=None):
     with open(os.path.join(out_dir, f"{study}.json"), encoding="utf-8") as f:
         doc = json.load(f)  # strict JSON: NaN/Infinity would already fail in write_json
     assert doc["schema"] == STUDY_SCHEMA and doc["study"] == study
     assert doc["quick"] is True and doc["settings"]["repeats"] == 3
-    assert doc["machine"]["cpu_model"] and doc["command"].startswith("python ")
+    assert doc["machine"]["cpu_model"]
+    assert command is None or doc["command"] == command, doc["command"]
+    assert doc["run_record"] is None or doc["run_record"]["command"] == doc["command"]
     assert doc["failures"] == [], doc["failures"]
     assert len(doc["measurements"]) >= min_measurements
     for rec in doc["measurements"]:
@@ -98,11 +104,7 @@ def test_load_device_results_rejects_other_schemas(tmp_path):
 # --------------------------------------------------------------------------- the studies
 
 
-def test_fasternet_table1_quick(tmp_path):
-    from ppnets.studies import fasternet_table1
-
-    assert fasternet_table1.main(["--quick", "--output-dir", str(tmp_path)]) == 0
-    doc, md = _check_outputs(str(tmp_path), "latency_fasternet_table1", 4)
+def _check_fasternet_table1(doc, md, tmp_path):
     ratios = {r["device"]: r for r in doc["pconv_over_dwconv"]}
     assert ratios["cpu"]["paper"] == 6.2 and ratios["cpu"]["ours"] > 0
     assert ratios["arm"]["ours"] is None  # nothing measured or merged for ARM
@@ -114,46 +116,29 @@ def test_fasternet_table1_quick(tmp_path):
     assert "slicing / split_cat" in md
 
 
-def test_shufflenetv2_guidelines_quick_with_arm_merge(tmp_path):
+def _shufflenetv2_arm_results(tmp_path):
+    """A device result in the bench schema for one of the quick cells, as an ARM runner would
+    write it (a made-up latency: only the merge is checked, not a timing)."""
     from ppnets.studies import shufflenetv2_guidelines as sv2
 
-    # A device result in the bench schema for one of the quick cells, as an ARM runner would
-    # write it (a made-up latency: only the merge is checked, not a timing).
-    label = sv2.label("G1", "1:1", "arm", "x1")
     arm = tmp_path / "arm.json"
     arm.write_text(json.dumps({"schema": "ppnets.bench/1", "results": [
-        {"schema": "ppnets.bench/1", "backend": "paddle_lite", "model": label, "device": "arm",
+        {"schema": "ppnets.bench/1", "backend": "paddle_lite",
+         "model": sv2.label("G1", "1:1", "arm", "x1"), "device": "arm",
          "batch_size": 1, "macs": 1, "latency_ms": {"median": 20.0}}]}))
-    out = tmp_path / "out"
-    assert sv2.main(["--quick", "--output-dir", str(out), "--arm-results", str(arm)]) == 0
-    doc, md = _check_outputs(str(out), "latency_shufflenetv2_guidelines", 8)
+    return ["--arm-results", str(arm)]
+
+
+def _check_shufflenetv2_guidelines(doc, md, tmp_path):
     merged = [c for c in doc["cells"] if c["device"] == "arm" and c["item"] == "1:1"]
     assert merged and merged[0]["ours"] == 50.0 and merged[0]["paper"] == 76.2
-    assert doc["merged_files"]["arm"] == str(arm)
+    assert doc["merged_files"]["arm"] == str(tmp_path / "arm.json")
     assert {o["what"].split()[0] for o in doc["orderings"]} == {"G1", "G2", "G3", "G4"}
     for o in doc["orderings"]:
         assert isinstance(o["agrees"], bool) and o["text"] in md
 
 
-def test_g3_series_blocks_keep_the_macs():
-    from ppnets.studies.shufflenetv2_guidelines import series_width
-
-    for c in (64, 128, 256):
-        for k in (2, 4):
-            a = series_width(c, k)
-            macs = 2 * c * a + (k - 2) * a * a
-            assert abs(macs - c * c) / (c * c) < 0.05, (c, k, a)
-
-
-def test_mobileone_blocks_quick_via_reproduce_script(tmp_path):
-    """In its own process: the leaky_relu network crashes Paddle Inference 3.3.1 unless the
-    harness deletes the conv+activation fuse pass, and a crash must fail this test, not pytest.
-    """
-    proc = subprocess.run([sys.executable, "reproduce/latency_mobileone_blocks.py", "--quick",
-                           "--output-dir", str(tmp_path)], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc, md = _check_outputs(str(tmp_path), "latency_mobileone_blocks", 4)
+def _check_mobileone_blocks(doc, md, tmp_path):
     acts = {r["item"]: r for r in doc["results"]["activations"]}
     assert acts["relu"]["cpu_rel"] == 1.0 and acts["dynamic_relu_a"]["cpu_ms"] is None
     assert acts["leaky_relu"]["cpu_ms"] > 0 and acts["leaky_relu"]["ir_pass_workaround"]
@@ -171,15 +156,94 @@ def test_mobileone_blocks_quick_via_reproduce_script(tmp_path):
         "mobileone", published.MOBILEONE_TABLES["activations"], "relu")
 
 
-def test_efficientformer_observations_quick(tmp_path):
-    from ppnets.studies import efficientformer_observations as ef
-
-    assert ef.main(["--quick", "--output-dir", str(tmp_path)]) == 0
-    doc, md = _check_outputs(str(tmp_path), "latency_efficientformer_observations", 5)
+def _check_efficientformer_observations(doc, md, tmp_path):
     assert [o["observation"] for o in doc["observations"]] == ["obs1", "obs2"]
     types = {b["type"] for b in doc["breakdown"]}
     assert types == {"stem", "Meta3D", "head"}
     assert abs(sum(b["share_pct"] for b in doc["breakdown"]) - 100.0) < 1e-6
+
+
+def _check_zoo(doc, md, tmp_path):
+    assert doc["run_record"]["script"] == "latency_zoo.py" and doc["run_record"]["smoke"]
+    assert doc["run_record"]["command"] == doc["command"]
+    row = doc["models"][0]
+    assert row["model"] == "mobilenetv3_small_050" and row["macs_g"] > 0
+    assert row["memory_mb"] > 0 and row["top1"] is not None
+    swin = [c for c in doc["claims"] if "Swin-B" in c["claim"]][0]
+    assert "not registered" in swin["text"]
+
+
+# How each registered study's quick run is checked: (how it is run, extra options, checks,
+# minimum number of measurements). "verb": `ppnets study NAME` in this process; "subprocess":
+# `python -m ppnets study NAME` (the leaky_relu network crashes Paddle Inference 3.3.1 unless
+# the harness deletes a fuse pass, and a crash must fail the test, not pytest); "reproduce":
+# `python reproduce/<stem>.py`, the same code with the run record. A study missing here fails.
+QUICK_RUNS = {
+    "fasternet-table1": ("verb", None, _check_fasternet_table1, 4),
+    "shufflenetv2-guidelines": ("verb", _shufflenetv2_arm_results,
+                                _check_shufflenetv2_guidelines, 8),
+    "mobileone-blocks": ("subprocess", None, _check_mobileone_blocks, 4),
+    "efficientformer-observations": ("verb", None, _check_efficientformer_observations, 5),
+    "zoo": ("reproduce", None, _check_zoo, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_every_study_runs_quick_through_the_command(name, tmp_path):
+    assert name in QUICK_RUNS, f"add the quick run of study {name} to QUICK_RUNS"
+    how, extra, check, min_measurements = QUICK_RUNS[name]
+    out = tmp_path / "out"
+    options = ["--quick", "--output-dir", str(out), *(extra(tmp_path) if extra else [])]
+    stem = STUDIES[name].stem
+    if how == "verb":
+        assert ppnets_main(["study", name, *options]) == 0
+        command = shlex.join(["ppnets", "study", name, *options])
+    else:
+        words = (["-m", "ppnets", "study", name] if how == "subprocess" else
+                 [f"reproduce/{stem}.py"])
+        proc = subprocess.run([sys.executable, *words, *options], cwd=REPO, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        command = shlex.join(["python", f"reproduce/{stem}.py", *options]) \
+            if how == "reproduce" else None
+    doc, md = _check_outputs(str(out), stem, min_measurements, command=command)
+    check(doc, md, tmp_path)
+
+
+def test_study_list_names_every_study_on_one_line(capsys):
+    assert ppnets_main(["study", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(STUDIES)
+    for line, study in zip(lines, STUDIES.values()):
+        assert line.endswith(study.summary)
+    assert ppnets_main(["study"]) == 0  # no NAME: the same list, and how to run one
+    out = capsys.readouterr().out
+    assert out.startswith("\n".join(lines)) and "ppnets study NAME" in out
+
+
+def test_every_study_option_is_a_command_option():
+    """`ppnets study NAME` fills the study's options class from its parsed flags: every field
+    has a flag and every flag a field."""
+    import argparse
+    import dataclasses
+
+    from ppnets.cli.study import add_study_arguments
+
+    for study in STUDIES.values():
+        parser = argparse.ArgumentParser()
+        add_study_arguments(parser, study)
+        dests = {a.dest for a in parser._actions if a.dest != "help"}
+        assert dests == {f.name for f in dataclasses.fields(study.options)}, study.name
+
+
+def test_g3_series_blocks_keep_the_macs():
+    from ppnets.studies.shufflenetv2_guidelines import series_width
+
+    for c in (64, 128, 256):
+        for k in (2, 4):
+            a = series_width(c, k)
+            macs = 2 * c * a + (k - 2) * a * a
+            assert abs(macs - c * c) / (c * c) < 0.05, (c, k, a)
 
 
 def test_efficientformer_segments_cover_the_model():
@@ -194,29 +258,20 @@ def test_efficientformer_segments_cover_the_model():
     assert [s["input"] for s in segments][:2] == [(3, 224, 224), (48, 56, 56)]
 
 
-def test_zoo_quick_via_reproduce_script(tmp_path):
-    """The command as users run it (reproduce/ wrapper, run record), in its own process."""
-    proc = subprocess.run([sys.executable, "reproduce/latency_zoo.py", "--quick",
-                           "--output-dir", str(tmp_path)], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    doc, md = _check_outputs(str(tmp_path), "latency_zoo", 1)
-    assert doc["run_record"]["script"] == "latency_zoo.py" and doc["run_record"]["smoke"]
-    row = doc["models"][0]
-    assert row["model"] == "mobilenetv3_small_050" and row["macs_g"] > 0
-    assert row["memory_mb"] > 0 and row["top1"] is not None
-    swin = [c for c in doc["claims"] if "Swin-B" in c["claim"]][0]
-    assert "not registered" in swin["text"]
-
-
 def test_zoo_cifar_models_have_10_classes_and_figure_omissions_are_listed(tmp_path):
     """CIFAR-10 models are counted with their 10-class head (ResNet-20: 0.27 M, not 0.34 M with
-    a 1000-class one), and every model missing from a figure panel is named with the reason."""
-    from ppnets.studies import zoo
-
-    assert zoo.main(["--quick", "--models", "resnet20_cifar", "spconv_resnet18",
-                     "--output-dir", str(tmp_path)]) == 0
-    doc, md = _check_outputs(str(tmp_path), "latency_zoo", 2)
+    a 1000-class one), and every model missing from a figure panel is named with the reason.
+    Run as a library call: the result is what was written."""
+    options = ZooOptions(quick=True, models=["resnet20_cifar", "spconv_resnet18"],
+                         output_dir=str(tmp_path))
+    result = run_study("zoo", options)
+    assert result.paths == {"json": str(tmp_path / "latency_zoo.json"),
+                            "markdown": str(tmp_path / "latency_zoo.md"),
+                            "figure": str(tmp_path / "latency_zoo.png")}
+    doc, md = _check_outputs(str(tmp_path), "latency_zoo", 2,
+                             command=STUDIES["zoo"].call_text(options))
+    assert doc == json.loads(json.dumps(result.doc)) and md == result.markdown
+    assert doc["command"].startswith("ppnets.studies.run_study('zoo', ZooOptions(")
     rows = {r["model"]: r for r in doc["models"]}
     assert abs(rows["resnet20_cifar"]["params_m"] - 0.27) / 0.27 < 0.01
     assert ppnets.model_info("spconv_resnet18").get("top1") is None
@@ -226,11 +281,20 @@ def test_zoo_cifar_models_have_10_classes_and_figure_omissions_are_listed(tmp_pa
 
 
 def test_zoo_unknown_model_is_an_error(tmp_path, capsys):
-    from ppnets.studies import zoo
-
-    assert zoo.main(["--quick", "--models", "no_such_net", "--output-dir", str(tmp_path)]) == 2
-    assert "no_such_net" in capsys.readouterr().err
+    assert ppnets_main(["study", "zoo", "--quick", "--models", "no_such_net",
+                        "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no_such_net" in err
     assert not os.listdir(tmp_path)
+
+
+def test_unreadable_device_results_is_an_error(tmp_path, capsys):
+    missing = tmp_path / "arm.json"
+    assert ppnets_main(["study", "fasternet-table1", "--quick", "--arm-results", str(missing),
+                        "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------- peers
@@ -242,12 +306,14 @@ def test_peers_one_run(tmp_path):
 
     out = tmp_path / "peers.json"
     md = tmp_path / "peers.md"
-    rc = peers.main(["--models", "mobilenetv3_small_050", "--warmup", "1", "--repeats", "2",
-                     "--sgemm-n", "128", "--json", str(out), "--markdown", str(md)])
-    assert rc == 0
+    argv = ["peers", "--models", "mobilenetv3_small_050", "--warmup", "1", "--repeats", "2",
+            "--sgemm-n", "128", "--json", str(out), "--markdown", str(md)]
+    assert ppnets_main(argv) == 0
     report = json.loads(out.read_text())
+    assert report["command"] == shlex.join(["ppnets", *argv])
     assert len(report["load_avg_end"]) == 3 and report["ir_pass_workarounds"] == []
     page = md.read_text()
+    assert f"Command: `{report['command']}`" in page
     assert "at the start" in page and "| mobilenetv3_small_050 | onnxruntime |" in page
     backends = {r["backend"] for r in report["results"]}
     assert "paddle_inference" in backends and "onnxruntime" in backends
@@ -284,9 +350,7 @@ def test_gpu_request_without_cuda_is_a_clear_error(tmp_path, capsys):
 
     if paddle.device.is_compiled_with_cuda():
         pytest.skip("this Paddle build has CUDA: the error path does not apply")
-    from ppnets.studies import fasternet_table1
-
-    with pytest.raises(SystemExit) as exc:
-        fasternet_table1.main(["--quick", "--device", "gpu", "--output-dir", str(tmp_path)])
-    assert exc.value.code == 2 and "CUDA" in capsys.readouterr().err
+    assert ppnets_main(["study", "fasternet-table1", "--quick", "--device", "gpu",
+                        "--output-dir", str(tmp_path)]) == 2
+    assert "CUDA" in capsys.readouterr().err
     assert not os.listdir(tmp_path)  # nothing measured, nothing written
