@@ -5,10 +5,11 @@ Importing this module imports :mod:`ppnets.models`, whose family modules fill th
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from ppnets import models  # noqa: F401  (registers every family)
 from ppnets.convert import CHECKPOINT_SUFFIXES
+from ppnets.models.features import FeatureBackbone
 from ppnets.registry import DATASET_CLASSES, get_entry
 from ppnets.weights.pretrained import load_published, load_weights, resolve_weight
 
@@ -21,7 +22,9 @@ def _is_path(pretrained: str) -> bool:
 
 
 def create_model(name: str, num_classes: Optional[int] = None,
-                 pretrained: Union[None, bool, str] = None, deploy: bool = False, **overrides):
+                 pretrained: Union[None, bool, str] = None, deploy: bool = False,
+                 features_only: bool = False, out_indices: Optional[Sequence[int]] = None,
+                 **overrides):
     """Build a registered model.
 
     ``num_classes`` defaults to the classes of the data set the variant is defined on
@@ -42,12 +45,21 @@ def create_model(name: str, num_classes: Optional[int] = None,
       As for published weights, only the classifier may differ: with another ``num_classes``
       everything else loads (a log line says so); any other difference raises ValueError.
 
-    ``model.loaded_weights`` (:class:`ppnets.weights.pretrained.LoadedWeights`) records what
-    was loaded; it is None for random weights.
+    ``model.loaded_weights`` records what was loaded (None: random weights).
 
-    ``overrides`` replace the variant's keyword configuration (``drop_path_rate=0.1``,
-    ``in_chans=1``, ...).
+    ``features_only=True`` returns a :class:`ppnets.models.features.FeatureBackbone`: the
+    model without its classifier, whose ``forward`` returns the feature maps at ``out_indices``
+    (positions in ``model.feature_info``; default: what timm's ``features_only`` returns for the
+    variant). Weights load into it as into a model with ``num_classes=0``: everything but the
+    classifier, and a log line says so.
+
+    ``overrides`` replace the variant's keyword configuration (``drop_path_rate=0.1``, ...).
     """
+    if features_only:
+        return _features_only(name, num_classes, pretrained, deploy, out_indices, overrides)
+    if out_indices is not None:
+        raise ValueError("out_indices selects the maps of a features-only backbone: pass "
+                         "features_only=True with it")
     entry = get_entry(name)
     kwargs = dict(entry.cfg)
     kwargs.update(overrides)
@@ -68,3 +80,12 @@ def create_model(name: str, num_classes: Optional[int] = None,
     elif pretrained:
         model.loaded_weights = load_weights(model, pretrained, name=entry.name)
     return model
+
+
+def _features_only(name, num_classes, pretrained, deploy, out_indices, overrides):
+    if num_classes:
+        raise ValueError(f"features_only=True builds {name} without a classifier: leave "
+                         f"num_classes unset (got {num_classes})")
+    backbone = create_model(name, num_classes=0, pretrained=pretrained, deploy=deploy,
+                            **overrides)
+    return FeatureBackbone(backbone, out_indices)

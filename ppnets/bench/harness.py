@@ -13,8 +13,9 @@ docs/benchmarking.md):
   reported: predictors of one program can run it at different steady speeds;
 * the timed region is ``predictor.run()`` plus ``copy_to_cpu()`` of every output, so an
   asynchronous device (GPU) has finished before the clock stops; the input is staged once;
-* the exported predictor's output is compared with the dygraph model's once, and the difference
-  is recorded with the latency;
+* the exported predictor's outputs are compared with the dygraph model's once, and the largest
+  difference is recorded with the latency (every output: a features-only backbone,
+  ``features_only=True``, has one per feature map);
 * an IR pass that is known to crash Paddle Inference on a program (:data:`KNOWN_PASS_CRASHES`)
   is deleted for that program only, and the record says so (``ir_pass_workarounds``).
 """
@@ -31,6 +32,7 @@ import paddle
 import paddle.nn as nn
 
 from ppnets.analysis import profile_model
+from ppnets.models.features import FeatureBackbone
 from ppnets.registry import resolve_model_names
 from ppnets.runtime import (check_input_size, deploy_form, export_program, make_config,
                             pass_workarounds, run_predictor, stage_input)
@@ -252,6 +254,21 @@ def _time_predictor_rounds(model_file: str, params_file: str, name: str, x: np.n
                             output_scale)
 
 
+def _export_and_time(model: nn.Layer, name: str, input_size: Sequence[int], batch_size: int,
+                     x: np.ndarray, reference: List[np.ndarray], workdir: Optional[str],
+                     **timing) -> _PredictorRounds:
+    """Export the deploy-form ``model`` (into ``workdir/<name>``, else a temporary folder) and
+    time its predictors (:func:`_time_predictor_rounds`, keywords ``timing``)."""
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ppnets-bench-"))
+        else:
+            out_dir = os.path.join(workdir, name)
+            os.makedirs(out_dir, exist_ok=True)
+        model_file, params_file = export_program(model, input_size, batch_size, out_dir)
+        return _time_predictor_rounds(model_file, params_file, name, x, reference, **timing)
+
+
 def _median_round(round_samples: List[List[float]]) -> Tuple[Dict[str, Any], List[float]]:
     """(statistics of the median round, each round's median in ms); for an even count the
     lower of the two middle rounds, so every number comes from one real predictor."""
@@ -301,11 +318,17 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                     batch_size: int = 1, device: str = "cpu", threads: int = 1,
                     mkldnn: bool = True, warmup: int = 10, repeats: int = 50,
                     dygraph: bool = False, workdir: Optional[str] = None,
-                    seed: int = 0, workarounds: bool = True, rounds: int = 1) -> Dict[str, Any]:
+                    seed: int = 0, workarounds: bool = True, rounds: int = 1,
+                    features_only: bool = False,
+                    out_indices: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Latency of one model's deploy form under Paddle Inference; a JSON-serialisable dict.
 
     ``model_or_name`` is a registry name (input size from ``ppnets.model_info`` unless given)
-    or an ``nn.Layer`` (copied, so the caller's model is not fused or moved). ``threads`` and
+    or an ``nn.Layer`` (copied, so the caller's model is not fused or moved).
+    ``features_only=True`` times the features-only backbone instead (the maps at
+    ``out_indices``, :func:`ppnets.runtime.deploy_form`; a passed-in
+    :class:`ppnets.models.features.FeatureBackbone` is timed as it is): the timed region copies
+    every map to host, and every map is checked against eager. ``threads`` and
     ``mkldnn`` (oneDNN) apply to CPU. ``workdir`` keeps the exported model there (default: a
     temporary folder, deleted afterwards). ``dygraph=True`` also times eager execution of the
     same deploy-form model (``dygraph_latency_ms``). ``workarounds`` deletes the IR passes of
@@ -327,26 +350,23 @@ def benchmark_model(model_or_name: Union[str, nn.Layer], input_size: Optional[Se
                               "repeats", "rounds"))
 
     with _paddle_device(device):
-        model, name, input_size = deploy_form(model_or_name, input_size)
+        model, name, input_size = deploy_form(model_or_name, input_size, features_only,
+                                              out_indices)
         macs, params = _profile(model, input_size)
         x, reference = _reference_outputs(model, batch_size, input_size, seed)
         dygraph_samples = None
         if dygraph:
             dygraph_samples = time_dygraph(model, x, warmup, repeats, device, threads, mkldnn)
-        with contextlib.ExitStack() as stack:
-            if workdir is None:
-                out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ppnets-bench-"))
-            else:
-                out_dir = os.path.join(workdir, name)
-                os.makedirs(out_dir, exist_ok=True)
-            model_file, params_file = export_program(model, input_size, batch_size, out_dir)
-            measured = _time_predictor_rounds(
-                model_file, params_file, name, x, reference, device=device, threads=threads,
-                mkldnn=mkldnn, warmup=warmup, repeats=repeats, rounds=rounds,
-                workarounds=workarounds)
+        measured = _export_and_time(model, name, input_size, batch_size, x, reference, workdir,
+                                    device=device, threads=threads, mkldnn=mkldnn,
+                                    warmup=warmup, repeats=repeats, rounds=rounds,
+                                    workarounds=workarounds)
 
     result = _result_record(name, input_size, batch_size, device, threads, mkldnn, warmup,
                             macs, params, measured)
+    result["outputs"] = len(reference)
+    if isinstance(model, FeatureBackbone):
+        result.update(features_only=True, out_indices=list(model.out_indices))
     if dygraph_samples is not None:
         result["dygraph_latency_ms"] = latency_stats(dygraph_samples)
     if workdir is not None:
@@ -405,7 +425,8 @@ def benchmark_models(names_or_patterns: Union[str, Sequence[str]], *,
     completes. Returns ``dict(schema, command, machine, results=[...])``.
     """
     unknown = set(kwargs) - {"input_size", "batch_size", "device", "threads", "mkldnn", "warmup",
-                             "repeats", "dygraph", "workdir", "seed", "workarounds", "rounds"}
+                             "repeats", "dygraph", "workdir", "seed", "workarounds", "rounds",
+                             "features_only", "out_indices"}
     if unknown:
         raise TypeError(f"benchmark_models got unknown arguments {sorted(unknown)}")
     names = resolve_model_names(names_or_patterns)

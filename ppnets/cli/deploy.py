@@ -3,6 +3,7 @@
     ppnets deploy check --models '*' --jobs 2 --json results/deploy/zoo_lite.json \
         --markdown docs/deploy.md                  # op check, .nb conversion, x86 .nb parity
     ppnets deploy check --from-json results/deploy/zoo_lite.json --markdown docs/deploy.md
+    ppnets deploy check --models '*' --features-only --json zoo_features.json  # backbones
     ppnets deploy lite-bench --nb exports/t0/lite/model_x86.nb --model fasternet_t0 \
         --reference exports/t0/reference_io.npz --json lite_x86.json
     ppnets deploy device-files --output-dir board  # the runner files for an ARM board
@@ -10,7 +11,8 @@
 ``check`` is :mod:`ppnets.deploy.zoo_check` (every model: deploy form, legacy export, ops
 against Paddle Lite's listing per target, ``paddle_lite_opt`` for ARM and x86, the x86 ``.nb``
 against eager; exit 1 when a model fails that ``--expect-fail`` does not name, or one it names
-passes). ``lite-bench`` is the board-side runner ``ppnets/cli/device/lite_runner.py`` run on this
+passes; ``--features-only``: every model's features-only backbone, each map checked).
+``lite-bench`` is the board-side runner ``ppnets/cli/device/lite_runner.py`` run on this
 host (an x86 ``.nb`` through ``PPNETS_PADDLELITE_PYTHON``). ``device-files`` copies that runner,
 ``lut_device.py`` and the helpers they load into a folder for the board (docs/deploy.md).
 """
@@ -50,6 +52,10 @@ def _add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=6,
                    help="models per Paddle Lite process (the next batch is exported meanwhile)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes sharing the zoo")
+    p.add_argument("--features-only", action="store_true",
+                   help="check each model's features-only backbone (create_model(name, "
+                        "features_only=True), its default maps): one program output per map, "
+                        "every one against eager")
     p.add_argument("--expect-fail", nargs="*", default=[], metavar="NAME",
                    help="documented failures (docs/deploy.md): exit 1 only for other failures, "
                         "or when one of these passes (strict)")
@@ -128,7 +134,7 @@ def run_check(args: argparse.Namespace) -> int:
     bar, progress = _progress(args)
     report = zoo_check.run(args.models, tuple(args.targets), args.atol, workdir=args.workdir,
                            progress=progress, size=args.size, batch_size=args.batch_size,
-                           jobs=args.jobs)
+                           jobs=args.jobs, features_only=args.features_only)
     bar.close()
     report["command"] = args.command
     table = zoo_check.format_table(report["rows"])

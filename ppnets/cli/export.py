@@ -2,11 +2,18 @@
 
     ppnets export --model fasternet_t0 --pretrained --formats paddle onnx lite --output-dir t0
     ppnets export --model mobilenetv2_100 --pretrained runs/ft/best.pdparams --num-classes 2
+    ppnets export --model fasternet_t0 --pretrained --features-only --out-indices 1 2 3
 
 ``--pretrained``: the published weights (a bare flag or ``true``: the default tag; or a tag), or
 a checkpoint file of any format ``create_model(pretrained=...)`` reads (a fine-tuned
 ``.pdparams`` with its ``--num-classes``). Without it the weights are random: a WARNING line
 says so, and so does the report (``weights`` in ``export.json``).
+
+``--features-only`` exports the backbone without its classifier
+(``create_model(name, features_only=True, out_indices=...)``, docs/features.md): every artifact
+is a multi-output program, one output per feature map (``--out-indices``: positions in the
+model's ``feature_info``, negative from the end; default: the model's default maps), and every
+output is verified.
 
 Paddle Inference (PIR and the legacy ``.pdmodel``), ONNX (run in ONNX Runtime) and Paddle Lite
 ``.nb`` (op check; the x86 ``.nb`` run by the Lite runtime), each verified against the eager
@@ -46,6 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "set's, 1000 for ImageNet models)")
     p.add_argument("--deploy", action="store_true",
                    help="the --pretrained checkpoint is a reparameterized (deploy-form) one")
+    p.add_argument("--features-only", action="store_true",
+                   help="export the backbone without its classifier: one output per feature "
+                        "map (docs/features.md); --pretrained loads everything but the "
+                        "classifier")
+    p.add_argument("--out-indices", type=int, nargs="+", default=None, metavar="I",
+                   help="with --features-only: the maps to return, positions in the model's "
+                        "feature_info (negative from the end; default: the model's default)")
     p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
     p.add_argument("--output-dir", "--out-dir", dest="output_dir", default=None,
                    help="where the artifacts go (default: exports/<model>)")
@@ -62,18 +76,33 @@ def _pretrained(value: Optional[str]):
     return True if value is not None and value.strip().lower() == "true" else value
 
 
+def _check_feature_options(args: argparse.Namespace) -> None:
+    if args.out_indices is not None and not args.features_only:
+        raise ValueError("--out-indices selects the maps of a features-only backbone: add "
+                         "--features-only")
+    if args.features_only and args.num_classes is not None:
+        raise ValueError("--features-only exports the backbone without a classifier: drop "
+                         "--num-classes (the checkpoint's classifier, if any, is left out)")
+
+
 def build(args: argparse.Namespace, name: str):
     """(model, weights record for the report) of the options; raises on weights that cannot be
     loaded, and ValueError when the classifier of the weights is not the model's (another
-    class count)."""
+    class count) or the feature options do not fit together."""
+    _check_feature_options(args)
     pretrained = _pretrained(args.pretrained)
-    model = create_model(name, num_classes=args.num_classes, pretrained=pretrained,
-                         deploy=args.deploy)
-    if model.loaded_weights is None:
+    if args.features_only:
+        model = create_model(name, pretrained=pretrained, deploy=args.deploy,
+                             features_only=True, out_indices=args.out_indices)
+        loaded = model.model.loaded_weights  # the backbone's classifier is never exported
+    else:
+        model = create_model(name, num_classes=args.num_classes, pretrained=pretrained,
+                             deploy=args.deploy)
+        loaded = model.loaded_weights
+    if loaded is None:
         return model, {"kind": "random", "warning": "random initialisation, no --pretrained: "
                                                     "the artifacts compute nothing useful"}
-    loaded = model.loaded_weights
-    if loaded.classifier_kept:
+    if loaded.classifier_kept and not args.features_only:
         theirs = ("has no classifier: pass --num-classes 0 (a backbone without one)"
                   if loaded.source_classes == 0 else
                   f"has a classifier for {loaded.source_classes or 'another number of'} "
@@ -104,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
                     input_size=args.input_size, batch_size=args.batch_size,
                     lite_targets=tuple(args.lite_targets), opset=args.opset, atol=args.atol,
                     lite_python=args.lite_python, progress=True, weights=weights)
+    if report.get("features_only"):
+        print(f"features-only backbone: out_indices {report['out_indices']}, outputs "
+              f"{report['outputs']}")
     print("| artifact | status | max abs diff | file |\n|---|---|---:|---|")
     for key, art in report["artifacts"].items():
         diff = art.get("max_abs_diff")

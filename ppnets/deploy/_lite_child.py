@@ -9,7 +9,9 @@ Tasks (``request["task"]``, the keys of ``TASKS``):
   ``paddle_lite_opt --print_supported_ops=true --valid_targets=TARGET``);
 * ``model_ops``: ``Opt.check_if_model_supported(True)`` (``--print_model_ops=true``);
 * ``opt``: convert a legacy model to ``.nb`` for ``target`` (``Opt.run()``);
-* ``run``: run an ``.nb`` with ``MobileConfig`` on the input in ``input_npz`` -> ``output_npz``;
+* ``run``: run an ``.nb`` with ``MobileConfig`` on the input in ``input_npz`` -> ``output_npz``
+  (``y``: the first output; a multi-output model, e.g. a features-only backbone, also gets
+  ``y_0``, ``y_1``, ... for every output);
 * ``bench``: time an ``.nb`` (``threads``, ``power_mode``, ``warmup``, ``repeats``) with the
   timing loop of ppnets.bench;
 * ``batch``: many ``model_ops`` / ``opt`` / ``run`` steps in one process (the zoo check). Each
@@ -117,14 +119,29 @@ def _stage(pred, x):
     inp.from_numpy(np.ascontiguousarray(x))
 
 
+def _outputs(pred):
+    """Every output tensor of the predictor, in the program's order."""
+    return [pred.get_output(i) for i in range(len(pred.get_output_names()))]
+
+
+def _save_outputs(path, arrays):
+    """``y`` (the first output) and, for several, ``y_0``, ``y_1``, ... (the layout of
+    ppnets.deploy's reference_io.npz)."""
+    named = {"y": arrays[0]}
+    if len(arrays) > 1:
+        named.update(("y_%d" % i, a) for i, a in enumerate(arrays))
+    np.savez(path, **named)
+
+
 def task_run(req):
     x = np.load(req["input_npz"])["x"]
     pred = _predictor(req)
     _stage(pred, x)
     pred.run()
-    out = pred.get_output(0).numpy()
-    np.savez(req["output_npz"], y=out)
-    return {"output_shape": list(out.shape), "paddlelite": _version()}
+    outs = [o.numpy() for o in _outputs(pred)]
+    _save_outputs(req["output_npz"], outs)
+    return {"output_shape": list(outs[0].shape), "output_shapes": [list(o.shape) for o in outs],
+            "paddlelite": _version()}
 
 
 def task_bench(req):
@@ -133,16 +150,16 @@ def task_bench(req):
     x = np.load(req["input_npz"])["x"]
     pred = _predictor(req)
     _stage(pred, x)
-    out = pred.get_output(0)
+    outs = _outputs(pred)
 
     def step():
         pred.run()
-        out.numpy()
+        for out in outs:
+            out.numpy()
 
     samples = time_calls(step, int(req["warmup"]), int(req["repeats"]))
-    y = out.numpy()
     if req.get("output_npz"):
-        np.savez(req["output_npz"], y=y)
+        _save_outputs(req["output_npz"], [out.numpy() for out in outs])
     return {"latency_ms": latency_stats(samples), "paddlelite": _version(),
             "python": platform.python_version(), "arch": platform.machine()}
 

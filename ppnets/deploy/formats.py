@@ -17,6 +17,11 @@ reparameterized (``ppnets.reparameterize_model``, as ``ppnets.bench`` does), the
 Every executable artifact is run on the same input as the eager deploy-form model and
 ``verify.json`` beside it records the largest absolute difference, the tolerance and the
 verdict. ``export.json`` in ``out_dir`` collects everything.
+
+``features_only=True`` (with ``out_indices``) exports a registry name's features-only backbone
+(:class:`ppnets.models.features.FeatureBackbone`; a passed-in backbone is exported as it is):
+every artifact is then a multi-output program, one output per feature map, and every output is
+verified (:func:`ppnets.runtime.compare_all_outputs`).
 """
 from __future__ import annotations
 
@@ -24,14 +29,15 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 from tqdm import tqdm
 
-from ppnets.runtime import (DEFAULT_ATOL, compare_outputs, create_predictor, deploy_form,
+from ppnets.models.features import FeatureBackbone
+from ppnets.runtime import (DEFAULT_ATOL, compare_all_outputs, create_predictor, deploy_form,
                             export_program, run_predictor, save_legacy)
 from ppnets.utils import atomic_write_json, utc_now
 
@@ -74,7 +80,7 @@ def _no_installs_at_run_time():
             os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = before
 
 
-def _onnx(model, input_size, batch_size, folder, x, ref, atol, opset):
+def _onnx(model, input_size, batch_size, folder, x, refs, atol, opset):
     os.makedirs(folder, exist_ok=True)
     prefix = os.path.join(folder, "model")
     spec = paddle.static.InputSpec([batch_size, *input_size], dtype="float32", name="x")
@@ -92,18 +98,18 @@ def _onnx(model, input_size, batch_size, folder, x, ref, atol, opset):
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(prefix + ".onnx", sess_options=opts,
                                 providers=["CPUExecutionProvider"])
-    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    outs = sess.run(None, {sess.get_inputs()[0].name: x})
     rec["runtime"] = f"onnxruntime {ort.__version__}"
-    rec.update(compare_outputs(out, ref, atol))
+    rec.update(compare_all_outputs(outs, refs, atol))
     return _verify_file(folder, rec)
 
 
-def _paddle_inference(model_file, params_file, folder, fmt, x, ref, atol):
+def _paddle_inference(model_file, params_file, folder, fmt, x, refs, atol):
     predictor = create_predictor(model_file, params_file, device="cpu", threads=1, mkldnn=True)
-    out = run_predictor(predictor, x)[0]
+    outs = run_predictor(predictor, x)
     rec = {"format": fmt, "file": model_file, "params_file": params_file,
            "runtime": f"paddle_inference {paddle.__version__} (CPU, oneDNN, IR optim on)"}
-    rec.update(compare_outputs(out, ref, atol))
+    rec.update(compare_all_outputs(outs, refs, atol))
     return _verify_file(folder, rec)
 
 
@@ -123,18 +129,22 @@ def _random_weights_record(name: str) -> Dict[str, Any]:
 
 
 def _reference_io(model: nn.Layer, size: Sequence[int], batch_size: int, seed: int,
-                  out_dir: str) -> Tuple[np.ndarray, np.ndarray]:
-    """The seeded input and the eager model's output, saved as ``reference_io.npz``."""
+                  out_dir: str) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """The seeded input and the eager model's outputs, saved as ``reference_io.npz``: ``x``,
+    ``y`` (the first output) and, for a multi-output model, ``y_0``, ``y_1``, ... (every one)."""
     x = np.random.default_rng(seed).standard_normal((batch_size, *size)).astype(np.float32)
     with paddle.no_grad():
-        ref = model(paddle.to_tensor(x))
-    ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
-    np.savez(os.path.join(out_dir, "reference_io.npz"), x=x, y=ref)
-    return x, ref
+        out = model(paddle.to_tensor(x))
+    refs = [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
+    arrays = {"x": x, "y": refs[0]}
+    if len(refs) > 1:
+        arrays.update({f"y_{i}": r for i, r in enumerate(refs)})
+    np.savez(os.path.join(out_dir, "reference_io.npz"), **arrays)
+    return x, refs
 
 
 def _export_artifacts(model: nn.Layer, name: str, size: Sequence[int], batch_size: int,
-                      formats: Sequence[str], out_dir: str, x: np.ndarray, ref: np.ndarray,
+                      formats: Sequence[str], out_dir: str, x: np.ndarray, refs: List[np.ndarray],
                       atol: float, opset: int, lite_targets: Sequence[str],
                       lite_python: Optional[str], progress: bool) -> Dict[str, Dict[str, Any]]:
     """Write and verify every requested artifact; one verification record per artifact."""
@@ -150,7 +160,7 @@ def _export_artifacts(model: nn.Layer, name: str, size: Sequence[int], batch_siz
         folder = os.path.join(out_dir, "paddle")
         os.makedirs(folder, exist_ok=True)
         mf, pf = export_program(model, size, batch_size, folder)
-        arts["paddle"] = _paddle_inference(mf, pf, folder, "paddle_pir", x, ref, atol)
+        arts["paddle"] = _paddle_inference(mf, pf, folder, "paddle_pir", x, refs, atol)
         bar.update()
     legacy = None
     if "legacy" in steps:
@@ -158,18 +168,18 @@ def _export_artifacts(model: nn.Layer, name: str, size: Sequence[int], batch_siz
         folder = os.path.join(out_dir, "legacy")
         mf, pf = save_legacy(model, size, batch_size, folder)
         legacy = (mf, pf)
-        arts["legacy"] = _paddle_inference(mf, pf, folder, "paddle_legacy_pdmodel", x, ref,
+        arts["legacy"] = _paddle_inference(mf, pf, folder, "paddle_legacy_pdmodel", x, refs,
                                            atol)
         bar.update()
     if "onnx" in formats:
         bar.set_postfix_str("onnx")
-        arts["onnx"] = _onnx(model, size, batch_size, os.path.join(out_dir, "onnx"), x, ref,
+        arts["onnx"] = _onnx(model, size, batch_size, os.path.join(out_dir, "onnx"), x, refs,
                              atol, opset)
         bar.update()
     if "lite" in formats:
         bar.set_postfix_str("lite")
         arts.update(lite_export(name, legacy[0], legacy[1], os.path.join(out_dir, "lite"),
-                                x, ref, atol, targets=lite_targets, python=lite_python))
+                                x, refs, atol, targets=lite_targets, python=lite_python))
         bar.update()
     bar.close()
     return arts
@@ -188,7 +198,9 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
            batch_size: int = 1, lite_targets: Sequence[str] = ("arm", "x86"),
            opset: int = 13, atol: float = DEFAULT_ATOL, seed: int = 0,
            lite_python: Optional[str] = None, strict: bool = False,
-           progress: bool = False, weights: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+           progress: bool = False, weights: Optional[Dict[str, Any]] = None,
+           features_only: bool = False,
+           out_indices: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Export and verify; returns the report written to ``out_dir/export.json``.
 
     ``formats`` is any of ``paddle``, ``onnx``, ``lite`` (``lite`` implies the legacy program).
@@ -197,22 +209,27 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
     ``progress=True`` shows a progress bar on stderr. A passed-in Layer is copied, never
     modified. ``weights`` describes the model's weights for the report (``weights``; e.g.
     ``model.loaded_weights.record()``); a registry name is built with random weights, which
-    the report and a warning say.
+    the report and a warning say. ``features_only`` / ``out_indices``: the features-only
+    backbone (module docstring); the report's ``outputs`` lists each output's shape.
     """
     _check_formats(formats)
-    model, name, size = deploy_form(model_or_name, input_size)
+    model, name, size = deploy_form(model_or_name, input_size, features_only, out_indices)
     if weights is None and isinstance(model_or_name, str):
         weights = _random_weights_record(name)
     out_dir = os.path.abspath(out_dir or os.path.join("exports", name))
     os.makedirs(out_dir, exist_ok=True)
-    x, ref = _reference_io(model, size, batch_size, seed, out_dir)
+    x, refs = _reference_io(model, size, batch_size, seed, out_dir)
 
-    arts = _export_artifacts(model, name, size, batch_size, formats, out_dir, x, ref, atol,
+    arts = _export_artifacts(model, name, size, batch_size, formats, out_dir, x, refs, atol,
                              opset, lite_targets, lite_python, progress)
     report: Dict[str, Any] = {"schema": SCHEMA, "model": name, "input_size": list(size),
                               "batch_size": batch_size, "deploy": True, "seed": seed,
                               "atol": atol, "paddle_version": paddle.__version__,
-                              "weights": weights, "artifacts": arts}
+                              "weights": weights,
+                              "outputs": [list(r.shape) for r in refs], "artifacts": arts}
+    if isinstance(model, FeatureBackbone):
+        report.update(features_only=True, out_indices=list(model.out_indices),
+                      feature_info=model.feature_info.get_dicts())
     report["timestamp_utc"] = utc_now()
     report["all_passed"] = all(a.get("status") in ("passed", "not_executable")
                                for a in arts.values())
@@ -223,9 +240,10 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
 
 
 def lite_export(name: str, model_file: str, params_file: str, out_dir: str, x: np.ndarray,
-                ref: np.ndarray, atol: float, targets: Sequence[str] = LITE_TARGETS,
+                refs: Sequence[np.ndarray], atol: float, targets: Sequence[str] = LITE_TARGETS,
                 python: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
-    """Op check + ``.nb`` per target + x86 run; one verification record per target."""
+    """Op check + ``.nb`` per target + x86 run; one verification record per target (every
+    output of the ``.nb`` against ``refs``, the eager outputs in order)."""
     os.makedirs(out_dir, exist_ok=True)
     records: Dict[str, Dict[str, Any]] = {}
     for target in targets:
@@ -246,9 +264,9 @@ def lite_export(name: str, model_file: str, params_file: str, out_dir: str, x: n
             else:
                 rec["file"] = conv["nb_file"]
                 if target in EXECUTABLE_TARGETS:
-                    out = run_nb(conv["nb_file"], x, python=python)
+                    outs = run_nb(conv["nb_file"], x, python=python)
                     rec["runtime"] = f"paddle_lite {conv['paddlelite']} x86 (MobileConfig)"
-                    rec.update(compare_outputs(out, ref, atol))
+                    rec.update(compare_all_outputs(outs, refs, atol))
                 else:
                     rec.update(status="not_executable",
                                reason=f"a {target} .nb cannot run on this {os.uname().machine} "

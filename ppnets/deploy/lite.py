@@ -39,8 +39,8 @@ from ppnets.bench import timing as bench_timing
 from ppnets.utils import machine as machine_module
 
 __all__ = ["LiteUnavailableError", "find_lite_python", "lite_available", "exchange_dir",
-           "call_child", "supported_ops", "model_ops", "convert", "run_nb", "run_batch",
-           "lite_session", "parse_supported_ops", "copy_device_files",
+           "call_child", "supported_ops", "model_ops", "convert", "run_nb", "read_outputs",
+           "run_batch", "lite_session", "parse_supported_ops", "copy_device_files",
            "LITE_TARGETS", "EXECUTABLE_TARGETS", "DEVICE_FILES"]
 
 ENV_PYTHON = "PPNETS_PADDLELITE_PYTHON"
@@ -239,9 +239,19 @@ def convert(model_file: str, params_file: str, out_prefix: str, target: str = "a
         return res
 
 
+def read_outputs(npz_file: str) -> List[np.ndarray]:
+    """Every output a Lite run saved (``_lite_child.py``'s layout: ``y``, or ``y_0``, ``y_1``,
+    ... for a multi-output model), in order."""
+    with np.load(npz_file) as saved:
+        count = sum(1 for key in saved.files if re.fullmatch(r"y_\d+", key))
+        return [saved[f"y_{i}"] for i in range(count)] if count else [saved["y"]]
+
+
 def run_nb(nb_file: str, x: np.ndarray, threads: int = 1,
-           python: Optional[str] = None) -> np.ndarray:
-    """Run an ``.nb`` (built for this host's CPU) on ``x`` with the Lite runtime."""
+           python: Optional[str] = None) -> List[np.ndarray]:
+    """Run an ``.nb`` (built for this host's CPU) on ``x`` with the Lite runtime; every output
+    of the program, in order (one for a classifier, one per map for a features-only
+    backbone)."""
     with lite_session(python) as folder:
         nb = os.path.join(folder, "model.nb")
         shutil.copy(nb_file, nb)
@@ -249,7 +259,7 @@ def run_nb(nb_file: str, x: np.ndarray, threads: int = 1,
         call_child("run", {"nb_file": nb, "threads": threads,
                            "input_npz": os.path.join(folder, "in.npz"),
                            "output_npz": os.path.join(folder, "out.npz")}, python, folder)
-        return np.load(os.path.join(folder, "out.npz"))["y"]
+        return read_outputs(os.path.join(folder, "out.npz"))
 
 
 def parse_supported_ops(text: str, target: str) -> List[str]:

@@ -21,6 +21,11 @@ a Lite abort costs only the step that caused it, which becomes the row's reason)
 splits the zoo over N such worker processes. :func:`check_model` is the one-model form,
 :func:`run` the zoo's, :func:`merge_reports` rebuilds a table from saved reports; the command
 is ``ppnets deploy check`` (:mod:`ppnets.cli.deploy`).
+
+``features_only=True`` (``ppnets deploy check --features-only``) checks every model's
+features-only backbone instead (``create_model(name, features_only=True)``, its default maps):
+the programs have one output per feature map, and the x86 ``.nb`` passes when every output is
+within tolerance (:func:`ppnets.runtime.compare_all_outputs`).
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ import numpy as np
 
 import ppnets
 from ppnets.registry import resolve_model_names
-from ppnets.runtime import compare_outputs, save_legacy
+from ppnets.runtime import compare_all_outputs, save_legacy
 from ppnets.utils import machine_info
 
 from . import lite
@@ -63,9 +68,11 @@ def input_size_for(name: str, size: str = "full"):
     return tuple(info["input_size"])
 
 
-def calibrated_deploy_model(name: str, seed: int = 0, batch: int = 8, size: str = "full"):
-    """Registry model (random weights) with BatchNorm statistics taken from one batch of
-    N(0, 1) images, then eval + reparameterize: (model, input size) at :func:`input_size_for`.
+def calibrated_deploy_model(name: str, seed: int = 0, batch: int = 8, size: str = "full",
+                            features_only: bool = False):
+    """Registry model (random weights; its features-only backbone with ``features_only``) with
+    BatchNorm statistics taken from one batch of N(0, 1) images, then eval + reparameterize:
+    (model, input size) at :func:`input_size_for`.
 
     Random-init BN running stats (mean 0, var 1) let activations grow or vanish layer after
     layer (logits from 1e-18 to 1e+14 across the zoo), which makes an absolute tolerance
@@ -75,7 +82,7 @@ def calibrated_deploy_model(name: str, seed: int = 0, batch: int = 8, size: str 
 
 
     info = ppnets.model_info(name)
-    model = ppnets.create_model(info.get("name", name))
+    model = ppnets.create_model(info.get("name", name), features_only=features_only)
     size = input_size_for(name, size)
     bns = [m for m in model.sublayers() if isinstance(m, (paddle.nn.layer.norm._BatchNormBase, paddle.nn.BatchNorm))]
     saved = [m._momentum for m in bns]
@@ -93,31 +100,34 @@ def calibrated_deploy_model(name: str, seed: int = 0, batch: int = 8, size: str 
     return model, size
 
 
-def deploy_reference(name: str, folder: str, seed: int = 0, size: str = "full"):
-    """Calibrated deploy form of ``name``, one N(0, 1) input, its eager output, and the legacy
-    export in ``folder``: (model, input shape, x, reference output, model file, params file)."""
+def deploy_reference(name: str, folder: str, seed: int = 0, size: str = "full",
+                     features_only: bool = False):
+    """Calibrated deploy form of ``name``, one N(0, 1) input, its eager outputs, and the legacy
+    export in ``folder``: (model, input shape, x, reference outputs (a list: one for a
+    classifier, one per map with ``features_only``), model file, params file)."""
     import paddle
 
-
-    model, shape = calibrated_deploy_model(name, seed, size=size)
+    model, shape = calibrated_deploy_model(name, seed, size=size, features_only=features_only)
     x = np.random.default_rng(seed).standard_normal((1, *shape)).astype(np.float32)
     with paddle.no_grad():
-        ref = model(paddle.to_tensor(x)).numpy()
+        out = model(paddle.to_tensor(x))
+    refs = [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
     mf, pf = save_legacy(model, shape, 1, folder)
-    return model, shape, x, ref, mf, pf
+    return model, shape, x, refs, mf, pf
 
 
 def check_model(name: str, supported: Dict[str, List[str]], workdir: str,
                 targets: Sequence[str] = ("arm", "x86"), atol: float = 1e-4,
                 python: Optional[str] = None, seed: int = 0,
-                size: str = "full") -> Dict[str, Any]:
+                size: str = "full", features_only: bool = False) -> Dict[str, Any]:
     """One row of the zoo table (JSON-ready), one Paddle Lite process per step."""
 
     t0 = time.time()
     row: Dict[str, Any] = {"model": name, "targets": {}}
     folder = os.path.join(workdir, name)
     try:
-        model, size, x, ref, mf, pf = deploy_reference(name, folder, seed, size)
+        model, size, x, refs, mf, pf = deploy_reference(name, folder, seed, size,
+                                                         features_only)
         row["input_size"] = list(size)
     except Exception as exc:  # noqa: BLE001 - one model must not stop the zoo
         row["export_error"] = f"{type(exc).__name__}: {str(exc).strip()[-600:]}"
@@ -136,8 +146,8 @@ def check_model(name: str, supported: Dict[str, List[str]], workdir: str,
             if not conv["ok"]:
                 t["opt_log_tail"] = conv["log"][-800:]
             elif target in lite.EXECUTABLE_TARGETS:
-                out = lite.run_nb(conv["nb_file"], x, python=python)
-                t["parity"] = compare_outputs(out, ref, atol)
+                outs = lite.run_nb(conv["nb_file"], x, python=python)
+                t["parity"] = compare_all_outputs(outs, refs, atol)
         except Exception as exc:  # noqa: BLE001
             t["error"] = f"{type(exc).__name__}: {str(exc).strip()[-600:]}"
         row["targets"][target] = t
@@ -208,7 +218,7 @@ def update_markdown(path: str, table: str, header: str) -> None:
 
 def prepare_model(name: str, supported: Dict[str, List[str]], folder: str,
                   targets: Sequence[str] = ("arm", "x86"), seed: int = 0,
-                  size: str = "test"):
+                  size: str = "test", features_only: bool = False):
     """Paddle side of one row: calibrated deploy form -> legacy export in ``folder`` (inside
     the Lite exchange folder) -> op lists per target (and the producing layers of bad ops).
 
@@ -219,7 +229,8 @@ def prepare_model(name: str, supported: Dict[str, List[str]], folder: str,
     t0 = time.time()
     row: Dict[str, Any] = {"model": name, "targets": {}}
     try:
-        model, shape, x, ref, mf, pf = deploy_reference(name, folder, seed, size)
+        model, shape, x, refs, mf, pf = deploy_reference(name, folder, seed, size,
+                                                          features_only)
         row["input_size"] = list(shape)
         ops = program_ops(mf)
         for target in targets:
@@ -251,7 +262,7 @@ def prepare_model(name: str, supported: Dict[str, List[str]], folder: str,
                       "input_npz": os.path.join(folder, "input.npz"),
                       "output_npz": os.path.join(folder, f"output_{target}.npz")})
     row["seconds"] = round(time.time() - t0, 1)
-    return row, {"steps": steps, "ref": ref, "folder": folder}
+    return row, {"steps": steps, "refs": refs, "folder": folder}
 
 
 def _failure(rec: Dict[str, Any], what: str) -> str:
@@ -289,8 +300,8 @@ def finish_row(row: Dict[str, Any], job: Dict[str, Any], records: Dict[str, Dict
         if run is None or not t["converted"]:
             continue
         if "result" in run:
-            out = np.load(os.path.join(job["folder"], f"output_{target}.npz"))["y"]
-            t["parity"] = compare_outputs(out, job["ref"], atol)
+            outs = lite.read_outputs(os.path.join(job["folder"], f"output_{target}.npz"))
+            t["parity"] = compare_all_outputs(outs, job["refs"], atol)
         else:
             t["error"] = _failure(run, f"{target} .nb run")
     row["seconds"] = round(row.get("seconds", 0.0) + lite_seconds, 1)
@@ -305,7 +316,8 @@ def _chunks(items: Sequence[str], n: int):
 def run_batched(names: Sequence[str], supported: Dict[str, List[str]],
                 targets=("arm", "x86"), atol: float = 1e-4, python: Optional[str] = None,
                 workdir: Optional[str] = None, progress=None, size: str = "test",
-                batch_size: int = 6, seed: int = 0) -> List[Dict[str, Any]]:
+                batch_size: int = 6, seed: int = 0,
+                features_only: bool = False) -> List[Dict[str, Any]]:
     """Rows for ``names``: the Paddle side of batch k+1 runs while one Paddle Lite process
     handles batch k. Exports live in the Lite exchange folder and are deleted after each row
     (copied to ``workdir`` first when given)."""
@@ -351,7 +363,8 @@ def run_batched(names: Sequence[str], supported: Dict[str, List[str]],
             prepared = []
             for name in batch:
                 folder = os.path.join(session, name)
-                prepared.append(prepare_model(name, supported, folder, targets, seed, size))
+                prepared.append(prepare_model(name, supported, folder, targets, seed, size,
+                                              features_only))
             if pending:
                 collect(pending)
             pending = launch(prepared)
@@ -371,7 +384,8 @@ def run_worker(request_path: str) -> None:
             f.write(json.dumps(row) + "\n")
 
     run_batched(req["models"], req["supported"], tuple(req["targets"]), req["atol"],
-                req["python"], req["workdir"], emit, req["size"], req["batch_size"], req["seed"])
+                req["python"], req["workdir"], emit, req["size"], req["batch_size"], req["seed"],
+                req["features_only"])
 
 
 def _start_worker(tmp: str, i: int, shard: Sequence[str], request: Dict[str, Any]):
@@ -419,8 +433,9 @@ def _run_workers(names: Sequence[str], jobs: int, request: Dict[str, Any], progr
 def run(models: Sequence[str], targets=("arm", "x86"), atol: float = 1e-4,
         python: Optional[str] = None, workdir: Optional[str] = None,
         progress=None, size: str = "test", batch_size: int = 6, jobs: int = 1,
-        seed: int = 0) -> Dict[str, Any]:
-    """The zoo report: one row per model (:func:`run_batched`, or ``jobs`` worker processes)."""
+        seed: int = 0, features_only: bool = False) -> Dict[str, Any]:
+    """The zoo report: one row per model (:func:`run_batched`, or ``jobs`` worker processes);
+    with ``features_only`` every model's features-only backbone (module docstring)."""
 
     names = resolve_model_names(list(models))
     listing = {t: lite.supported_ops(t, python) for t in targets}
@@ -430,13 +445,13 @@ def run(models: Sequence[str], targets=("arm", "x86"), atol: float = 1e-4,
     if jobs > 1 and len(names) > 1:
         request = {"supported": supported, "targets": list(targets), "atol": atol,
                    "python": python, "workdir": workdir, "size": size,
-                   "batch_size": batch_size, "seed": seed}
+                   "batch_size": batch_size, "seed": seed, "features_only": features_only}
         rows = _run_workers(names, jobs, request, progress)
     else:
         rows = run_batched(names, supported, targets, atol, python, workdir, progress, size,
-                           batch_size, seed)
+                           batch_size, seed, features_only)
     return {"schema": "ppnets.deploy.zoo_lite/1", "paddlelite": version, "atol": atol,
-            "targets": list(targets), "size": size,
+            "targets": list(targets), "size": size, "features_only": features_only,
             "batch_size": batch_size, "jobs": jobs,
             "wall_seconds": round(time.time() - t0, 1),
             "machine": machine_info(device="cpu", threads=1, mkldnn=False),
@@ -449,7 +464,8 @@ def run_description(report: Dict[str, Any]) -> str:
     size = "model_info test_input_size" if report.get("size") == "test" else "input_size"
     m = report.get("machine") or {}
     passed = sum(row_ok(r) for r in report["rows"])
-    return (f"Run: `{report['command']}`, finished {report.get('timestamp_utc')}, "
+    what = " (features-only backbones: every map checked)" if report.get("features_only") else ""
+    return (f"Run{what}: `{report['command']}`, finished {report.get('timestamp_utc')}, "
             f"{report.get('wall_seconds', 0) / 60:.1f} min wall on {m.get('cpu_model')} "
             f"({m.get('available_cores')} cores, load {m.get('load_avg')}), Paddle Lite "
             f"{report.get('paddlelite')}, input size: {size}, batch {report.get('batch_size')}: "

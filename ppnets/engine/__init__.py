@@ -1,7 +1,9 @@
 """Training engine: configs (:mod:`.config`), data I/O (:mod:`.data`), transforms
 (:mod:`.transforms`), augmentations (:mod:`.augment`), optimizers/schedules (:mod:`.optim`),
-the training step (:mod:`.step`), evaluation (:mod:`.evaluate`), resumable (and data-parallel)
-``fit`` (:mod:`.fit`), checks of image data (:mod:`.datacheck`).
+the training step (:mod:`.step`), evaluation (:mod:`.evaluate`), what a run trains for
+(:mod:`.task`: classification by default, or a dense task), resumable (and data-parallel)
+``fit`` (:mod:`.fit`), fine-tuning controls (:mod:`.finetune`), checks of image data
+(:mod:`.datacheck`).
 
     from ppnets.engine import load_config, fit
     cfg = load_config("spconv/paper_cifar10", ["train.epochs=2"])   # a recipe name or a file
@@ -18,10 +20,12 @@ from .data import (BadImageError, DataUnavailableError, EpochBatchSampler, FailF
                    resolve_cifar10_file, seed_everything)
 from .datacheck import DataCheckReport, check_data
 from .evaluate import Evaluation, evaluate_network
+from .finetune import apply_layer_decay, freeze, trainable_parameters
 from .fit import ResumeMismatchError, build_model, fit
 from .optim import RMSPropTF, WarmupSchedule, build_optimizer, build_scheduler, lr_at
 from .step import (EngineModel, StepOutput, TrainParts, build_loss, build_train_parts, epoch_line,
                    train_step)
+from .task import ClassificationTask, Task
 from .transforms import (CIFAR10_MEAN, CIFAR10_STD, cifar10_transforms, eval_transform,
                          model_eval_transform, train_transform)
 
@@ -36,5 +40,6 @@ __all__ = [
     "build_scheduler", "lr_at", "read_latest", "BadImageError", "load_image",
     "FailFastDataLoader", "check_data", "DataCheckReport", "Evaluation", "evaluate_network",
     "EngineModel", "StepOutput", "TrainParts", "build_loss", "build_train_parts", "epoch_line",
-    "train_step",
+    "train_step", "Task", "ClassificationTask", "freeze", "trainable_parameters",
+    "apply_layer_decay",
 ]

@@ -4,8 +4,8 @@
 
 The driver is ``paddle.Model.fit`` running the engine's one training step
 (:class:`~ppnets.engine.step.EngineModel`, :func:`~ppnets.engine.step.train_step`); evaluation
-is :func:`~ppnets.engine.evaluate.evaluate_network`. This module adds what a reproduction needs
-around them:
+is the task's (classification: :func:`~ppnets.engine.evaluate.evaluate_network`). This module
+adds what a reproduction needs around them:
 
 * resumable runs: after every ``save_freq`` epochs an atomic checkpoint (model, optimizer with
   the LR-scheduler state, engine state) is written; calling ``fit`` again with the same
@@ -17,6 +17,11 @@ around them:
   more" give the same weights;
 * VisualDL logs (``<output_dir>/vdl``), the resolved config (``checkpoints/config.yaml``) and a
   results dict (``<output_dir>/results.json``);
+* a task (:class:`~ppnets.engine.task.Task`; default
+  :class:`~ppnets.engine.task.ClassificationTask`) supplies the loss, the running train metric
+  and the evaluation, so a dense task (segmentation over a features-only backbone) trains
+  through the same step with its own network and data sets (``fit(cfg, model=net,
+  data=(train_set, val_set), task=...)``);
 * image files checked before the first step (:func:`~ppnets.engine.datacheck.screen_datasets`,
   cached in ``checkpoints/datacheck.json``): ``data.on_bad_image: error`` stops with the list of
   unreadable files, ``skip`` leaves them out; files that fail to decode later are replaced by a
@@ -30,7 +35,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import paddle
 import paddle.nn as nn
@@ -42,13 +47,13 @@ from .checkpoint import (load_checkpoint, portable_optimizer_state, prune_checkp
                          restore_optimizer_state, save_checkpoint)
 from .config import apply_overrides, config_differences, dump_config, load_config, read_saved_config
 from .data import (EpochBatchSampler, FailFastDataLoader, ImageListDataset, build_datasets,
-                   build_train_collate, default_num_workers, seed_everything)
+                   default_num_workers, seed_everything)
 from .datacheck import screen_datasets
 from .distill import DistillationLoss, DistillationNet, build_teacher
 from .ema import ModelEma
-from .evaluate import evaluate_network
 from .finetune import apply_layer_decay, freeze, trainable_parameters
 from .step import EngineModel, build_train_parts, epoch_line
+from .task import ClassificationTask, Task
 
 __all__ = ["fit", "build_model", "ResumeMismatchError", "OffsetVisualDL"]
 
@@ -68,6 +73,22 @@ def build_model(cfg: Mapping, num_classes: int = 10):
     if cfg["optim"].get("layer_decay"):
         apply_layer_decay(net, float(cfg["optim"]["layer_decay"]))
     return net
+
+
+def given_datasets(data: Sequence, data_cfg: Mapping) -> Tuple[Any, Any, int]:
+    """``(train_set, eval_set, num_classes)`` of the data sets given to ``fit``: the classes are
+    ``data.num_classes`` when set, else the training set's ``num_classes`` or ``classes``."""
+    if not isinstance(data, (list, tuple)) or len(data) != 2:
+        raise ValueError("fit(data=...) takes (train_set, val_set): two paddle.io.Dataset "
+                         f"objects; got {type(data).__name__}")
+    train_set, val_set = data
+    num_classes = data_cfg.get("num_classes") or getattr(train_set, "num_classes", None)
+    if not num_classes and getattr(train_set, "classes", None) is not None:
+        num_classes = len(train_set.classes)
+    if not num_classes:
+        raise ValueError(f"fit(data=...): {type(train_set).__name__} says nothing about its "
+                         "classes (no num_classes or classes attribute); set data.num_classes")
+    return train_set, val_set, int(num_classes)
 
 
 class OffsetVisualDL(paddle.callbacks.VisualDL):
@@ -110,9 +131,15 @@ class _Run:
     """State of one ``fit`` call."""
 
     def __init__(self, cfg: dict, stop_after_epoch: Optional[int],
-                 model: Optional[nn.Layer] = None):
+                 model: Optional[nn.Layer] = None, data: Optional[Sequence] = None,
+                 task: Optional[Task] = None):
         self.cfg = cfg
         self.given_model = model
+        self.given_data = data
+        self.task = ClassificationTask() if task is None else task
+        if isinstance(self.task, type) or not self.task.metrics:
+            raise ValueError(f"fit(task=...) takes a Task instance whose metrics name what its "
+                             f"evaluation returns; got {self.task!r}")
         self.out = cfg["output_dir"]
         self.ckpt_dir = os.path.join(self.out, "checkpoints")
         train = cfg["train"]
@@ -120,7 +147,8 @@ class _Run:
         self.epochs = int(train["epochs"])
         self.end = self.epochs if stop_after_epoch is None else min(self.epochs,
                                                                     int(stop_after_epoch))
-        self.state: Dict[str, Any] = {"epoch": 0, "best_top1": None, "best_top5": None,
+        self.state: Dict[str, Any] = {"epoch": 0,
+                                      **{f"best_{m}": None for m in self.task.metrics},
                                       "best_epoch": None, "history": [], "train_time_s": 0.0,
                                       "train_images": 0, "wall_time_s": 0.0,
                                       "unreadable_during_run": []}
@@ -189,7 +217,11 @@ class _Run:
         sharded across ranks by EpochBatchSampler (it reads the world size and rank), and so
         are evaluation batches, unpadded: every image is evaluated once, on one rank."""
         data, train = self.cfg["data"], self.cfg["train"]
-        self.train_set, self.test_set, self.num_classes = build_datasets(self.cfg)
+        if self.given_data is None:
+            self.train_set, self.test_set, self.num_classes = build_datasets(self.cfg)
+        else:
+            self.train_set, self.test_set, self.num_classes = given_datasets(self.given_data,
+                                                                             data)
         self.screening = None
         if isinstance(self.train_set, ImageListDataset):
             # every rank checks its share of the files; all get the same sample lists
@@ -208,7 +240,7 @@ class _Run:
                                          shuffle=False, max_batches=train["max_eval_steps"],
                                          pad=False)
         nw = default_num_workers() if data["num_workers"] is None else int(data["num_workers"])
-        collate = build_train_collate(self.cfg, self.num_classes)
+        collate = self.task.train_collate(self.cfg, self.num_classes)
         self.train_loader = FailFastDataLoader(self.train_set, batch_sampler=self.train_sampler,
                                                num_workers=nw, return_list=True,
                                                collate_fn=collate, use_shared_memory=True)
@@ -232,6 +264,9 @@ class _Run:
         self.network = self.net
         dist = self.cfg.get("distill") or {}
         if dist.get("teacher") and dist.get("type", "hard") != "none":
+            if not isinstance(self.task, ClassificationTask):
+                raise ValueError("distill.teacher: distillation is for classification; unset "
+                                 f"it for the task {type(self.task).__name__}")
             self.network = DistillationNet(self.net, build_teacher(dist, self.num_classes))
         decay = self.cfg["train"].get("ema_decay")
         self.ema = ModelEma(self.net, float(decay)) if decay else None
@@ -242,7 +277,8 @@ class _Run:
         parts = build_train_parts(
             self.cfg, self.network, trainable_parameters(self.net), epochs=self.epochs,
             steps_per_epoch=self.steps_per_epoch, batch_size=int(self.cfg["data"]["batch_size"]),
-            world_size=self.world_size)
+            world_size=self.world_size, loss=self.task.loss(self.cfg),
+            metrics=self.task.train_metrics())
         if self.network is not self.net:
             dist = self.cfg["distill"]
             parts.loss = DistillationLoss(parts.loss, self.network, dist["type"],
@@ -294,24 +330,25 @@ class _Run:
         st["train_images"] += images
         st["wall_time_s"] = self.wall_before + (time.perf_counter() - self.call_t0)
         if train["verbose"] and self.main:
-            print(epoch_line(record, self.epochs), flush=True)
+            print(epoch_line(record, self.epochs, self.task.labels), flush=True)
         if done % train["save_freq"] == 0 or last_of_call:
             self.save(done, is_best)
 
     def evaluate_into(self, record: Dict[str, Any]) -> bool:
-        """Validation top-1/top-5 (and of the EMA weights) into ``record``; True when best."""
-        spread = self.world_size > 1
-        res = evaluate_network(self.net, self.eval_loader, sum_over_ranks=spread)
-        record.update(val_top1=res.top1, val_top5=res.top5, eval_time_s=res.time_s)
-        self.vdl.log_eval(record["epoch"] - 1, {"acc_top1": res.top1, "acc_top5": res.top5})
+        """The task's validation metrics (top-1/top-5 for classification; and of the EMA
+        weights) into ``record``; True when the first metric is the best so far."""
+        spread, metrics = self.world_size > 1, self.task.metrics
+        res = self.task.evaluate(self.net, self.eval_loader, sum_over_ranks=spread)
+        record.update({f"val_{m}": res[m] for m in metrics}, eval_time_s=res["time_s"])
+        self.vdl.log_eval(record["epoch"] - 1, self.task.eval_scalars(res))
         if self.ema is not None:
             with self.ema.applied():
-                res = evaluate_network(self.net, self.eval_loader, sum_over_ranks=spread)
-            record.update(val_top1_ema=res.top1, val_top5_ema=res.top5)
-        best = self.state["best_top1"]
-        if best is not None and record["val_top1"] <= best:
+                res = self.task.evaluate(self.net, self.eval_loader, sum_over_ranks=spread)
+            record.update({f"val_{m}_ema": res[m] for m in metrics})
+        best = self.state[f"best_{metrics[0]}"]
+        if best is not None and record[f"val_{metrics[0]}"] <= best:
             return False
-        self.state.update(best_top1=record["val_top1"], best_top5=record["val_top5"],
+        self.state.update({f"best_{m}": record[f"val_{m}"] for m in metrics},
                           best_epoch=record["epoch"])
         return True
 
@@ -367,7 +404,7 @@ class _Run:
                 self.train_loader, remaining, self.end_epoch, start_epoch=self.start_epoch,
                 callbacks=[_Reseed(self.seed, self.start_epoch), self.vdl],
                 verbose=int(self.cfg["train"]["verbose"]) if self.main else 0,
-                log_freq=int(self.cfg["train"]["log_freq"]))
+                log_freq=int(self.cfg["train"]["log_freq"]), train_metric=self.task.train_metric)
         return self.results()
 
     def bad_images_record(self) -> Optional[dict]:
@@ -379,8 +416,8 @@ class _Run:
                 "unreadable_during_run_count": len(during)}
 
     def results(self) -> dict:
-        st = self.state
-        evaluated = [h for h in st["history"] if "val_top1" in h]
+        st, metrics = self.state, self.task.metrics
+        evaluated = [h for h in st["history"] if f"val_{metrics[0]}" in h]
         last = evaluated[-1] if evaluated else {}
         out = {
             "model": self.cfg["model"]["name"],
@@ -389,9 +426,9 @@ class _Run:
             "epochs_run": st["epoch"],
             "complete": st["epoch"] >= self.epochs,
             "resumed_from_epoch": self.resumed_from,
-            "final_top1": last.get("val_top1"), "final_top5": last.get("val_top5"),
+            **{f"final_{m}": last.get(f"val_{m}") for m in metrics},
             "final_epoch": last.get("epoch"),
-            "best_top1": st["best_top1"], "best_top5": st["best_top5"],
+            **{f"best_{m}": st[f"best_{m}"] for m in metrics},
             "best_epoch": st["best_epoch"],
             "train_images_per_s": (st["train_images"] / st["train_time_s"]
                                    if st["train_time_s"] > 0 else None),
@@ -404,7 +441,7 @@ class _Run:
             "base_lr": self.base_lr,
             "num_classes": self.num_classes,
             "history": copy.deepcopy(st["history"]),
-            "final_top1_ema": last.get("val_top1_ema"), "final_top5_ema": last.get("val_top5_ema"),
+            **{f"final_{m}_ema": last.get(f"val_{m}_ema") for m in metrics},
             "bad_images": self.bad_images_record(),
         }
         if is_rank0():
@@ -413,13 +450,24 @@ class _Run:
 
 
 def fit(config: Union[str, Mapping], overrides=(), *, stop_after_epoch: Optional[int] = None,
-        model: Optional[nn.Layer] = None) -> dict:
+        model: Optional[nn.Layer] = None, data: Optional[Sequence] = None,
+        task: Optional[Task] = None) -> dict:
     """Train ``config`` (a path or a resolved dict) and return the results dict.
 
     ``model``: the network to train instead of building ``config``'s ``model`` section (e.g. a
     quantization-aware copy, :func:`ppnets.deploy.quant.qat_fit`); its classifier must fit the
     data's classes, and ``model.freeze``/``optim.layer_decay`` are not applied to it
-    (:func:`build_model` does that for the config's model).
+    (:func:`build_model` does that for the config's model; :func:`ppnets.engine.freeze` and
+    :func:`ppnets.engine.apply_layer_decay` do it for yours).
+
+    ``data``: ``(train_set, val_set)``, map-style data sets of ``(input, label)`` samples used
+    instead of the config's ``data`` section (whose loader settings still apply:
+    ``batch_size``, ``eval_batch_size``, ``num_workers``); the class count is
+    ``data.num_classes``, else the training set's ``num_classes`` (or ``len(classes)``).
+    ``task``: what the network is trained for (:class:`~ppnets.engine.task.Task`: loss, running
+    train metric, evaluation); default :class:`~ppnets.engine.task.ClassificationTask`. A
+    task's metrics name the records and results: ``val_<metric>``, ``final_<metric>``,
+    ``best_<metric>`` (top1/top5 for classification); its first metric picks the best checkpoint.
 
     ``stop_after_epoch`` ends this call after that (1-based) epoch without changing the plan:
     the schedule still spans ``train.epochs`` and the next call with the same ``output_dir``
@@ -436,4 +484,4 @@ def fit(config: Union[str, Mapping], overrides=(), *, stop_after_epoch: Optional
         if overrides:
             config = apply_overrides(config, overrides)
         cfg = load_config(None, base=config)
-    return _Run(cfg, stop_after_epoch, model).run()
+    return _Run(cfg, stop_after_epoch, model, data, task).run()

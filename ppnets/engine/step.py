@@ -20,7 +20,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -30,6 +30,11 @@ from .augment import SoftTargetCrossEntropy
 from .ema import ModelEma
 from .optim import build_optimizer, build_scheduler
 from .wd_schedule import WeightDecaySchedule
+
+# classification's running train metric (paddle's log name, the epoch record's key) and the
+# evaluation metrics its epoch line shows: the defaults of the classification task
+CLASSIFICATION_TRAIN_METRIC = ("acc_top1", "train_top1")
+CLASSIFICATION_LABELS = {"top1": "top-1", "top5": "top-5"}
 
 __all__ = ["TrainParts", "StepOutput", "build_loss", "build_train_parts", "train_step",
            "autocast", "backward", "optimizer_step", "EngineModel", "EpochLog", "epoch_line"]
@@ -120,12 +125,16 @@ def _as_list(value) -> list:
 
 
 def build_train_parts(cfg: Mapping, network: nn.Layer, parameters, *, epochs: int,
-                      steps_per_epoch: int, batch_size: int, world_size: int = 1) -> TrainParts:
+                      steps_per_epoch: int, batch_size: int, world_size: int = 1,
+                      loss: Optional[Callable[[Any, paddle.Tensor], paddle.Tensor]] = None,
+                      metrics: Optional[Sequence[paddle.metric.Metric]] = None) -> TrainParts:
     """The step's parts from a resolved config: ``optim`` (optimizer, weight decay and its
     annealing ``weight_decay_end``, ``clip_grad_norm``; ``lr`` given for a global batch of
     ``lr_scale_batch`` images is scaled linearly to ``batch_size * world_size``), ``sched``
     (per-iteration schedule over ``epochs``), ``train.label_smoothing`` and ``train.amp``
-    (O1 on GPU; ignored with a warning elsewhere). ``parameters`` are the ones trained."""
+    (O1 on GPU; ignored with a warning elsewhere). ``parameters`` are the ones trained.
+    ``loss``/``metrics``: a task's (:class:`~ppnets.engine.task.Task`) instead of
+    classification's cross-entropy and running top-1/top-5."""
     optim = cfg["optim"]
     base_lr = float(optim["lr"])
     if optim.get("lr_scale_batch"):
@@ -133,7 +142,10 @@ def build_train_parts(cfg: Mapping, network: nn.Layer, parameters, *, epochs: in
         base_lr *= batch_size * world_size / float(optim["lr_scale_batch"])
     scheduler = build_scheduler(cfg["sched"], base_lr, epochs, steps_per_epoch)
     optimizer = build_optimizer(optim, parameters, scheduler)
-    parts = TrainParts(network, build_loss(cfg["train"]), optimizer, scheduler)
+    parts = TrainParts(network, build_loss(cfg["train"]) if loss is None else loss, optimizer,
+                       scheduler)
+    if metrics is not None:
+        parts.metrics = list(metrics)
     if optim.get("weight_decay_end") is not None:
         parts.weight_decay = WeightDecaySchedule(
             optimizer, scheduler, float(optim["weight_decay"]), float(optim["weight_decay_end"]),
@@ -171,13 +183,16 @@ class EngineModel(paddle.Model):
 
     def train_epochs(self, loader, epochs: int, on_epoch_end: Callable[[Dict[str, Any]], None],
                      *, start_epoch: int = 0, callbacks: Sequence = (), verbose: int = 0,
-                     log_freq: int = 10) -> "EpochLog":
+                     log_freq: int = 10,
+                     train_metric: Optional[Tuple[str, str]] = CLASSIFICATION_TRAIN_METRIC
+                     ) -> "EpochLog":
         """``fit`` over ``loader`` (batches from an :class:`~ppnets.engine.data.EpochBatchSampler`)
         for ``epochs`` epochs, the first being global epoch ``start_epoch``; ``on_epoch_end``
-        gets each epoch's record (:class:`EpochLog`). ``verbose``/``log_freq``: paddle's
-        progress log. Returns the :class:`EpochLog` (its ``steps``)."""
+        gets each epoch's record (:class:`EpochLog`; ``train_metric`` names the running
+        metric it records). ``verbose``/``log_freq``: paddle's progress log. Returns the
+        :class:`EpochLog` (its ``steps``)."""
         epoch_log = EpochLog(loader.batch_sampler, self.parts.optimizer, on_epoch_end,
-                             start_epoch)
+                             start_epoch, train_metric)
         # the step owns the schedule: Paddle's per-batch LR stepping off
         no_lr_stepping = paddle.callbacks.LRScheduler(by_step=False, by_epoch=False)
         self.fit(loader, None, epochs=epochs, log_freq=log_freq, verbose=verbose,
@@ -189,19 +204,22 @@ class EpochLog(paddle.callbacks.Callback):
     """Per epoch of ``paddle.Model.fit``: sets the sampler's (global) epoch, sums the images (of
     every rank) and losses of its steps, and at its end hands the epoch's record
     (:meth:`record`) to ``on_end``. ``start_epoch``: epochs done before this ``fit`` call (a
-    resumed run)."""
+    resumed run). ``train_metric``: (the running metric's name in paddle's logs, its key in the
+    record), or None."""
 
     def __init__(self, sampler, optimizer, on_end: Callable[[Dict[str, Any]], None],
-                 start_epoch: int = 0):
+                 start_epoch: int = 0,
+                 train_metric: Optional[Tuple[str, str]] = CLASSIFICATION_TRAIN_METRIC):
         super().__init__()
         self.sampler, self.optimizer, self.on_end = sampler, optimizer, on_end
         self.start_epoch = int(start_epoch)
+        self.train_metric = train_metric
         self.epoch, self.steps = self.start_epoch, 0
 
     def on_epoch_begin(self, epoch=None, logs=None):
         self.epoch = self.start_epoch + epoch
         self.sampler.set_epoch(self.epoch)
-        self.images, self.loss_sum, self.top1 = 0, 0.0, None
+        self.images, self.loss_sum, self.metric = 0, 0.0, None
         self.lr = float(self.optimizer.get_lr())
         self.t0 = time.perf_counter()
 
@@ -212,28 +230,36 @@ class EpochLog(paddle.callbacks.Callback):
         self.images += n
         if loss is not None:
             self.loss_sum += float(loss[0] if isinstance(loss, (list, tuple)) else loss) * n
-        self.top1 = logs.get("acc_top1")
+        if self.train_metric is not None:
+            self.metric = logs.get(self.train_metric[0])
         self.steps += 1
 
     def record(self) -> Dict[str, Any]:
         """The finished epoch: ``epoch`` (1-based), ``lr`` at its start, mean ``train_loss``,
-        running ``train_top1``, ``train_time_s``, ``images_per_s``, ``images``."""
+        the running train metric (``train_top1`` for classification), ``train_time_s``,
+        ``images_per_s``, ``images``."""
         seconds = time.perf_counter() - self.t0
-        top1 = self.top1[0] if isinstance(self.top1, (list, tuple)) else self.top1
-        return {"epoch": self.epoch + 1, "lr": self.lr,
-                "train_loss": self.loss_sum / max(1, self.images),
-                "train_top1": None if top1 is None or math.isnan(top1) else float(top1),
-                "train_time_s": seconds,
-                "images_per_s": self.images / seconds if seconds > 0 else None,
-                "images": self.images}
+        record = {"epoch": self.epoch + 1, "lr": self.lr,
+                  "train_loss": self.loss_sum / max(1, self.images)}
+        if self.train_metric is not None:
+            value = self.metric[0] if isinstance(self.metric, (list, tuple)) else self.metric
+            record[self.train_metric[1]] = (None if value is None or math.isnan(value)
+                                            else float(value))
+        record.update(train_time_s=seconds,
+                      images_per_s=self.images / seconds if seconds > 0 else None,
+                      images=self.images)
+        return record
 
     def on_epoch_end(self, epoch=None, logs=None):
         self.on_end(self.record())
 
 
-def epoch_line(record: Mapping, epochs: int) -> str:
-    """``[ppnets.engine] epoch 3/10 lr 0.05 loss 1.2345 [val top-1 ...] (812.3 img/s)``."""
-    val = (f" val top-1 {record['val_top1']:.4f} top-5 {record['val_top5']:.4f}"
-           if record.get("val_top1") is not None else "")
+def epoch_line(record: Mapping, epochs: int,
+               labels: Mapping[str, str] = CLASSIFICATION_LABELS) -> str:
+    """``[ppnets.engine] epoch 3/10 lr 0.05 loss 1.2345 [val top-1 ...] (812.3 img/s)``;
+    ``labels``: the evaluation metrics shown (``val_<name>`` of the record) and their labels."""
+    shown = [f"{label} {record[f'val_{name}']:.4f}" for name, label in labels.items()
+             if record.get(f"val_{name}") is not None]
+    val = " val " + " ".join(shown) if shown else ""
     return (f"[ppnets.engine] epoch {record['epoch']}/{epochs} lr {record['lr']:.5g} "
             f"loss {record['train_loss']:.4f}{val} ({record['images_per_s'] or 0:.1f} img/s)")

@@ -6,7 +6,7 @@ import paddle.nn as nn
 
 from ppnets.layers import ReparamMixin
 
-__all__ = ["ClassifierHead", "DistilledHead", "ImageClassifier", "flatten_tokens"]
+__all__ = ["ClassifierHead", "DistilledHead", "ImageClassifier", "NoHead", "flatten_tokens"]
 
 
 def flatten_tokens(x):
@@ -79,6 +79,8 @@ class DistilledHead:
         return (logits + logits_dist) / 2
 
     def forward_head(self, x, pre_logits: bool = False):
+        if isinstance(self.head, NoHead):  # pruned to a backbone: no pooling either, as timm
+            return x
         x = self.head_features(x)
         return x if pre_logits else self.classify(x)
 
@@ -86,19 +88,47 @@ class DistilledHead:
         return self.head
 
     def reset_classifier(self, num_classes: int):
+        if isinstance(self.head, NoHead):
+            return self.head.reset(num_classes)
         self.num_classes = num_classes
         self.init_heads(num_classes)
+
+
+class NoHead(nn.Layer):
+    """What ``prune_intermediate_layers(prune_head=True)`` leaves of a classifier head: the
+    features pass through unchanged."""
+
+    def forward(self, x, pre_logits: bool = False):
+        return x
+
+    def reset(self, num_classes: int):
+        if num_classes:
+            raise ValueError("this model's classifier was pruned (a features-only backbone): "
+                             "build a new model to classify")
 
 
 class ImageClassifier(ReparamMixin, nn.Layer):
     """Base class: ``forward = forward_head(forward_features(x))``.
 
-    Subclasses set ``num_classes``, ``num_features`` and ``head`` (anything with
-    ``forward(x, pre_logits)`` and ``reset(num_classes)``), and implement ``forward_features``.
+    Subclasses set ``num_classes``, ``num_features``, ``head`` (anything with
+    ``forward(x, pre_logits)`` and ``reset(num_classes)``) and ``feature_info``, and implement
+    ``forward_features``, ``forward_intermediates`` and ``prune_intermediate_layers``
+    (:mod:`ppnets.models.features` says what they return).
     """
 
     num_classes: int
     num_features: int
+    feature_info: list
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        raise NotImplementedError(f"{type(self).__name__} does not return intermediate "
+                                  "features yet")
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        raise NotImplementedError(f"{type(self).__name__} cannot prune its layers yet")
 
     def forward_features(self, x):
         raise NotImplementedError

@@ -11,6 +11,14 @@ MLP with ratio 4), final LayerNorm, linear head on the class token.
 Deviations: the position embedding is fixed to the 14x14 grid of a 224x224 input; another input
 size raises a clear error instead of being interpolated (timm interpolates only when asked to,
 with ``dynamic_img_size``). There is nothing to reparameterize; ``reparameterize()`` is a no-op.
+
+Features (``ppnets.models.features``), timm's VisionTransformer: ``feature_info`` is
+``blocks.0-11``, all at stride 16; ``features_only`` takes the last three (``default_out_indices``
+(9, 10, 11)). ``forward_intermediates`` drops the class token and returns NCHW maps of the 14x14
+grid, or tokens with ``output_fmt='NLC'``; ``norm=True`` applies the final LayerNorm to each;
+``return_prefix_tokens`` pairs each with its class token. timm's ``output_dict`` and attention
+masks are not offered (a classification ViT has no use for them). Pruning with ``prune_head``
+leaves a ``forward`` that returns every token after the final norm, as timm's.
 """
 from __future__ import annotations
 
@@ -21,7 +29,8 @@ import paddle.nn.functional as F
 from ppnets.layers import DropPath
 from ppnets.registry import TIMM_WEIGHT, register_models
 
-from .base import ImageClassifier
+from .base import ImageClassifier, NoHead
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["VisionTransformer"]
 
@@ -88,6 +97,8 @@ class PatchEmbed(nn.Layer):
 
 
 class VisionTransformer(ImageClassifier):
+    num_prefix_tokens = 1  # the class token
+
     def __init__(self, img_size: int = 224, patch_size: int = 16, embed_dim: int = 384,
                  depth: int = 12, num_heads: int = 6, mlp_ratio: float = 4.0,
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -107,14 +118,63 @@ class VisionTransformer(ImageClassifier):
         self.norm = nn.LayerNorm(embed_dim, epsilon=1e-6)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.feature_info = FeatureInfo(
+            dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}")
+            for i in range(depth))
+        # timm's features_only default for a ViT: the last three blocks
+        self.default_out_indices = tuple(range(max(depth - 3, 0), depth))
 
-    def forward_features(self, x):
+    def _embed(self, x):
+        """Patch tokens, the class token in front, plus the position embedding."""
         x = self.patch_embed(x)
         cls = self.cls_token.expand([x.shape[0], -1, -1])
-        x = paddle.concat([cls, x], axis=1) + self.pos_embed
-        return self.norm(self.blocks(x))
+        return paddle.concat([cls, x], axis=1) + self.pos_embed
+
+    def forward_features(self, x):
+        return self.norm(self.blocks(self._embed(x)))
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False,
+                              return_prefix_tokens: bool = False):
+        """The output of each block taken, as timm's VisionTransformer: ``norm`` applies the
+        final LayerNorm to every one; the class token is dropped and the patch tokens are an
+        NCHW map of the 14x14 grid (``output_fmt='NCHW'``) or stay tokens [N, 196, C]
+        (``'NLC'``); ``return_prefix_tokens`` pairs each with its class token [N, 1, C]. The
+        final features are the normalised tokens [N, 197, C] of the last block run."""
+        check_output_fmt(output_fmt, ("NCHW", "NLC"))
+        taken, last = feature_take_indices(len(self.blocks), indices)
+        blocks = list(self.blocks)[:last + 1] if stop_early else list(self.blocks)
+        x = self._embed(x)
+        tokens = []
+        for i, block in enumerate(blocks):
+            x = block(x)
+            if i in taken:
+                tokens.append(self.norm(x) if norm else x)
+        p, grid = self.num_prefix_tokens, self.patch_embed.grid
+        maps = [y[:, p:] for y in tokens]
+        if output_fmt == "NCHW":
+            maps = [paddle.reshape(y, [0, grid, grid, y.shape[2]]).transpose([0, 3, 1, 2])
+                    for y in maps]
+        if return_prefix_tokens:
+            maps = [(y, t[:, :p]) for y, t in zip(maps, tokens)]
+        return maps if intermediates_only else (self.norm(x), maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the blocks after the last one taken, the final norm with ``prune_norm`` and the
+        head with ``prune_head`` (then ``forward`` returns all tokens, as timm's)."""
+        taken, last = feature_take_indices(len(self.blocks), indices)
+        self.blocks = nn.Sequential(*list(self.blocks)[:last + 1])
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.head, self.num_classes = NoHead(), 0
+        return taken
 
     def forward_head(self, x, pre_logits: bool = False):
+        if isinstance(self.head, NoHead):  # pruned to a backbone: no token pooling either
+            return x
         x = self.head_drop(x[:, 0])
         return x if pre_logits else self.head(x)
 
@@ -122,6 +182,8 @@ class VisionTransformer(ImageClassifier):
         return self.head
 
     def reset_classifier(self, num_classes: int):
+        if isinstance(self.head, NoHead):
+            return self.head.reset(num_classes)
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 

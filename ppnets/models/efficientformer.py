@@ -29,6 +29,13 @@ Meta4D ``ls1`` scales ``pool(x) - x`` and stays. ``forward`` returns the average
 heads in train mode too, unless ``set_distilled_training(True)`` (then ``(head, head_dist)`` in train mode), as timm.
 ``get_classifier()`` returns the main head only (``head_dist`` is its twin). The checkpoint's
 persistent ``attention_bias_idxs`` buffers are dropped by the timm key map.
+
+Features (``ppnets.models.features``), timm's: ``feature_info`` is ``stages.0-3`` at strides
+4/8/16/32; ``forward_intermediates`` returns NCHW maps, the last stage's tokens reshaped to its
+``h x w`` grid (7x7 at 224), and ``norm=True`` applies the final LayerNorm to that map only
+(it is sized for the last stage); ``output_fmt='NLC'`` is refused, as in timm.
+``prune_intermediate_layers`` drops the final norm and both heads with the last stage; a pruned
+model's ``forward`` returns its last features unpooled, as timm's.
 """
 from __future__ import annotations
 
@@ -45,7 +52,8 @@ from ppnets.layers import (DropPath, LayerScale, create_act, fold_layer_scale, f
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
-from .base import DistilledHead, ImageClassifier
+from .base import DistilledHead, ImageClassifier, NoHead
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["EfficientFormer"]
 
@@ -305,6 +313,7 @@ class EfficientFormer(AttentionBiasOwner, DistilledHead, ImageClassifier):
         # tokens of the last stage: five stride-2 3x3 convs (padding 1) give ceil(size / 32);
         # 7x7 at 224 as timm's
         resolution = tuple(math.ceil(s / 32) for s in img_size)
+        self.token_grid = resolution
         self.stem = Stem(in_chans, dims[0], deploy=deploy)
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -321,6 +330,9 @@ class EfficientFormer(AttentionBiasOwner, DistilledHead, ImageClassifier):
         self.norm = nn.LayerNorm(dims[-1], epsilon=1e-5)
         self.head_drop = nn.Dropout(drop_rate)
         self.init_heads(num_classes)
+        self.feature_info = FeatureInfo(
+            dict(num_chs=dim, reduction=2 ** (i + 2), module=f"stages.{i}")
+            for i, dim in enumerate(dims))
         init_trunc_normal(self)
 
     def new_head(self, num_classes: int) -> nn.Layer:
@@ -331,6 +343,48 @@ class EfficientFormer(AttentionBiasOwner, DistilledHead, ImageClassifier):
 
     def forward_features(self, x):
         return self.norm(self.stages(self.stem(x)))
+
+    def _tokens_to_map(self, x):
+        """The last stage's tokens [N, h*w, C] as an NCHW map (the grid the bias tables fix)."""
+        h, w = self.token_grid
+        return paddle.reshape(x.transpose([0, 2, 1]), [0, 0, h, w])
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The output of each stage taken, as timm: NCHW maps, the last stage's tokens reshaped
+        to its ``h x w`` grid; ``norm`` applies the final LayerNorm to that last map (the only
+        one it is sized for). The final features are normalised tokens [N, h*w, C] when the
+        last stage ran, else the last map computed."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.stages), indices)
+        last_stage = len(self.feature_info) - 1
+        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
+        x = self.stem(x)
+        maps = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in taken:
+                maps.append(self._tokens_to_map(self.norm(x) if norm else x)
+                            if i == last_stage else x)
+        if intermediates_only:
+            return maps
+        return (self.norm(x) if len(stages) - 1 == last_stage else x), maps
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last one taken, the final norm with ``prune_norm`` or when
+        the last stage goes, and the heads with ``prune_head`` or when the last stage goes."""
+        taken, last = feature_take_indices(len(self.stages), indices)
+        prune_end = last < len(self.stages) - 1
+        if prune_norm or prune_end:
+            self.norm = nn.Identity()
+        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
+        if prune_end:
+            self.num_features = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.head, self.head_dist, self.num_classes = NoHead(), None, 0
+        return taken
 
 
 def _from_timm(state: dict) -> dict:

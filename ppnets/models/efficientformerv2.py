@@ -44,6 +44,10 @@ for the direct forms, Paddle 3.3): the talking heads are a matmul over the head 
 1x1 conv's parameters (``TalkingHeads``), the x2 bilinear upsampling is written with slices and
 adds (``Upsample2xBilinear``; the exported ``bilinear_interp`` does not run there at all), and the
 q/k/v head split reshapes in two steps.
+
+Features (``ppnets.models.features``), timm's: ``feature_info`` is ``stages.0-3`` at strides
+4/8/16/32, all NCHW; ``norm=True`` applies the final BN to the last stage's map only (timm's
+``forward_intermediates``; timm's ``features_only`` hooks the same stage outputs).
 """
 from __future__ import annotations
 
@@ -59,7 +63,8 @@ from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, fold_layer_
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
-from .base import DistilledHead, ImageClassifier
+from .base import DistilledHead, ImageClassifier, NoHead
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["EfficientFormerV2"]
 
@@ -416,6 +421,7 @@ class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         stages, prev, start, stride = [], dims[0], 0, 4
+        feature_info = []
         for i, (depth, dim) in enumerate(zip(depths, dims)):
             ratios = mlp_ratios[i]
             ratios = tuple(ratios) if isinstance(ratios, (list, tuple)) else (ratios,) * depth
@@ -430,8 +436,10 @@ class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
                 img_size=img_size, deploy=deploy, act=act, proj_drop=proj_drop_rate,
                 layer_scale_init=layer_scale_init, talking_heads=talking_heads))
             stride = stride * 2 if i > 0 else stride
+            feature_info.append(dict(num_chs=dim, reduction=stride, module=f"stages.{i}"))
             prev, start = dim, start + depth
         self.stages = nn.Sequential(*stages)
+        self.feature_info = FeatureInfo(feature_info)
         self.norm = nn.BatchNorm2D(dims[-1], momentum=0.9, epsilon=1e-5)
         self.head_drop = nn.Dropout(drop_rate)
         self.init_heads(num_classes)
@@ -445,6 +453,41 @@ class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
 
     def forward_features(self, x):
         return self.norm(self.stages(self.stem(x)))
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The output of each stage taken (NCHW, as timm); ``norm`` applies the final BN to the
+        last stage's map (the only one it is sized for). The final features are normalised
+        when the last stage ran."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.stages), indices)
+        last_stage = len(self.feature_info) - 1
+        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
+        x = self.stem(x)
+        maps = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in taken:
+                maps.append(self.norm(x) if norm and i == last_stage else x)
+        if intermediates_only:
+            return maps
+        return (self.norm(x) if len(stages) - 1 == last_stage else x), maps
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last one taken, the final norm with ``prune_norm`` or when
+        the last stage goes, and the heads with ``prune_head`` or when the last stage goes."""
+        taken, last = feature_take_indices(len(self.stages), indices)
+        prune_end = last < len(self.stages) - 1
+        if prune_norm or prune_end:
+            self.norm = nn.Identity()
+        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
+        if prune_end:
+            self.num_features = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.head, self.head_dist, self.num_classes = NoHead(), None, 0
+        return taken
 
 
 def _from_timm(state: dict) -> dict:

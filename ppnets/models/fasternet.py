@@ -61,7 +61,8 @@ from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, init_trunc_
                            reparameterize_model)
 from ppnets.registry import TIMM_WEIGHT, register_models
 
-from .base import ImageClassifier, flatten_tokens
+from .base import ImageClassifier, NoHead, flatten_tokens
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["PartialConv", "LayerNorm2d", "ConvLN", "FasterNetBlock", "FasterNetStage",
            "FasterNetHead", "FasterNet"]
@@ -251,11 +252,41 @@ class FasterNet(ImageClassifier):
         self.stages = nn.Sequential(*stages)
         self.head = FasterNetHead(self.stage_dims[-1], feature_dim, num_classes, act=act,
                                   drop_rate=drop_rate)
+        self.feature_info = FeatureInfo(
+            dict(num_chs=dim, reduction=patch_size * merge_size ** i, module=f"stages.{i}")
+            for i, dim in enumerate(self.stage_dims))
         # official/timm init: truncated normal (std 0.02) for convs and linears, zero biases
         init_trunc_normal(self, layer_types=(nn.Conv2D, nn.Linear))
 
     def forward_features(self, x):
         return self.stages(self.patch_embed(x))
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The output of each stage taken (``ppnets.models.features``); ``norm`` has nothing to
+        apply: FasterNet has no final norm."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.stages), indices)
+        x = self.patch_embed(x)
+        maps = []
+        for i, stage in enumerate(self.stages):
+            if stop_early and i > last:
+                break
+            x = stage(x)
+            if i in taken:
+                maps.append(x)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last one taken and, with ``prune_head``, the head."""
+        taken, last = feature_take_indices(len(self.stages), indices)
+        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
+        if prune_head or last < len(self.feature_info) - 1:
+            self.head, self.num_classes = NoHead(), 0
+            self.num_features = self.feature_info[last]["num_chs"]
+        return taken
 
     def set_pconv_forward(self, mode: str) -> None:
         """Switch every PConv between ``'split_cat'`` and ``'slicing'`` (same outputs)."""

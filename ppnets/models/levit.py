@@ -40,6 +40,12 @@ Deviations: none in the computation. Parameter names follow timm's except: stem
 ``convN.linear`` -> ``convN.conv``, attention ``proj.ln`` -> ``proj`` and ``q.ln`` -> ``q``
 (the activation / subsampling are not layers here), head ``linear`` -> ``l``; the timm key map
 renames them.
+
+Features (``ppnets.models.features``), timm's ``levit_256`` (a getter over
+``forward_intermediates``): ``feature_info`` is ``stages.0-2`` at strides 16/32/64, each map the
+stage's tokens reshaped to NCHW on its grid (14, 7, 4 at 224); ``norm`` has nothing to apply and
+``output_fmt='NLC'`` is refused, as in timm. Pruning drops both heads; a pruned model's
+``forward`` returns its last tokens unpooled, as timm's.
 """
 from __future__ import annotations
 
@@ -55,7 +61,8 @@ from ppnets.layers import (BNLinear, ConvBN, DropPath, create_act, fuse_linear_b
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
-from .base import DistilledHead, ImageClassifier
+from .base import DistilledHead, ImageClassifier, NoHead
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["LeViT", "LinearBN"]
 
@@ -292,15 +299,17 @@ class LeViT(AttentionBiasOwner, DistilledHead, ImageClassifier):
         self.img_size = img_size
         self.grid = img_size // 16
         self.stem = Stem16(in_chans, embed_dims[0], act, deploy=deploy)
-        resolution, prev, stages = self.grid, embed_dims[0], []
+        resolution, prev, stages, feature_info = self.grid, embed_dims[0], [], []
         for i, (dim, heads, depth) in enumerate(zip(embed_dims, num_heads, depths)):
             # timm gives every residual branch the full drop_path_rate (no linear ramp).
             stage = LeViTStage(prev, dim, depth, key_dim, heads, attn_ratio, mlp_ratio,
                                resolution, downsample=i > 0, act=act, drop_path=drop_path_rate,
                                deploy=deploy)
             stages.append(stage)
+            feature_info.append(dict(num_chs=dim, reduction=16 * 2 ** i, module=f"stages.{i}"))
             resolution, prev = stage.resolution, dim
         self.stages = nn.Sequential(*stages)
+        self.feature_info = FeatureInfo(feature_info)
         torch_default_init(self.stem)
         torch_default_init(self.stages)
         self.init_heads(num_classes)
@@ -312,6 +321,10 @@ class LeViT(AttentionBiasOwner, DistilledHead, ImageClassifier):
         return x.mean(axis=1)
 
     def forward_features(self, x):
+        return self.stages(self._stem_tokens(x))
+
+    def _stem_tokens(self, x):
+        """Stem, then its 14x14 (``img_size / 16``) map flattened to tokens [N, L, C]."""
         x = self.stem(x)
         h, w = x.shape[2], x.shape[3]
         # -1: a dynamic size while tracing; the reshapes then check the size at run time.
@@ -321,8 +334,38 @@ class LeViT(AttentionBiasOwner, DistilledHead, ImageClassifier):
                 f"a {self.img_size}x{self.img_size} input gives; this input gives {h}x{w}. Resize "
                 f"or centre-crop the images to {self.img_size}x{self.img_size} (timm's LeViT has "
                 "the same fixed input size), or build the model with img_size=<your size>.")
-        x = paddle.reshape(x, [0, x.shape[1], -1]).transpose([0, 2, 1])
-        return self.stages(x)
+        return paddle.reshape(x, [0, x.shape[1], -1]).transpose([0, 2, 1])
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The output of each stage taken, its tokens reshaped to an NCHW map of the stage's
+        grid (14, 7, 4 at 224), as timm's linear-token LeViT; ``norm`` has nothing to apply (no
+        final norm). The final features stay tokens [N, L, C]."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.stages), indices)
+        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
+        x = self._stem_tokens(x)
+        maps = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in taken:
+                r = stage.resolution
+                maps.append(paddle.reshape(x.transpose([0, 2, 1]), [0, 0, r, r]))
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last one taken and, with ``prune_head`` or when the last
+        stage goes, both heads."""
+        taken, last = feature_take_indices(len(self.stages), indices)
+        prune_end = last < len(self.stages) - 1
+        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
+        if prune_end:
+            self.num_features = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.head, self.head_dist, self.num_classes = NoHead(), None, 0
+        return taken
 
 
 

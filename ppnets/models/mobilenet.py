@@ -28,17 +28,25 @@ head rules are per generation and documented in their files.
 Parameter names follow timm's leaf names (``blocks.<stage>.<block>.conv_dw`` ...), with each conv
 and its BN held by one ``ConvBN`` (``conv_dw.conv``/``conv_dw.bn``) so BN folds for deploy;
 :func:`timm_key_map` converts timm state dicts.
+
+Features (``feature_info``, ``forward_intermediates``) follow timm's EfficientNet builder: a
+feature is the output of a stage whose successor starts with a stride (or of the last stage), and
+the stem's output when the first stage starts with a stride (MobileNetV3-Small). The maps are
+those of timm's ``features_only`` models (``EfficientNetFeatures`` / ``MobileNetV3Features``:
+stem and stage outputs, so timm's ``blocks.<i>`` names are ours). Only the stem's name differs:
+timm's ``bn1`` (its BN + activation after ``conv_stem``) is our ``stem`` (one ``ConvBN``).
 """
 from __future__ import annotations
 
 import math
 from types import MappingProxyType
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import paddle.nn as nn
 
 from ppnets.layers import ConvBN, DropPath, SqueezeExcite, create_act, make_divisible
-from ppnets.models.base import ClassifierHead, ImageClassifier, flatten_tokens
+from ppnets.models.base import ClassifierHead, ImageClassifier, NoHead, flatten_tokens
+from ppnets.models.features import FeatureInfo, check_output_fmt, feature_take_indices
 from ppnets.registry import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, TIMM_WEIGHT
 
 __all__ = ["DepthwiseSeparable", "InvertedResidual", "ConvBNBlock", "EfficientHead", "MobileNet",
@@ -151,6 +159,24 @@ class EfficientHead(nn.Layer):
         self.fc = nn.Linear(self.hidden, num_classes) if num_classes > 0 else nn.Identity()
 
 
+def _timm_features(stages, stem_chs: int,
+                   stage_chs: Sequence[int]) -> Tuple[List[int], FeatureInfo]:
+    """timm's EfficientNet builder rule: the stem when the first stage strides, and every stage
+    followed by a strided one or last; returns ``(stage ends, feature_info)``, a stage end being
+    0 for the stem and s + 1 for stage s."""
+    strides = [stage[0]["s"] for stage in stages]
+    ends, info, reduction = [], [], 2
+    if strides[0] > 1:
+        ends.append(0)
+        info.append(dict(num_chs=stem_chs, reduction=reduction, module="stem"))
+    for s, chs in enumerate(stage_chs):
+        reduction *= strides[s]
+        if s + 1 == len(stages) or strides[s + 1] > 1:
+            ends.append(s + 1)
+            info.append(dict(num_chs=chs, reduction=reduction, module=f"blocks.{s}"))
+    return ends, FeatureInfo(info)
+
+
 _BLOCKS = {"ds": DepthwiseSeparable, "ir": InvertedResidual, "cn": ConvBNBlock}
 _ROW_KEYS = {"block", "n", "k", "s", "c", "e", "se", "act", "pw_act", "skip"}
 
@@ -197,6 +223,9 @@ class MobileNet(ImageClassifier):
                 raise ValueError(f"bad stage row {r}: block must be one of {sorted(_BLOCKS)} and "
                                  f"keys among {sorted(_ROW_KEYS)}")
         total = sum(r.get("n", 1) for r in rows)
+        # timm's stage_ends: feature i is the stem's output (0) or that of blocks[stage_ends[i] - 1]
+        self.stage_ends, self.feature_info = _timm_features(
+            stages, chs, [round_chs(stage[-1]["c"]) for stage in stages])
         # Stochastic depth grows linearly with the global block index from 0 (timm's rule).
         idx = 0
         built = []
@@ -259,6 +288,49 @@ class MobileNet(ImageClassifier):
 
     def forward_features(self, x):
         return self.conv_head(self.blocks(self.stem(x)))
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The stem's and stages' outputs in ``feature_info`` (:mod:`ppnets.models.features`);
+        as timm, the final features are the last stage's through the conv head (MobileNetV2)
+        when every stage ran, and ``norm`` has nothing to apply (no final norm)."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.feature_info), indices)
+        take_ends = [self.stage_ends[i] for i in taken]
+        last_end = self.stage_ends[last]
+        x = self.stem(x)
+        maps = [x] if 0 in take_ends else []
+        end = 0
+        # no enumerate(start=1): Paddle 3.3 dy2static rejects ``start`` or, in a loop with a
+        # break, silently drops it when exporting
+        for i, stage in enumerate(self.blocks):
+            end = i + 1
+            if stop_early and end > last_end:
+                break
+            x = stage(x)
+            if end in take_ends:
+                maps.append(x)
+        if intermediates_only:
+            return maps
+        if end == self.stage_ends[-1]:
+            x = self.conv_head(x)
+        return x, maps
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last feature taken and, with ``prune_head`` or when stages
+        go, the conv head and the classifier (timm's rule); ``prune_norm`` has no final norm to
+        drop."""
+        taken, last = feature_take_indices(len(self.feature_info), indices)
+        last_end = self.stage_ends[last]
+        truncated = last_end < len(self.blocks)
+        self.blocks = nn.Sequential(*list(self.blocks)[:last_end])
+        if prune_head or truncated:
+            self.conv_head = nn.Identity()
+            self.head, self.num_classes = NoHead(), 0
+            self.num_features = self.feature_chs = self.feature_info[last]["num_chs"]
+        return taken
 
 
 # ---------------------------------------------------------------------------------------------

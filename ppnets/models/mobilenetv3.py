@@ -25,6 +25,11 @@ timm details matched for parity (and so our definition):
   timm calls that ``head_hidden_size`` and uses ``num_features`` for the last stage's width
   (960 / 576 at 1.0), which we expose as ``feature_chs``.
 
+Features (``feature_info``, ``forward_intermediates``): timm's, by its EfficientNet builder rule
+(``ppnets.models.mobilenet``): Large ``blocks.0/1/2/4/6``, Small the stem and ``blocks.0/1/3/5``
+(strides 2 to 32; the last is the 1x1 Conv-BN-h-swish stage). Small's first map is the output of
+timm's ``bn1`` (BN + h-swish after ``conv_stem``), which is our ``stem``.
+
 Differences from PaddleClas' MobileNetV3 (ppcls legendary_models/mobilenet_v3.py, read for
 comparison): its SE gate is ``hardsigmoid(slope=0.2, offset=0.5)``, not the paper's 1/6 slope, and
 its SE squeezes to ``C // 4`` without rounding; its head conv has no bias; its expansion widths

@@ -28,6 +28,11 @@ Deviations / notes:
 - SE parameters are named ``conv_reduce``/``conv_expand`` (timm: ``fc1``/``fc2``); the timm key
   map translates, including timm's reparameterized ``reparam_conv`` checkpoints.
 - ``drop_path_rate`` on layers with a skip branch comes from timm; the official code has none.
+
+Features (:mod:`ppnets.models.features`), as timm's ``ByobNet``: five maps, the stem (stride 2)
+and stages 0-3 (strides 4-32), the last named ``final_conv`` after timm's identity
+``final_conv`` (:class:`ppnets.models.repvgg.StemStagesFeatures`), so that ``feature_info``
+equals timm's (without its extra ``stage`` field).
 """
 from __future__ import annotations
 
@@ -35,9 +40,9 @@ from typing import Sequence
 
 import paddle.nn as nn
 
-from ppnets.layers import SqueezeExcite, make_divisible
-from ppnets.layers import RepConvBN, init_weights_fan_out
+from ppnets.layers import RepConvBN, SqueezeExcite, init_weights_fan_out, make_divisible
 from ppnets.models.base import ClassifierHead, ImageClassifier
+from ppnets.models.repvgg import StemStagesFeatures
 from ppnets.registry import TIMM_WEIGHT, register_models
 
 __all__ = ["MobileOne"]
@@ -49,7 +54,7 @@ def _se(channels: int) -> SqueezeExcite:
     return SqueezeExcite(channels, rd_channels=make_divisible(channels / 16, 8, round_limit=0.0))
 
 
-class MobileOne(ImageClassifier):
+class MobileOne(StemStagesFeatures, ImageClassifier):
     """MobileOne S0-S4.
 
     Args:
@@ -94,12 +99,15 @@ class MobileOne(ImageClassifier):
                 idx += 2
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
+        # timm's ByobNet layout, whose last feature is named after it (module docstring)
+        self.final_conv = nn.Identity()
         self.num_features = prev
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
+        self.init_feature_info(stem_chs, widths)
         init_weights_fan_out(self)
 
     def forward_features(self, x):
-        return self.stages(self.stem(x))
+        return self.final_conv(self.stages(self.stem(x)))
 
 
 def _from_timm(state: dict) -> dict:

@@ -29,6 +29,12 @@ block gives its rate to all its transformer layers), but is applied only to resi
 timm also applies it to the output of inverted residuals without a shortcut, which would zero the
 whole signal of a sample. ``reparameterize()`` folds every conv-BN pair; LayerNorms and the
 bias-free 1x1 conv into the transformer stay as they are.
+
+Features (``ppnets.models.features``), timm's ByobNet: ``feature_info`` is ``stages.0-3`` at
+strides 2/4/8/16 and ``final_conv`` at 32 (the stem's map is not listed because stage 1 keeps
+its stride; ``stage`` counts the stages run, timm's field); all NCHW (the MobileViT blocks fold
+their tokens back themselves). ``forward_intermediates`` also takes timm's
+``exclude_final_conv`` (the last stage's output as the last map). ``norm`` has nothing to apply.
 """
 from __future__ import annotations
 
@@ -43,7 +49,8 @@ import paddle.nn.functional as F
 from ppnets.layers import ConvBN, DropPath, create_act, dtype_name, make_divisible
 from ppnets.registry import TIMM_WEIGHT, register_models
 
-from .base import ClassifierHead, ImageClassifier
+from .base import ClassifierHead, ImageClassifier, NoHead
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["MobileViT", "MobileViTBlock", "InvertedResidual"]
 
@@ -249,9 +256,60 @@ class MobileViT(ImageClassifier):
         self.stages = nn.Sequential(*stages)
         self.final_conv = ConvBN(prev, num_features, 1, act=act, deploy=deploy)
         self.head = ClassifierHead(num_features, num_classes, drop_rate)
+        # timm's ByobNet list: each stage whose successor downsamples (the stem's map is not
+        # listed: stage 1 keeps its stride), then final_conv in place of the last stage.
+        # ``stage``: how many stages have run when the map is taken.
+        self.feature_info = FeatureInfo(
+            [dict(num_chs=width, reduction=2 ** (i + 1), module=f"stages.{i}", stage=i + 1)
+             for i, width in enumerate(widths[:-1])]
+            + [dict(num_chs=num_features, reduction=2 ** len(widths), module="final_conv",
+                    stage=len(widths))])
 
     def forward_features(self, x):
         return self.final_conv(self.stages(self.stem(x)))
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False,
+                              exclude_final_conv: bool = False):
+        """The maps of ``feature_info`` taken (NCHW), as timm's ByobNet: the output of stages
+        1-4 and, last, of ``final_conv`` (the last stage's output instead with
+        ``exclude_final_conv``; then the final features still get ``final_conv``). ``norm`` has
+        nothing to apply (no final norm)."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.feature_info), indices)
+        stage_ends = [info["stage"] for info in self.feature_info]
+        take = [stage_ends[position] for position in taken]
+        last_end = stage_ends[-1]
+        stages = list(self.stages)[:stage_ends[last]] if stop_early else list(self.stages)
+        x = self.stem(x)
+        maps = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i + 1 == last_end and not exclude_final_conv:
+                x = self.final_conv(x)
+            if i + 1 in take:
+                maps.append(x)
+        if intermediates_only:
+            return maps
+        if exclude_final_conv and len(stages) == last_end:
+            x = self.final_conv(x)
+        return x, maps
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last map taken, ``final_conv`` unless that map is its
+        output, and the head with ``prune_head`` or when ``final_conv`` goes."""
+        taken, last = feature_take_indices(len(self.feature_info), indices)
+        end = self.feature_info[last]["stage"]
+        prune_end = end < self.feature_info[-1]["stage"]
+        self.stages = nn.Sequential(*list(self.stages)[:end])
+        if prune_end:
+            self.final_conv = nn.Identity()
+            self.num_features = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.head, self.num_classes = NoHead(), 0
+        return taken
 
 
 # Paper Appendix A (architecture) and Sec. 4.1 ImageNet-1k results (1.3M / 2.3M / 5.6M params;

@@ -20,6 +20,10 @@ converted checkpoints are the ones people load. Layer-scale parameters are named
 (ppnets' ``LayerScale``) instead of timm's ``scale``; the timm key map renames them. There are no
 BatchNorms and no branches: ``reparameterize()`` changes nothing and ``deploy`` is accepted for
 the common constructor contract only.
+
+Features (``ppnets.models.features``), timm's MetaFormer: ``feature_info`` is ``stages.0-3`` at
+strides 4/8/16/32, NCHW; ``norm`` has nothing to apply (the head's LayerNorm follows pooling),
+and pruning the head drops that LayerNorm with it.
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ import paddle.nn as nn
 from ppnets.layers import DropPath, LayerScale, create_act
 from ppnets.registry import TIMM_WEIGHT, register_models
 
-from .base import ImageClassifier
+from .base import ImageClassifier, NoHead
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["PoolFormer"]
 
@@ -158,9 +163,44 @@ class PoolFormer(ImageClassifier):
             prev, start = dim, start + depth
         self.stages = nn.Sequential(*stages)
         self.head = PoolNormHead(dims[-1], num_classes, drop_rate)
+        # a stage halves the map when it changes the width (PoolFormerStage's downsampling)
+        reductions = [4 * 2 ** sum(a != b for a, b in zip(dims[:i], dims[1:i + 1]))
+                      for i in range(len(dims))]
+        self.feature_info = FeatureInfo(
+            dict(num_chs=dim, reduction=r, module=f"stages.{i}")
+            for i, (dim, r) in enumerate(zip(dims, reductions)))
 
     def forward_features(self, x):
         return self.stages(self.stem(x))
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The output of each stage taken (NCHW, as timm's MetaFormer); ``norm`` has nothing to
+        apply: the only norm is the head's, after pooling."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.stages), indices)
+        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
+        x = self.stem(x)
+        maps = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in taken:
+                maps.append(x)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last one taken and, with ``prune_head`` or when the last
+        stage goes, the head (its LayerNorm included, as timm)."""
+        taken, last = feature_take_indices(len(self.stages), indices)
+        prune_end = last < len(self.stages) - 1
+        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
+        if prune_end:
+            self.num_features = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.head, self.num_classes = NoHead(), 0
+        return taken
 
 
 def _from_timm(state: dict) -> dict:

@@ -29,6 +29,12 @@ Deviations / notes:
   their model_info carries no published counts or accuracy.
 - The timm-only ``repvgg_d2se`` (SE, 320px) is not part of this family file.
 
+Features (:mod:`ppnets.models.features`), as timm's ``ByobNet``: five maps, the stem (stride 2)
+and stages 0-3 (strides 4-32). timm names the last one ``final_conv``: its ByobNet applies a
+``final_conv`` after the last stage, an identity for RepVGG (and MobileOne); ours holds the same
+identity so that ``feature_info`` (num_chs, reduction, module) equals timm's entry for entry.
+timm's extra ``stage`` field is not kept.
+
 Ablation knobs (the paper's branch ablation, Sec. 4.2): ``use_identity`` and ``use_1x1`` drop
 the BN-only identity branch and the 1x1 conv-BN branch from every layer (the same
 :class:`RepConvBN` switches MobileOne's ``use_skip_branch``/``use_scale_branch`` set; with both
@@ -43,13 +49,56 @@ from typing import Sequence
 import paddle.nn as nn
 
 from ppnets.layers import RepConvBN, init_weights_fan_out
-from ppnets.models.base import ClassifierHead, ImageClassifier
+from ppnets.models.base import ClassifierHead, ImageClassifier, NoHead
+from ppnets.models.features import FeatureInfo, check_output_fmt, feature_take_indices
 from ppnets.registry import TIMM_WEIGHT, register_models
 
-__all__ = ["RepVGG"]
+__all__ = ["RepVGG", "StemStagesFeatures"]
 
 
-class RepVGG(ImageClassifier):
+class StemStagesFeatures:
+    """The features of a ``stem`` + ``stages`` + ``final_conv`` network laid out as timm's
+    ``ByobNet`` (RepVGG, MobileOne): the stem's map, then each stage's, the last one after
+    ``final_conv``. Mixed into an :class:`ImageClassifier` that calls
+    :meth:`init_feature_info` at the end of its ``__init__``."""
+
+    def init_feature_info(self, stem_chs: int, stage_chs: Sequence[int]) -> None:
+        names = ["stem"] + [f"stages.{i}" for i in range(len(stage_chs) - 1)] + ["final_conv"]
+        self.feature_info = FeatureInfo(
+            dict(num_chs=chs, reduction=2 ** (i + 1), module=name)
+            for i, (chs, name) in enumerate(zip([stem_chs, *stage_chs], names)))
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The stem's output and each stage's taken (``ppnets.models.features``); ``norm`` has
+        nothing to apply: there is no final norm."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.stages) + 1, indices)
+        x = self.stem(x)
+        maps = [x] if 0 in taken else []
+        for i, stage in enumerate(self.stages, start=1):
+            if stop_early and i > last:
+                break
+            x = stage(x)
+            if i == len(self.feature_info) - 1:  # the last stage (not a pruned model's)
+                x = self.final_conv(x)
+            if i in taken:
+                maps.append(x)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last feature taken and, with ``prune_head``, the head."""
+        taken, last = feature_take_indices(len(self.stages) + 1, indices)
+        self.stages = nn.Sequential(*list(self.stages)[:last])
+        if prune_head or last < len(self.feature_info) - 1:
+            self.head, self.num_classes = NoHead(), 0
+            self.num_features = self.feature_info[last]["num_chs"]
+        return taken
+
+
+class RepVGG(StemStagesFeatures, ImageClassifier):
     """RepVGG: a stem layer and four stages of :class:`RepConvBN` layers, then pool + Linear.
 
     Args:
@@ -87,12 +136,15 @@ class RepVGG(ImageClassifier):
                 idx += 1
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
+        # timm's ByobNet layout, whose last feature is named after it (module docstring)
+        self.final_conv = nn.Identity()
         self.num_features = prev
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
+        self.init_feature_info(stem_chs, widths)
         init_weights_fan_out(self)
 
     def forward_features(self, x):
-        return self.stages(self.stem(x))
+        return self.final_conv(self.stages(self.stem(x)))
 
 
 def _from_timm(state: dict) -> dict:
@@ -150,7 +202,8 @@ def _variant(name, cfg, published, timm=None, epochs=120, reference=None, counte
         measured = dict(params_m=counted["params_m"], macs_g=counted["macs_g"], by=by,
                         deploy=dict(params_m=counted["params_m_deploy"],
                                     macs_g=counted["macs_g_deploy"], by=by))
-        # None, not absent: every model_info carries the count fields (tests/models/test_registry.py)
+        # None, not absent: every model_info carries the count fields
+        # (tests/models/test_registry.py)
         return dict(cfg=cfg, info=dict(params_m=None, macs_g=None, notes=notes,
                                        measured=measured, reference=reference), **weights)
     notes = ("Published train-time MACs come from the mmcv counter, which also counts BN and "

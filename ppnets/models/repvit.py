@@ -35,6 +35,9 @@ Deviations / notes:
   reference has none. Default 0.
 - ``reset_classifier`` keeps the model's distillation setting (timm's drops the distillation head
   unless asked); pass ``distillation=`` to the constructor to choose.
+
+Features (:mod:`ppnets.models.features`), as timm: the output of each of the four stages
+(strides 4, 8, 16, 32); the stem is not a feature. There is no final norm for ``norm=True``.
 """
 from __future__ import annotations
 
@@ -46,7 +49,8 @@ import paddle.nn as nn
 from ppnets.layers import (BNLinear, ConvBN, DropPath, SqueezeExcite, assign, create_act,
                            default_dtype_like, fuse_bn, identity_kernel, make_divisible,
                            pad_1x1_to_kxk, torch_default_init)
-from ppnets.models.base import DistilledHead, ImageClassifier, flatten_tokens
+from ppnets.models.base import DistilledHead, ImageClassifier, NoHead, flatten_tokens
+from ppnets.models.features import FeatureInfo, check_output_fmt, feature_take_indices
 from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
 __all__ = ["RepViT"]
@@ -288,6 +292,10 @@ class RepViT(ImageClassifier):
         self.num_features = prev
         self.head = RepViTClassifier(prev, num_classes, distillation, drop_rate, deploy=deploy)
         self.set_distilled_training(distilled_training)
+        # the stem reduces by 4, every later stage by 2 more
+        self.feature_info = FeatureInfo(
+            dict(num_chs=dim, reduction=4 * 2 ** i, module=f"stages.{i}")
+            for i, dim in enumerate(embed_dims))
         torch_default_init(self, layer_types=(nn.Conv2D,))
 
     def set_distilled_training(self, enable: bool = True):
@@ -298,6 +306,33 @@ class RepViT(ImageClassifier):
 
     def forward_features(self, x):
         return self.stages(self.stem(x))
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The output of each stage taken (``ppnets.models.features``); ``norm`` has nothing to
+        apply: RepViT has no final norm."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.stages), indices)
+        x = self.stem(x)
+        maps = []
+        for i, stage in enumerate(self.stages):
+            if stop_early and i > last:
+                break
+            x = stage(x)
+            if i in taken:
+                maps.append(x)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last one taken and, with ``prune_head``, the head."""
+        taken, last = feature_take_indices(len(self.stages), indices)
+        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
+        if prune_head or last < len(self.feature_info) - 1:
+            self.head, self.num_classes = NoHead(), 0
+            self.num_features = self.feature_info[last]["num_chs"]
+        return taken
 
 
 def _from_timm(state: dict) -> dict:

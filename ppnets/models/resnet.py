@@ -16,6 +16,13 @@ The 3x3 convolution of the blocks is pluggable (``conv3x3_layer``): a factory
 SPConv-ResNet (``ppnets.models.spconv``) reuses this ResNet with its SPConv operator there, and
 also uses the CIFAR stem (``stem_type="cifar"``: one 3x3 conv, no max-pool).
 
+Features (``feature_info``, ``forward_intermediates``): timm's, one map per resolution, the last
+layer's at each: with the ImageNet stem the stem's activation before the max-pool (stride 2; timm
+names it ``act1``, ours is ``conv1``, the ConvBN holding timm's ``conv1``/``bn1``/``act1``), then
+``layer1`` ... ``layer4`` (strides 4 to 32, timm's names). The CIFAR stem keeps the input's
+resolution and ``layer1`` follows it there, so that ResNet's features are its stages alone
+(strides 1, 2, 4, ...).
+
 Deviations: none in the computed function. Initialisation follows timm (Kaiming-normal fan-out
 convs, zero-initialised last BN of each residual branch with ``zero_init_last=True``), except
 that the Linear classifier keeps Paddle's default initialiser.
@@ -31,7 +38,8 @@ from ppnets.layers import ConvBN, DropPath
 from ppnets.registry import (IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, TIMM_WEIGHT,
                              register_models)
 
-from .base import ClassifierHead, ImageClassifier
+from .base import ClassifierHead, ImageClassifier, NoHead
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "conv3x3_bn", "timm_keys"]
 
@@ -133,6 +141,11 @@ class ResNet(ImageClassifier):
         else:
             raise ValueError(f"stem_type must be 'imagenet' or 'cifar', got {stem_type!r}")
 
+        # The stem is a feature when the max-pool follows it (the last layer at stride 2).
+        self.stem_is_feature = stem_type == "imagenet"
+        features = ([dict(num_chs=stem_width, reduction=2, module="conv1")]
+                    if self.stem_is_feature else [])
+        reduction = 4 if self.stem_is_feature else 1
         # timm's stochastic-depth schedule: linear in the block index, 0 for the first block.
         total = sum(layers)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -154,6 +167,9 @@ class ResNet(ImageClassifier):
             name = f"layer{s + 1}"
             setattr(self, name, nn.Sequential(*blocks))
             self.stage_names.append(name)
+            reduction *= stride
+            features.append(dict(num_chs=out_chs, reduction=reduction, module=name))
+        self.feature_info = FeatureInfo(features)
         self.num_features = in_chs
         self.head = ClassifierHead(in_chs, num_classes, drop_rate=drop_rate)
         self._init_weights(zero_init_last)
@@ -174,6 +190,43 @@ class ResNet(ImageClassifier):
         for name in self.stage_names:
             x = getattr(self, name)(x)
         return x
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The stem's (ImageNet stem) and stages' outputs in ``feature_info``
+        (:mod:`ppnets.models.features`); ``norm`` has nothing to apply: ResNet has no final
+        norm."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.feature_info), indices)
+        offset = int(self.stem_is_feature)  # position of layer1 in feature_info
+        x = self.conv1(x)
+        maps = [x] if self.stem_is_feature and 0 in taken else []
+        x = self.maxpool(x)
+        for i, name in enumerate(self.stage_names):
+            if stop_early and i + offset > last:
+                break
+            x = getattr(self, name)(x)
+            if i + offset in taken:
+                maps.append(x)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages (and the max-pool) after the last feature taken and, with
+        ``prune_head`` or when stages go, the head."""
+        taken, last = feature_take_indices(len(self.feature_info), indices)
+        keep = last + 1 - int(self.stem_is_feature)  # stages up to the last feature
+        for name in self.stage_names[keep:]:
+            delattr(self, name)
+        truncated = keep < len(self.stage_names)
+        self.stage_names = self.stage_names[:keep]
+        if keep == 0:
+            self.maxpool = nn.Identity()
+        if prune_head or truncated:
+            self.head, self.num_classes = NoHead(), 0
+            self.num_features = self.feature_info[last]["num_chs"]
+        return taken
 
 
 def timm_keys(state: dict) -> dict:

@@ -46,6 +46,15 @@ shortcut average pool counts the zero padding (PyTorch's default, ``exclusive=Fa
 there is one shuffle per unit, also in the first unit of stage 2. Deviation: our classifier has a
 bias (the official one has none; 1000 extra parameters).
 
+Features (``feature_info``, ``forward_intermediates``; neither torchvision nor the official code
+defines any): timm's convention, one map per resolution, the last layer's at each, in our module
+names: the stem conv's output (``stem.0``, stride 2), the stem's max-pool (``stem.1``, stride 4),
+then every stage (``stages.0``/``1``/``2``, strides 8, 16, 32). ShuffleNetV2's 1x1 ``final_conv``
+(torchvision's ``conv5``) is the head's, as timm treats the conv head of its EfficientNets
+(PaddleDetection's ShuffleNetV2 backbone also returns the stage ends by default, its last conv
+only with ``with_last_conv=True``): ``forward_intermediates`` returns it as the final features
+when every stage ran, and pruning drops it.
+
 ``drop_path_rate``: ShuffleNetV1 applies stochastic depth to the residual branch of its stride-1
 units; ShuffleNetV2 has no residual additions, so it only accepts 0.
 """
@@ -62,9 +71,68 @@ import paddle.nn.functional as F
 from ppnets.layers import ConvBN, DropPath, channel_shuffle
 from ppnets.registry import IMAGENET_MEAN, IMAGENET_STD, register_models
 
-from .base import ClassifierHead, ImageClassifier
+from .base import ClassifierHead, ImageClassifier, NoHead
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 
 __all__ = ["ShuffleV2Unit", "ShuffleNetV2", "ShuffleV1Unit", "ShuffleNetV1"]
+
+
+def _stem(in_chans: int, stem_channels: int, deploy: bool) -> nn.Sequential:
+    """3x3 stride-2 Conv-BN-ReLU, 3x3 stride-2 max-pool (both ShuffleNets)."""
+    return nn.Sequential(ConvBN(in_chans, stem_channels, 3, stride=2, act="relu", deploy=deploy),
+                         nn.MaxPool2D(3, stride=2, padding=1))
+
+
+def _feature_info(stem_channels: int, stage_channels: Sequence[int]) -> FeatureInfo:
+    """The stem conv (stride 2), the max-pool (4), then each stage (8, 16, ...)."""
+    info = [dict(num_chs=stem_channels, reduction=2, module="stem.0"),
+            dict(num_chs=stem_channels, reduction=4, module="stem.1")]
+    info += [dict(num_chs=ch, reduction=8 * 2 ** i, module=f"stages.{i}")
+             for i, ch in enumerate(stage_channels)]
+    return FeatureInfo(info)
+
+
+class _ShuffleFeatures:
+    """``forward_intermediates`` / ``prune_intermediate_layers`` of both ShuffleNets, whose
+    features are the outputs of ``stem[0]``, ``stem[1]``, ``stages[0]``, ... in turn; the
+    model sets ``final_conv`` (the head's conv, Identity for V1)."""
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The maps in ``feature_info`` (:mod:`ppnets.models.features`); the final features
+        go through ``final_conv`` when every stage ran; ``norm`` has nothing to apply."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.feature_info), indices)
+        layers = list(self.stem) + list(self.stages)
+        maps, ran = [], 0
+        for i, layer in enumerate(layers):
+            if stop_early and i > last:
+                break
+            x = layer(x)
+            ran = i + 1
+            if i in taken:
+                maps.append(x)
+        if intermediates_only:
+            return maps
+        if ran == len(self.feature_info):
+            x = self.final_conv(x)
+        return x, maps
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the layers after the last feature taken and, with ``prune_head`` or when
+        stages go, ``final_conv`` and the classifier."""
+        taken, last = feature_take_indices(len(self.feature_info), indices)
+        layers = list(self.stem) + list(self.stages)
+        truncated = last + 1 < len(layers)
+        self.stem = nn.Sequential(*layers[:min(last + 1, 2)])
+        self.stages = nn.Sequential(*layers[2:last + 1])
+        if prune_head or truncated:
+            self.final_conv = nn.Identity()
+            self.head, self.num_classes = NoHead(), 0
+            self.num_features = self.feature_info[last]["num_chs"]
+        return taken
 
 
 class ShuffleV2Unit(nn.Layer):
@@ -105,7 +173,7 @@ class ShuffleV2Unit(nn.Layer):
         return channel_shuffle(out, 2)
 
 
-class ShuffleNetV2(ImageClassifier):
+class ShuffleNetV2(_ShuffleFeatures, ImageClassifier):
     """ShuffleNetV2 (see the module docstring). ``stage_channels`` are the three stage widths,
     ``final_channels`` the conv5 width."""
 
@@ -123,9 +191,7 @@ class ShuffleNetV2(ImageClassifier):
                              f"{tuple(stage_repeats)} must have the same length")
         self.num_classes = num_classes
         self.deploy = deploy
-        self.stem = nn.Sequential(
-            ConvBN(in_chans, stem_channels, 3, stride=2, act="relu", deploy=deploy),
-            nn.MaxPool2D(3, stride=2, padding=1))
+        self.stem = _stem(in_chans, stem_channels, deploy)
         stages, in_ch = [], stem_channels
         for out_ch, repeats in zip(stage_channels, stage_repeats):
             units = [ShuffleV2Unit(in_ch, out_ch, 2, deploy=deploy)]
@@ -136,6 +202,7 @@ class ShuffleNetV2(ImageClassifier):
         self.final_conv = ConvBN(in_ch, final_channels, 1, act="relu", deploy=deploy)
         self.num_features = final_channels
         self.head = ClassifierHead(final_channels, num_classes, drop_rate=drop_rate)
+        self.feature_info = _feature_info(stem_channels, stage_channels)
 
     def forward_features(self, x):
         return self.final_conv(self.stages(self.stem(x)))
@@ -182,7 +249,7 @@ class ShuffleV1Unit(nn.Layer):
         return paddle.concat([self.shortcut_pool(x), F.relu(y)], axis=1)
 
 
-class ShuffleNetV1(ImageClassifier):
+class ShuffleNetV1(_ShuffleFeatures, ImageClassifier):
     """ShuffleNetV1 (see the module docstring). Bottleneck width = stage width / 4."""
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, groups: int = 3,
@@ -196,9 +263,7 @@ class ShuffleNetV1(ImageClassifier):
         self.num_classes = num_classes
         self.deploy = deploy
         self.groups = groups
-        self.stem = nn.Sequential(
-            ConvBN(in_chans, stem_channels, 3, stride=2, act="relu", deploy=deploy),
-            nn.MaxPool2D(3, stride=2, padding=1))
+        self.stem = _stem(in_chans, stem_channels, deploy)
         # Stochastic depth grows linearly over the stride-1 (residual) units.
         n_residual = sum(r - 1 for r in stage_repeats)
         dpr = iter(np.linspace(0.0, drop_path_rate, max(n_residual, 1)).tolist())
@@ -212,11 +277,13 @@ class ShuffleNetV1(ImageClassifier):
             stages.append(nn.Sequential(*units))
             in_ch = out_ch
         self.stages = nn.Sequential(*stages)
+        self.final_conv = nn.Identity()  # no conv before the pool (torchvision V2's conv5)
         self.num_features = in_ch
         self.head = ClassifierHead(in_ch, num_classes, drop_rate=drop_rate)
+        self.feature_info = _feature_info(stem_channels, stage_channels)
 
     def forward_features(self, x):
-        return self.stages(self.stem(x))
+        return self.final_conv(self.stages(self.stem(x)))
 
 
 # --- weight layouts ----------------------------------------------------------------------------

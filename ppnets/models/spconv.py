@@ -59,6 +59,13 @@ Networks (all registered in this file):
   512 x3, M, 512 x3, M) and the classifier Linear(512, 512) - BN - ReLU - Linear(512, classes).
   SPConv replaces every 3x3 conv but the first.
 
+Features (:mod:`ppnets.models.features`; no timm reference, so timm's convention for the same
+layouts): the ResNets' are :class:`ppnets.models.resnet.ResNet`'s (``spconv_resnet18``: the stem
+at stride 2, then ``layer1`` ... ``layer4``; the CIFAR ResNet-20s: ``layer1`` ... ``layer3`` at
+strides 1, 2, 4, the stem keeping the input's resolution). The CIFAR VGGs' are timm's VGG rule:
+the last layer before each max-pool (strides 1 to 16) and the last layer (the final max-pool,
+stride 32) -- for VGG-16 the channels and strides of timm's ``vgg16`` feature_info.
+
 Published counts (their "FLOPs" are MACs, counted with a thop-like profiler that adds BN,
 pooling and bias operations; ours count convolutions and linear layers only, see
 ``ppnets.analysis``): every published parameter count equals ours truncated to the published
@@ -80,7 +87,8 @@ import paddle.nn.functional as F
 from ppnets.layers import ConvBN, bn_scale_shift, create_act, fuse_bn, fuse_linear_bn, new_conv_like
 from ppnets.registry import IMAGENET_MEAN, IMAGENET_STD, register_models
 
-from .base import ImageClassifier, flatten_tokens
+from .base import ImageClassifier, NoHead, flatten_tokens
+from .features import FeatureInfo, check_output_fmt, feature_take_indices
 from .resnet import ResNet, timm_keys
 
 __all__ = ["SPConv3x3", "SPConvBN", "VGGCifar", "spconv_resnet", "spconv_net", "spconv_factory",
@@ -265,14 +273,58 @@ class VGGCifar(ImageClassifier):
         self.features = nn.Sequential(*layers)
         self.num_features = in_chs
         self.head = VGGCifarHead(in_chs, hidden, num_classes, drop_rate=drop_rate, deploy=deploy)
+        self._init_feature_info(cfg)
         for layer in self.sublayers():
             if isinstance(layer, nn.Conv2D):
                 w = layer.weight
                 fan_out = w.shape[0] * w.shape[2] * w.shape[3]  # torch's fan_out
                 nn.initializer.KaimingNormal(fan_in=fan_out, nonlinearity="relu")(w)
 
+    def _init_feature_info(self, cfg) -> None:
+        """timm's VGG convention: the last layer before each max-pool, and the last layer."""
+        self.feature_ends, info, chs, reduction = [], [], None, 1
+        for index, v in enumerate(cfg):
+            if v == "M":
+                self.feature_ends.append(index - 1)
+                info.append(dict(num_chs=chs, reduction=reduction, module=f"features.{index - 1}"))
+                reduction *= 2
+            else:
+                chs = v
+        last = len(cfg) - 1
+        self.feature_ends.append(last)
+        info.append(dict(num_chs=chs, reduction=reduction, module=f"features.{last}"))
+        self.feature_info = FeatureInfo(info)
+
     def forward_features(self, x):
         return self.features(x)
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The maps of ``feature_info`` taken (``ppnets.models.features``); ``norm`` has nothing
+        to apply: there is no final norm."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.feature_ends), indices)
+        taken_ends = {self.feature_ends[i] for i in taken}
+        maps = []
+        for index, layer in enumerate(self.features):
+            if stop_early and index > self.feature_ends[last]:
+                break
+            x = layer(x)
+            if index in taken_ends:
+                maps.append(x)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the layers after the last feature taken and, with ``prune_head``, the head."""
+        taken, last = feature_take_indices(len(self.feature_ends), indices)
+        self.features = nn.Sequential(*list(self.features)[:self.feature_ends[last] + 1])
+        self.feature_ends = self.feature_ends[:last + 1]
+        if prune_head or last < len(self.feature_info) - 1:
+            self.head, self.num_classes = NoHead(), 0
+            self.num_features = self.feature_info[last]["num_chs"]
+        return taken
 
 
 def _official_keys(state: dict) -> dict:

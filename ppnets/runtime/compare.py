@@ -1,15 +1,17 @@
-"""Does a runtime compute what the eager model computes? One verification record per output.
+"""Does a runtime compute what the eager model computes? One verification record per output
+(:func:`compare_outputs`), and one record for every output of a multi-output program -- a
+features-only backbone's maps -- (:func:`compare_all_outputs`).
 
 Used by every export check (``ppnets.deploy``: Paddle Inference, legacy program, ONNX Runtime,
 Paddle Lite) and the zoo-wide Lite check.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_ATOL", "RTOL", "compare_outputs"]
+__all__ = ["DEFAULT_ATOL", "RTOL", "compare_outputs", "compare_all_outputs"]
 
 DEFAULT_ATOL = 1e-4
 
@@ -41,3 +43,31 @@ def compare_outputs(out: np.ndarray, ref: np.ndarray, atol: float) -> Dict[str, 
             "mean_abs_diff": float(diff.mean()), "ref_abs_max": ref_max,
             "max_rel_diff": rel if np.isfinite(rel) else None, "atol": atol,
             "tolerance": tolerance, "rtol": RTOL, "top1_equal": top1_equal}
+
+
+def compare_all_outputs(outs: Sequence[np.ndarray], refs: Sequence[np.ndarray],
+                        atol: float) -> Dict[str, Any]:
+    """Verification record of a runtime's outputs against the eager model's, in order.
+
+    One output: :func:`compare_outputs`' record. Several (a features-only backbone's maps):
+    each is held to :func:`compare_outputs` on its own scale; the record passes when every one
+    does, carries the largest differences and magnitudes, and lists each output's record under
+    ``outputs``.
+    """
+    if len(outs) != len(refs):
+        return {"status": "failed", "error": f"the runtime returned {len(outs)} outputs, the "
+                f"eager model {len(refs)}", "atol": atol}
+    if len(refs) == 1:
+        return compare_outputs(outs[0], refs[0], atol)
+    records = [compare_outputs(o, r, atol) for o, r in zip(outs, refs)]
+    merged: Dict[str, Any] = {
+        "status": "passed" if all(r["status"] == "passed" for r in records) else "failed",
+        "num_outputs": len(records), "atol": atol, "rtol": RTOL, "outputs": records}
+    errors = [f"output {i}: {r['error']}" for i, r in enumerate(records) if "error" in r]
+    if errors:
+        merged["error"] = "; ".join(errors)
+        return merged
+    for key in ("max_abs_diff", "ref_abs_max", "max_rel_diff"):
+        values = [r[key] for r in records if r.get(key) is not None]
+        merged[key] = max(values) if values else None
+    return merged

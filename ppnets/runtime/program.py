@@ -1,9 +1,10 @@
 """The deploy form of a model as a Paddle Inference program.
 
 :func:`deploy_form` is the model every runtime measures or verifies: eval mode, re-parameterized
-(:func:`ppnets.reparameterize_model`), a copy when a Layer is passed in. :func:`export_program`
-saves it with ``paddle.jit.save`` at a fixed input shape (Paddle 3.3 writes a PIR ``.json``
-program); :func:`program_op_names` lists the ops of such a program.
+(:func:`ppnets.reparameterize_model`), a copy when a Layer is passed in; with
+``features_only=True`` the features-only backbone, whose program has one output per map.
+:func:`export_program` saves it with ``paddle.jit.save`` at a fixed input shape (Paddle 3.3
+writes a PIR ``.json`` program); :func:`program_op_names` lists the ops of such a program.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import paddle.nn as nn
 
 from ppnets.factory import create_model
 from ppnets.layers import reparameterize_model
+from ppnets.models.features import FeatureBackbone
 from ppnets.registry import model_info
 from ppnets.utils import redirect_fd
 
@@ -102,19 +104,31 @@ def program_op_names(model_file: str) -> Optional[set]:
     return names
 
 
-def deploy_form(model_or_name, input_size=None):
+def deploy_form(model_or_name, input_size=None, features_only: bool = False,
+                out_indices: Optional[Sequence[int]] = None):
     """(deploy-form model, name, input size) of a registry name or a Layer. A passed-in Layer
-    is copied, never modified; ``input_size`` defaults to the registry's."""
+    is copied, never modified; ``input_size`` defaults to the registry's.
+
+    ``features_only=True`` makes it the features-only backbone
+    (:class:`ppnets.models.features.FeatureBackbone`, the maps at ``out_indices``; default: the
+    model's default maps): built so for a registry name, wrapped around the copy of a classifier
+    Layer; a Layer that already is a backbone is taken as it is (``out_indices`` must then be
+    left unset)."""
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices selects the maps of a features-only backbone: pass "
+                         "features_only=True with it")
     if isinstance(model_or_name, str):
         info = model_info(model_or_name)
         name = info.get("name", model_or_name)
-        model = create_model(name)
+        model = create_model(name, features_only=features_only, out_indices=out_indices)
         if input_size is None:
             input_size = info["input_size"]
     elif isinstance(model_or_name, nn.Layer):
         model = copy.deepcopy(model_or_name)
         model.to(device=paddle.get_device())  # the device _paddle_device selected
         name = getattr(model_or_name, "model_name", None) or type(model_or_name).__name__
+        if features_only:
+            model = _as_backbone(model, out_indices)
         if input_size is None:
             registered = getattr(model_or_name, "model_name", None)
             if registered is None:
@@ -127,6 +141,20 @@ def deploy_form(model_or_name, input_size=None):
     model.eval()
     reparameterize_model(model)  # a no-op for models with nothing to fuse
     return model, name, check_input_size(input_size)
+
+
+def _as_backbone(model: nn.Layer, out_indices: Optional[Sequence[int]]) -> nn.Layer:
+    """A copied Layer as a features-only backbone (see :func:`deploy_form`)."""
+    if isinstance(model, FeatureBackbone):
+        if out_indices is not None:
+            raise ValueError(f"this model is a features-only backbone already (its maps: "
+                             f"out_indices={list(model.out_indices)}): build another one for "
+                             "other maps, or leave out_indices unset")
+        return model
+    if not hasattr(model, "forward_intermediates"):
+        raise ValueError(f"features_only=True needs a ppnets model (feature_info and "
+                         f"forward_intermediates); {type(model).__name__} has none")
+    return FeatureBackbone(model, out_indices)
 
 
 def check_input_size(input_size) -> Tuple[int, int, int]:

@@ -16,6 +16,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "torch_reference.py")
+# the references whose features_only maps torch_reference.py also writes (its FEATURE_LIBS)
+FEATURE_LIBS = ("timm", "timm_repvgg_groups")
 TORCH_PYTHON = os.environ.get("PPNETS_TORCH_PYTHON", sys.executable)
 
 
@@ -38,10 +40,20 @@ def parity_spec(name: str) -> dict:
             "count_input_size": list(info["input_size"])}
 
 
+def _cached(cache: str, spec: dict) -> bool:
+    """Whether every file torch_reference.py writes for ``spec`` is in ``cache``."""
+    def have(ext):
+        return os.path.exists(os.path.join(cache, spec["key"] + ext))
+    features = (spec["lib"] not in FEATURE_LIBS or have(".features.json")
+                or have(".features.error"))
+    return have(".npz") and have(".counts.json") and features
+
+
 @pytest.fixture(scope="session")
 def reference_dir(request):
-    """Directory holding ``<key>.safetensors/.npz/.counts.json/.error`` for every model a selected
-    test of tests/parity needs, and the ``{name: key}`` map."""
+    """Directory holding ``<key>.safetensors/.npz/.counts.json/.error`` (and, for timm
+    references, ``<key>.features.npz/.features.json`` or ``.features.error``) for every model a
+    selected test of tests/parity needs, and the ``{name: key}`` map."""
     versions, err = _reference_versions()
     if versions is None:
         pytest.skip("parity needs torch, torchvision and timm in "
@@ -59,8 +71,7 @@ def reference_dir(request):
                                          sort_keys=True).encode()).hexdigest()[:16]
         spec["key"] = f"{name}-{digest}"
         keyed[name] = spec["key"]
-        if not all(os.path.exists(os.path.join(cache, spec["key"] + ext))
-                   for ext in (".npz", ".counts.json")):
+        if not _cached(cache, spec):
             todo.append(spec)
     if todo:
         specs_file = os.path.join(cache, f"specs-{os.getpid()}.json")

@@ -18,6 +18,16 @@ in the train form and after ``timm.utils.model.reparameterize_model`` (``deploy`
 ``torch.utils.flop_counter`` (FLOPs / 2: convolutions, matrix products and attention, the
 ppnets.analysis convention), with timm's fused attention off (``TIMM_FUSED_ATTN=0``) because the
 counter does not see the CPU kernel of ``scaled_dot_product_attention``.
+
+Feature maps (libs in ``FEATURE_LIBS``): timm's ``features_only=True`` model of the same variant
+(``timm.create_model(name, features_only=True)``; for ``timm_repvgg_groups`` the wrapper timm's
+ByobNet factory uses, ``FeatureListNet(flatten_sequential=True)``) given the same weights (the
+full model's state dict, mapped onto the wrapper's names: ``FeatureListNet`` flattens
+``stages.0`` to ``stages_0``, ``FeatureGetterNet`` nests the model under ``model.``), run on the
+same input in float32 and float64: ``DIR/<key>.features.npz`` (``f<i>``: map i in float64,
+``f<i>_32``: in float32) and ``DIR/<key>.features.json`` (``feature_info`` of the full model,
+``features_only_info`` and ``out_indices`` of the features-only one), or
+``DIR/<key>.features.error``.
 """
 from __future__ import annotations
 
@@ -129,6 +139,86 @@ def _build(spec):
     return model
 
 
+# references whose features_only model the parity tests compare (tests/parity/test_features.py)
+FEATURE_LIBS = ("timm", "timm_repvgg_groups")
+
+
+def _build_features(spec):
+    """timm's features-only model of the spec, with fresh weights."""
+    import torch
+
+    torch.manual_seed(spec.get("seed", 0))
+    if spec["lib"] == "timm":
+        import timm
+        return timm.create_model(spec["name"], pretrained=False, features_only=True,
+                                 **(spec.get("kwargs") or {}))
+    from timm.models._features import FeatureListNet
+    # timm's _create_byobnet: feature_cfg=dict(flatten_sequential=True), default out_indices
+    return FeatureListNet(_build(spec), out_indices=(0, 1, 2, 3, 4), flatten_sequential=True)
+
+
+def _full_model_key(key: str, full_keys, flattened) -> str:
+    """The full model's name of a features-only model's state-dict key."""
+    if key in full_keys:           # EfficientNetFeatures / MobileNetV3Features, hook nets
+        return key
+    for prefix in ("model.", "body."):  # FeatureGetterNet, FeatureHookNet(no_rewrite)
+        if key.startswith(prefix) and key[len(prefix):] in full_keys:
+            return key[len(prefix):]
+    head, _, rest = key.partition(".")
+    if head in flattened:          # FeatureListNet / FeatureDictNet(flatten_sequential)
+        return f"{flattened[head]}.{rest}"
+    raise KeyError(f"features-only key {key!r} has no counterpart in the full model")
+
+
+def _features_state(feat, model, state):
+    """``state`` (the full model's) under the names of the features-only model ``feat``."""
+    import torch
+
+    flattened = {f"{name}_{child}": f"{name}.{child}"
+                 for name, module in model.named_children()
+                 if isinstance(module, torch.nn.Sequential)
+                 for child, _ in module.named_children()}
+    out = {}
+    for key, value in feat.state_dict().items():
+        source = _full_model_key(key, state, flattened)
+        if tuple(state[source].shape) != tuple(value.shape):
+            raise ValueError(f"{key} <- {source}: shape {tuple(state[source].shape)} != "
+                             f"{tuple(value.shape)}")
+        out[key] = state[source]
+    return out
+
+
+def _info_dicts(info):
+    return [{k: d[k] for k in ("num_chs", "reduction", "module")} for d in info]
+
+
+def run_features(spec, model, state, x, out_dir: str) -> None:
+    """timm's features-only maps of the weights ``state`` (the full ``model``'s) on ``x``."""
+    import numpy as np
+    import torch
+
+    key = spec["key"]
+    feat = _build_features(spec)
+    feat.load_state_dict(_features_state(feat, model, state), strict=True)
+    feat.eval()
+    with torch.no_grad():
+        maps32 = [m.numpy() for m in feat(x)]
+        feat.double()
+        maps64 = [m.numpy() for m in feat(x.double())]
+    arrays = {f"f{i}": m for i, m in enumerate(maps64)}
+    arrays.update({f"f{i}_32": m for i, m in enumerate(maps32)})
+    tmp = os.path.join(out_dir, f"{key}.tmp.features.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, os.path.join(out_dir, f"{key}.features.npz"))
+    info = {"feature_info": _info_dicts(model.feature_info),
+            "features_only_info": _info_dicts(feat.feature_info.get_dicts()),
+            "out_indices": [int(i) for i in feat.feature_info.out_indices]}
+    tmp = os.path.join(out_dir, f"{key}.tmp.features.json")
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, os.path.join(out_dir, f"{key}.features.json"))
+
+
 def run_spec(spec, out_dir: str) -> None:
     import numpy as np
     import torch
@@ -161,6 +251,12 @@ def run_spec(spec, out_dir: str) -> None:
     tmp = os.path.join(out_dir, f"{key}.tmp.npz")
     np.savez(tmp, input=x.numpy(), output=y.numpy(), output32=y32.numpy())
     os.replace(tmp, os.path.join(out_dir, f"{key}.npz"))
+    if spec["lib"] in FEATURE_LIBS:
+        try:
+            run_features(spec, model, state, x, out_dir)
+        except Exception:  # the logits reference stands on its own
+            with open(os.path.join(out_dir, f"{key}.features.error"), "w") as f:
+                f.write(traceback.format_exc())
 
 
 def main(argv=None) -> int:

@@ -11,8 +11,9 @@ folder; copy it to the board and run there::
 On a development host the same command, ``ppnets deploy lite-bench ...``, runs an x86 ``.nb``
 through the Paddle Lite Python of ``PPNETS_PADDLELITE_PYTHON``. The timing loop and the
 statistics are ppnets.bench's (``timing.py``: per-repeat ``perf_counter``, warm-up untimed,
-median/IQR); the timed region is ``predictor.run()`` + ``numpy()`` of the output. Records have
-``backend: "paddle_lite"`` and merge with ``ppnets bench`` results.
+median/IQR); the timed region is ``predictor.run()`` + ``numpy()`` of every output (one per
+map for a features-only backbone). Records have ``backend: "paddle_lite"`` and merge with
+``ppnets bench`` results.
 
 Android (no Python): build or download Paddle Lite's ``benchmark_bin`` for armv8 and run::
 
@@ -37,7 +38,7 @@ import os
 import platform
 import shlex
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -45,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = os.path.dirname(os.path.dirname(HERE))   # ppnets/, on a development host
 SCHEMA = "ppnets.bench/1"
 BACKEND = "paddle_lite"
-TIMED_REGION = "predictor.run() + output.numpy() (input staged once)"
+TIMED_REGION = "predictor.run() + numpy() of every output (input staged once)"
 POWER_MODES = ("LITE_POWER_HIGH", "LITE_POWER_LOW", "LITE_POWER_FULL", "LITE_POWER_NO_BIND",
                "LITE_POWER_RAND_HIGH", "LITE_POWER_RAND_LOW")
 HELP = "time a Paddle Lite .nb (ppnets.bench/1 record; the board-side runner)"
@@ -85,8 +86,17 @@ def _in_process() -> bool:
     return importlib.util.find_spec("paddlelite") is not None
 
 
+def _saved_outputs(npz_file: str) -> List[np.ndarray]:
+    """Every output in an npz of the runner's layout (``y``, or ``y_0``, ``y_1``, ... for a
+    multi-output model: ppnets.deploy's reference_io.npz and _lite_child.py's results)."""
+    with np.load(npz_file) as saved:
+        count = sum(1 for key in saved.files if key.startswith("y_") and key[2:].isdigit())
+        return [saved["y_%d" % i] for i in range(count)] if count else [saved["y"]]
+
+
 def _time_here(nb_file: str, x: np.ndarray, req: Dict[str, Any]):
-    """Time in this process (a board, or a host whose Python has paddlelite): (result, output)."""
+    """Time in this process (a board, or a host whose Python has paddlelite): (result,
+    outputs)."""
     import tempfile
 
     # the child imports the timing loop as `timing`: beside it on a board, ppnets.bench's here
@@ -98,12 +108,12 @@ def _time_here(nb_file: str, x: np.ndarray, req: Dict[str, Any]):
         res = child.task_bench(dict(req, nb_file=os.path.abspath(nb_file),
                                     input_npz=os.path.join(tmp, "in.npz"),
                                     output_npz=os.path.join(tmp, "out.npz")))
-        return res, np.load(os.path.join(tmp, "out.npz"))["y"]
+        return res, _saved_outputs(os.path.join(tmp, "out.npz"))
 
 
 def _time_in_lite_python(nb_file: str, x: np.ndarray, req: Dict[str, Any],
                          python: Optional[str]):
-    """Time in the Paddle Lite Python of a development host: (result, output)."""
+    """Time in the Paddle Lite Python of a development host: (result, outputs)."""
     import shutil
 
     try:
@@ -118,11 +128,21 @@ def _time_in_lite_python(nb_file: str, x: np.ndarray, req: Dict[str, Any],
                                             input_npz=os.path.join(folder, "in.npz"),
                                             output_npz=os.path.join(folder, "out.npz")),
                               python, folder)
-        return res, np.load(os.path.join(folder, "out.npz"))["y"]
+        return res, _saved_outputs(os.path.join(folder, "out.npz"))
 
 
-def _record(nb_file: str, model: Optional[str], x: np.ndarray, y: np.ndarray,
-            y_ref: Optional[np.ndarray], res: Dict[str, Any], here: bool, threads: int,
+def _max_abs_diff(ys: List[np.ndarray], refs: Optional[List[np.ndarray]]) -> Optional[float]:
+    """Largest |.nb output - eager output| over every output; None without a reference."""
+    if refs is None:
+        return None
+    if len(ys) != len(refs) or any(y.shape != r.shape for y, r in zip(ys, refs)):
+        raise ValueError(f"the .nb returned outputs of shapes {[list(y.shape) for y in ys]}, "
+                         f"the reference has {[list(r.shape) for r in refs]}: not the same model")
+    return max(float(np.abs(y.astype(np.float64) - r).max()) for y, r in zip(ys, refs))
+
+
+def _record(nb_file: str, model: Optional[str], x: np.ndarray, ys: List[np.ndarray],
+            refs: Optional[List[np.ndarray]], res: Dict[str, Any], here: bool, threads: int,
             power_mode: Optional[str], warmup: int, precision: str,
             macs: Optional[int], params: Optional[int]) -> Dict[str, Any]:
     lat = res["latency_ms"]
@@ -138,8 +158,7 @@ def _record(nb_file: str, model: Optional[str], x: np.ndarray, y: np.ndarray,
         "deploy": True, "warmup": warmup, "timed_region": TIMED_REGION, "latency_ms": lat,
         "throughput_ips": bs / median_s, "macs": macs, "params": params,
         "flops_per_s": None if macs is None else 2.0 * macs * bs / median_s,
-        "max_abs_diff_vs_dygraph": None if y_ref is None else float(
-            np.abs(y.astype(np.float64) - y_ref).max()),
+        "max_abs_diff_vs_dygraph": _max_abs_diff(ys, refs), "outputs": len(ys),
         "machine": machine,
         "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
@@ -157,8 +176,9 @@ def benchmark_nb(nb_file: str, model: Optional[str] = None, input_size=(3, 224, 
                  seed: int = 0) -> Dict[str, Any]:
     """Time an ``.nb``; returns one ``ppnets.bench/1`` record (backend ``paddle_lite``).
 
-    ``reference_npz`` (``x``, ``y`` arrays, e.g. ``reference_io.npz`` written by
-    ``ppnets.deploy.export``) supplies the input and the eager output to compare with;
+    ``reference_npz`` (``x``, ``y`` arrays, and ``y_0``, ``y_1``, ... for a multi-output model:
+    ``reference_io.npz`` written by ``ppnets.deploy.export``) supplies the input and the eager
+    outputs to compare with (``max_abs_diff_vs_dygraph``: the largest over every output);
     otherwise the input is N(0, 1) and ``max_abs_diff_vs_dygraph`` is null. Runs in this
     process when it imports paddlelite and no ``python`` is named, else in the Paddle Lite
     Python of the host (``ppnets.deploy.lite``).
@@ -171,17 +191,18 @@ def benchmark_nb(nb_file: str, model: Optional[str] = None, input_size=(3, 224, 
     if not os.path.isfile(nb_file):
         raise FileNotFoundError(f"{nb_file}: no such .nb file")
     if reference_npz:
-        ref = np.load(reference_npz)
-        x, y_ref = ref["x"], ref["y"]
+        with np.load(reference_npz) as ref:
+            x = ref["x"]
+        refs = _saved_outputs(reference_npz)
     else:
         x = np.random.default_rng(seed).standard_normal(
             (batch_size, *input_size)).astype(np.float32)
-        y_ref = None
+        refs = None
     req = {"threads": threads, "power_mode": power_mode, "warmup": warmup, "repeats": repeats}
     here = python is None and _in_process()
-    res, y = (_time_here(nb_file, x, req) if here
-              else _time_in_lite_python(nb_file, x, req, python))
-    return _record(nb_file, model, x, y, y_ref, res, here, threads, power_mode, warmup,
+    res, ys = (_time_here(nb_file, x, req) if here
+               else _time_in_lite_python(nb_file, x, req, python))
+    return _record(nb_file, model, x, ys, refs, res, here, threads, power_mode, warmup,
                    precision, macs, params)
 
 
@@ -195,7 +216,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--power-mode", default=None, choices=POWER_MODES)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--reference", default=None, help="npz with x (input) and y (eager output)")
+    p.add_argument("--reference", default=None,
+                   help="npz with x (input) and y (eager output; y_0, y_1, ... for every output "
+                        "of a multi-output model), e.g. reference_io.npz of ppnets export")
     p.add_argument("--macs", type=int, default=None)
     p.add_argument("--json", default=None, help="write the ppnets.bench/1 report here")
 
