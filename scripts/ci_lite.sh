@@ -47,7 +47,7 @@ export PPNETS_PADDLELITE_PYTHON="$ROOT/paddlelite-python"
 
 # 2. Tests that need Paddle Lite (they skip without PPNETS_PADDLELITE_PYTHON).
 "$VENV/bin/python" -m pytest -q tests/deploy/test_paddlelite.py tests/deploy/test_deploy_export.py \
-    tests/search/test_lut_lite.py tests/deploy/test_lut_lite.py
+    tests/search/test_lut_lite.py tests/deploy/test_lut_lite.py tests/deploy/test_features_deploy.py
 
 # 3. The whole zoo at model_info test_input_size, 2 workers (see docs/deploy.md).
 start=$(date +%s)
@@ -55,3 +55,9 @@ mkdir -p "$OUT"
 "$VENV/bin/python" -m ppnets deploy check --models '*' --jobs 2 --batch-size 6 \
     --json "$OUT/zoo_lite.json" ${EXPECT_FAIL[@]+--expect-fail "${EXPECT_FAIL[@]}"}
 echo "ci_lite: zoo check took $(( $(date +%s) - start )) s"
+
+# The same zoo as features-only backbones: one multi-output .nb per model, every map checked.
+start=$(date +%s)
+"$VENV/bin/python" -m ppnets deploy check --models '*' --jobs 2 --batch-size 6 --features-only \
+    --json "$OUT/zoo_lite_features.json"
+echo "ci_lite: features-only zoo check took $(( $(date +%s) - start )) s"

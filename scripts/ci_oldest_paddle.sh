@@ -40,7 +40,8 @@ PYEOF
 FAMILIES="fasternet_t0 or mobilenetv2_050 or mobilenetv3_small_050 or repvgg_a0 or mobileone_s0 or repvit_m0_9 or efficientformerv2_s0 or shufflenet_v2_x0_5 or spconv_resnet20_cifar_a2 or poolformer_s12"
 export PPNETS_TORCH_PYTHON="$VENV/bin/python"
 "$PY" -m pytest -q -n 2 --dist loadgroup -rs \
-    tests/models/test_models.py tests/parity/test_parity.py -k "$FAMILIES"
+    tests/models/test_models.py tests/models/test_features.py tests/parity/test_parity.py \
+    -k "$FAMILIES"
 "$PY" -m pytest -q -n 2 --dist loadgroup -rs \
     tests/engine/test_engine.py tests/engine/test_bad_images.py tests/cli/test_cli.py \
     tests/deploy/test_deploy_export.py tests/install/test_install.py \
