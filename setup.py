@@ -41,6 +41,9 @@ EXTRAS = {
     # capping it keeps numpy 1.
     "onnx": ["paddle2onnx>=2.1", "onnx>=1.14", "onnxruntime>=1.17", "onnx-graphsurgeon>=0.3.27",
              "sympy", "ml-dtypes<0.6"],
+    # ppnets.runtime's openvino sessions: fp32/bf16/INT8 on the ONNX export or the legacy
+    # Paddle program; 2024.0.0 and 2026.4.1 measured (tests/runtime/test_sessions.py).
+    "openvino": ["openvino>=2024.0"],
     # Reference implementations for parity checks; they only ever run in a subprocess.
     "parity": ["torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31"],
 }
@@ -50,7 +53,8 @@ EXTRAS = {
 # build makes the wheel CI installs outside the checkout; import-linter checks the layer contract
 # (.importlinter).
 EXTRAS["dev"] = ["pytest>=8,<9", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10",
-                 "ipykernel>=6.29", "build>=1.0", "import-linter>=2.0"] + EXTRAS["onnx"]
+                 "ipykernel>=6.29", "build>=1.0", "import-linter>=2.0"] + EXTRAS["onnx"] \
+    + EXTRAS["openvino"]
 
 setup(
     name="ppnets",

@@ -17,6 +17,13 @@ Prints and writes (``--json``, atomically) the accuracies as fractions, the numb
 ``images_per_s`` (end to end: decoding, preprocessing and the forward pass, after the first
 batch) and the run record (command, git commit, machine).
 ``--save-logits FILE.npz`` keeps the per-image logits, labels and paths (parity checks).
+
+The options are ``ppnets eval``'s: ``--runtime openvino`` (or onnxruntime, paddle_inference)
+also exports the weights on the fly and evaluates them in that runtime, reporting both top-1s and
+both speeds (``--no-dygraph``: the runtime only, several times faster on a CPU)::
+
+    python reproduce/evaluate.py --model mobilenetv2_100 --pretrained mnv2.safetensors \
+        --list val_list.txt --runtime openvino --json out/mnv2_openvino.json
 """
 from __future__ import annotations
 

@@ -4,8 +4,14 @@ validation folder or list (``ppnets.experiments.zoo_accuracy``).
     # the full table (a machine with network, or a warm PPNETS_HOME, and the 50,000 images):
     python reproduce/evaluate_zoo.py --data-dir /data/imagenet --output-dir results/zoo_accuracy
     python reproduce/evaluate_zoo.py --list /data/ILSVRC2012/val_list.txt --root /data/ILSVRC2012
-    # some models, a GPU:
-    python reproduce/evaluate_zoo.py --data-dir /data/imagenet --models 'fasternet_*' --device gpu
+    # some models, a GPU (the dygraph model):
+    python reproduce/evaluate_zoo.py --data-dir /data/imagenet --models 'fasternet_*' --device gpu \
+        --dygraph
+
+On a CPU each model is exported on the fly (``ppnets.deploy.cache``) and evaluated in the fastest
+exact runtime installed (``--runtime``; default the first of OpenVINO, ONNX Runtime, Paddle
+Inference: ``ppnets.engine.evaluate.EVAL_RUNTIME_ORDER``), fp32, its outputs checked against the
+eager model; ``--dygraph`` evaluates the dygraph model instead (as before).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ppnets.cli.experiment import script_command  # noqa: E402
+from ppnets.engine.evaluate import fastest_eval_runtime  # noqa: E402
 from ppnets.experiments import RunRecord  # noqa: E402
 from ppnets.experiments.zoo_accuracy import data_description, evaluate_zoo  # noqa: E402
 from ppnets.registry import resolve_model_names  # noqa: E402
@@ -38,6 +45,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--output-dir", default="outputs/zoo_accuracy")
     p.add_argument("--note", default=None, help="a caveat printed atop the table")
+    p.add_argument("--runtime", choices=("openvino", "onnxruntime", "paddle_inference"),
+                   default=None, help="the runtime (default: the fastest installed)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="the runtime's threads (default: the usable cores)")
+    p.add_argument("--dygraph", action="store_true",
+                   help="evaluate the dygraph model (a GPU, or to compare)")
     return p.parse_args(argv)
 
 
@@ -45,10 +58,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     names = resolve_model_names(args.models) if args.models else None
     record = RunRecord(SCRIPT, script_command(SCRIPT, argv), device=args.device)
+    runtime = None if args.dygraph or args.device == "gpu" else (
+        args.runtime or fastest_eval_runtime())
     data = dict(data_description(args.data_dir, args.list, args.root), note=args.note)
     report = evaluate_zoo(names, data, record, args.output_dir, tag=args.tag,
                           batch_size=args.batch_size, num_workers=args.num_workers,
-                          device=args.device, limit=args.limit)
+                          device=args.device, limit=args.limit, runtime=runtime,
+                          threads=args.threads)
     failed = [r["model"] for r in report["rows"] if "error" in r]
     print(f"wrote {os.path.join(args.output_dir, 'zoo_accuracy.md')}"
           + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -2,6 +2,7 @@
 
     python reproduce/latency_efficientformer_observations.py  # full run
     python reproduce/latency_efficientformer_observations.py --quick  # pipeline check
+    python reproduce/latency_efficientformer_observations.py --runtimes all  # every runtime here
 """
 import os
 import sys

@@ -2,6 +2,7 @@
 
     python reproduce/latency_fasternet_table1.py  # full run
     python reproduce/latency_fasternet_table1.py --quick  # pipeline check
+    python reproduce/latency_fasternet_table1.py --runtimes all  # every runtime here
 """
 import os
 import sys

@@ -2,6 +2,7 @@
 
     python reproduce/latency_mobileone_blocks.py  # full run
     python reproduce/latency_mobileone_blocks.py --quick  # pipeline check
+    python reproduce/latency_mobileone_blocks.py --runtimes all  # every runtime here
 """
 import os
 import sys

@@ -2,6 +2,7 @@
 
     python reproduce/latency_shufflenetv2_guidelines.py  # full run
     python reproduce/latency_shufflenetv2_guidelines.py --quick  # pipeline check
+    python reproduce/latency_shufflenetv2_guidelines.py --runtimes all  # every runtime here
 """
 import os
 import sys

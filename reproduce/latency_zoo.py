@@ -2,6 +2,7 @@
 
     python reproduce/latency_zoo.py  # full run
     python reproduce/latency_zoo.py --quick  # pipeline check
+    python reproduce/latency_zoo.py --runtimes all  # every runtime here
 """
 import os
 import sys

@@ -25,7 +25,7 @@ import numpy as np
 import paddle
 from paddle import inference
 
-from ppnets.runtime import export_program, stage_input
+from ppnets.runtime import export_onnx, export_program, stage_input
 from ppnets.utils import markdown_table, redirect_fd
 
 from .timing import latency_stats, time_calls
@@ -130,8 +130,7 @@ def profile_model(model, input_size, threads: int = 1, runs: int = 50,
         stage_input(predictor, x)
         pp["latency_ms"] = latency_stats(time_calls(predictor.run, warmup, runs))["median"]
         prefix = os.path.join(tmp, "model")
-        spec = paddle.static.InputSpec([1, *input_size], dtype="float32", name="x")
-        paddle.onnx.export(model, prefix, input_spec=[spec], opset_version=13)
+        export_onnx(model, [1, *input_size], prefix)
         op = onnxruntime_profile(prefix + ".onnx", x, runs, threads)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1

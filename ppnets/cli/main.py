@@ -29,7 +29,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import (bench, complexity, configs, convert, data, deploy, evaluate, export, lut, models,
-               peers, search, study, train, weights)
+               peers, predict, search, study, train, weights)
 from .common import configure_parser
 
 __all__ = ["main", "COMMANDS"]
@@ -38,7 +38,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS = {"train": train, "eval": evaluate, "export": export, "bench": bench,
             "complexity": complexity, "convert": convert, "models": models, "weights": weights,
             "configs": configs, "data": data, "study": study, "peers": peers, "search": search,
-            "lut": lut, "deploy": deploy}
+            "lut": lut, "deploy": deploy, "predict": predict}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@
     ppnets study fasternet-table1                         # full run into results/latency/
     ppnets study zoo --quick --output-dir /tmp/zoo        # pipeline check: subset, 3 repeats
     ppnets study shufflenetv2-guidelines --device cpu gpu --arm-results arm.json
+    ppnets study mobileone-blocks --runtimes paddle_inference onnxruntime openvino
 
 ``python reproduce/latency_<stem>.py [options]`` runs the same study with the same options
 (:func:`run_reproduce_script`). Both embed a run record (:mod:`ppnets.experiments.record`).
@@ -17,10 +18,13 @@ import shlex
 import sys
 from typing import Callable, Dict, Optional, Sequence
 
+from ppnets.cli.study_precision import (PRECISION_STUDY, PRECISION_SUMMARY, add_precision_parser,
+                                        run_precision)
 from ppnets.experiments.record import RunRecord
+from ppnets.runtime import RUNTIMES
 from ppnets.studies import STUDIES, Study, StudyError
 from ppnets.studies.shufflenetv2_guidelines import GUIDELINES
-from ppnets.studies.study import DEFAULT_OUTPUT_DIR, QUICK_REPEATS, QUICK_WARMUP
+from ppnets.studies.study import DEFAULT_OUTPUT_DIR, DEFAULT_RUNTIMES, QUICK_REPEATS, QUICK_WARMUP
 from ppnets.studies.zoo import QUICK_MODELS
 
 HELP = "re-run a paper's latency study on this machine (ppnets study --list)"
@@ -42,6 +46,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", dest="devices", nargs="+", choices=("cpu", "gpu"),
                         default=["cpu"],
                         help="where to measure on this machine (e.g. --device cpu gpu)")
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES + ("all",),
+                        default=list(DEFAULT_RUNTIMES), metavar="RUNTIME",
+                        help="runtimes to measure every network on, each judged on its own: "
+                             f"{', '.join(RUNTIMES)}, or all (default: "
+                             f"{' '.join(DEFAULT_RUNTIMES)}). One not installed here is "
+                             "listed as skipped with the reason; runtimes other than "
+                             "paddle_inference run on the CPU only")
     parser.add_argument("--threads", type=_positive, default=1,
                         help="CPU math-library threads (the papers' CPU figures: 1)")
     parser.add_argument("--no-mkldnn", dest="mkldnn", action="store_false",
@@ -62,7 +73,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
                         help="where <study>.json/.md/.png are written")
     parser.add_argument("--keep-models", default=None, metavar="DIR",
-                        help="keep every exported program under DIR/<label>/ (for a device runner)")
+                        help="keep every exported program under DIR/<label>/ (for a device "
+                             "runner); other runtimes than paddle_inference: "
+                             "DIR/<runtime>/<label>/")
     parser.add_argument("--no-figure", dest="figure", action="store_false", help="skip the PNG")
 
 
@@ -103,11 +116,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="study", metavar="NAME")
     for name, study in STUDIES.items():
         add_study_arguments(sub.add_parser(name, help=study.summary), study)
+    add_precision_parser(sub)   # not a paper's study: its own options (cli/study_precision.py)
 
 
 def list_studies() -> str:
-    width = max(len(name) for name in STUDIES)
-    return "\n".join(f"{name:<{width}}  {study.summary}" for name, study in STUDIES.items())
+    summaries = {**{name: study.summary for name, study in STUDIES.items()},
+                 PRECISION_STUDY: PRECISION_SUMMARY}
+    width = max(len(name) for name in summaries)
+    return "\n".join(f"{name:<{width}}  {summary}" for name, summary in summaries.items())
 
 
 def options_from_args(study: Study, args: argparse.Namespace):
@@ -136,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         if args.study is None and not args.list:
             print("\nRun one with 'ppnets study NAME [options]' ('ppnets study NAME --help').")
         return 0
+    if args.study == PRECISION_STUDY:
+        return run_precision(args)
     return run_study_args(STUDIES[args.study], args, f"ppnets study {args.study}",
                           shlex.split(args.command))
 

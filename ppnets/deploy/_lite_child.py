@@ -14,6 +14,13 @@ Tasks (``request["task"]``, the keys of ``TASKS``):
   ``y_0``, ``y_1``, ... for every output);
 * ``bench``: time an ``.nb`` (``threads``, ``power_mode``, ``warmup``, ``repeats``) with the
   timing loop of ppnets.bench;
+* ``serve``: load the ``.nb`` once, then answer requests on stdin, one JSON line each:
+  ``{"op": "run", "input_npy": ..., "output_npz": ...}`` runs the input file and writes the
+  outputs (the ``run`` layout), ``{"op": "time", "input_npy": ..., "warmup": ...,
+  "repeats": ...}`` times the forward with the timing loop (``samples_s``), ``{"op": "quit"}``
+  (or end of input) ends; every reply is one
+  JSON line (``{"ok": true}`` or ``{"error": ...}``) on the process's original stdout, while
+  whatever Paddle Lite prints goes to stderr (ppnets.deploy.lite's paddle_lite sessions);
 * ``batch``: many ``model_ops`` / ``opt`` / ``run`` steps in one process (the zoo check). Each
   step appends ``{"id", "started"}`` and then ``{"id", "result"}`` (or ``"error"`` for a Python
   exception) to the JSON-lines file ``request["progress"]``, so that when Paddle Lite aborts the
@@ -164,6 +171,55 @@ def task_bench(req):
             "python": platform.python_version(), "arch": platform.machine()}
 
 
+def _serve_run(pred, msg):
+    _stage(pred, np.load(msg["input_npy"]))
+    pred.run()
+    _save_outputs(msg["output_npz"], [o.numpy() for o in _outputs(pred)])
+    return {"ok": True}
+
+
+def _serve_time(pred, msg):
+    """Per-repeat seconds of ``pred.run()`` plus reading every output, timed here by
+    ppnets.bench's loop, so the file exchange of ``run`` is not in the latency."""
+    from timing import time_calls
+
+    _stage(pred, np.load(msg["input_npy"]))
+
+    def step():
+        pred.run()
+        for out in _outputs(pred):
+            out.numpy()
+
+    return {"ok": True, "samples_s": time_calls(step, int(msg["warmup"]), int(msg["repeats"]))}
+
+
+SERVE_OPS = {"run": _serve_run, "time": _serve_time}
+
+
+def task_serve(req):
+    # Replies travel on the original stdout; fd 1 now points at stderr so that Paddle Lite's own
+    # prints cannot corrupt them.
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    pred = _predictor(req)
+    replies.write(json.dumps({"ready": True, "paddlelite": _version(),
+                              "num_outputs": len(pred.get_output_names())}) + "\n")
+    replies.flush()
+    served = 0
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg.get("op") not in SERVE_OPS:
+            break
+        try:
+            reply = SERVE_OPS[msg["op"]](pred, msg)
+            served += 1
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, which raises
+            reply = {"error": "%s: %s" % (type(exc).__name__, exc)}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+    return {"served": served, "paddlelite": _version()}
+
+
 # the step kinds of a batch
 BATCH_STEPS = {"model_ops": task_model_ops, "opt": task_opt, "run": task_run}
 
@@ -194,7 +250,8 @@ def task_batch(req):
 
 
 TASKS = {"info": task_info, "supported_ops": task_supported_ops, "model_ops": task_model_ops,
-         "opt": task_opt, "run": task_run, "bench": task_bench, "batch": task_batch}
+         "opt": task_opt, "run": task_run, "bench": task_bench, "batch": task_batch,
+         "serve": task_serve}
 
 
 def main(req_path, out_path):

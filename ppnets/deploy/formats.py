@@ -25,7 +25,6 @@ verified (:func:`ppnets.runtime.compare_all_outputs`).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -36,9 +35,10 @@ import paddle
 import paddle.nn as nn
 from tqdm import tqdm
 
+from ppnets.engine.evaluate import serving_info
 from ppnets.models.features import FeatureBackbone
 from ppnets.runtime import (DEFAULT_ATOL, compare_all_outputs, create_predictor, deploy_form,
-                            export_program, run_predictor, save_legacy)
+                            export_onnx, export_program, run_predictor, save_legacy)
 from ppnets.utils import atomic_write_json, utc_now
 
 from .lite import EXECUTABLE_TARGETS, LITE_TARGETS, LiteUnavailableError, convert, run_nb
@@ -58,34 +58,10 @@ def _verify_file(folder: str, record: Dict[str, Any]) -> Dict[str, Any]:
     return record
 
 
-@contextlib.contextmanager
-def _no_installs_at_run_time():
-    """paddle2onnx turns on Polygraphy's automatic ``pip install`` of what its constant folding
-    lacks (``POLYGRAPHY_AUTOINSTALL_DEPS=1``, read when ``polygraphy.config`` is first imported).
-    Keep it off: a missing package then skips the folding (paddle2onnx says so) instead of being
-    installed into the user's environment. The ``onnx`` extra declares every one of them."""
-    before = os.environ.get("POLYGRAPHY_AUTOINSTALL_DEPS")
-    try:
-        from polygraphy import config
-    except ImportError:
-        config = None
-    if config is not None:
-        config.AUTOINSTALL_DEPS = False
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("POLYGRAPHY_AUTOINSTALL_DEPS", None)
-        else:
-            os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = before
-
-
 def _onnx(model, input_size, batch_size, folder, x, refs, atol, opset):
     os.makedirs(folder, exist_ok=True)
     prefix = os.path.join(folder, "model")
-    spec = paddle.static.InputSpec([batch_size, *input_size], dtype="float32", name="x")
-    with _no_installs_at_run_time():
-        paddle.onnx.export(model, prefix, input_spec=[spec], opset_version=opset)
+    export_onnx(model, [batch_size, *input_size], prefix, opset)
     rec = {"format": "onnx", "file": prefix + ".onnx", "opset": opset,
            "runtime": None}
     try:
@@ -200,7 +176,8 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
            lite_python: Optional[str] = None, strict: bool = False,
            progress: bool = False, weights: Optional[Dict[str, Any]] = None,
            features_only: bool = False,
-           out_indices: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+           out_indices: Optional[Sequence[int]] = None,
+           class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Export and verify; returns the report written to ``out_dir/export.json``.
 
     ``formats`` is any of ``paddle``, ``onnx``, ``lite`` (``lite`` implies the legacy program).
@@ -210,7 +187,9 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
     modified. ``weights`` describes the model's weights for the report (``weights``; e.g.
     ``model.loaded_weights.record()``); a registry name is built with random weights, which
     the report and a warning say. ``features_only`` / ``out_indices``: the features-only
-    backbone (module docstring); the report's ``outputs`` lists each output's shape.
+    backbone (module docstring); the report's ``outputs`` lists each output's shape. It also
+    records ``class_names`` (given, else the weights': :func:`ppnets.engine.evaluate
+    .serving_info`) and ``preprocessing`` (the weights' eval transform) for ``ppnets predict``.
     """
     _check_formats(formats)
     model, name, size = deploy_form(model_or_name, input_size, features_only, out_indices)
@@ -227,7 +206,12 @@ def export(model_or_name: Union[str, nn.Layer], formats: Sequence[str] = FORMATS
                               "atol": atol, "paddle_version": paddle.__version__,
                               "weights": weights,
                               "outputs": [list(r.shape) for r in refs], "artifacts": arts}
-    if isinstance(model, FeatureBackbone):
+    is_backbone = isinstance(model, FeatureBackbone)
+    # class names and eval preprocessing for `ppnets predict` / `ppnets eval --export`
+    report.update(serving_info(name, size, weights, None if is_backbone else refs[0].shape[-1]))
+    if class_names is not None:
+        report.update(class_names=list(class_names), class_names_source="given")
+    if is_backbone:
         report.update(features_only=True, out_indices=list(model.out_indices),
                       feature_info=model.feature_info.get_dicts())
     report["timestamp_utc"] = utc_now()

@@ -18,29 +18,42 @@ output ``.npz`` out. The child script (``_lite_child.py``) and ppnets.bench's ti
 :data:`DEVICE_FILES` are the files an ARM board needs to time ``.nb`` files without ppnets:
 the device-side commands of ``ppnets/cli/device/`` and the helpers they load from beside
 themselves.
+
+:func:`open_lite_session` is the ``paddle_lite`` runtime of :func:`ppnets.runtime.open_session`
+(registered when this module is imported): one Lite child process stays alive for the session
+and serves each ``run`` (``_lite_child.py``'s ``serve`` task), so a run costs the ``.nb``'s
+forward plus the exchange of the input and output files (about 1 ms), not a process start.
+``session.timer`` times the forward inside the child with ppnets.bench's loop, without that
+exchange.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
+import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ppnets.bench import timing as bench_timing
+from ppnets.runtime.sessions import (PrecisionUnsupportedError, RuntimeUnavailableError, Session,
+                                     artifact_file, register_runtime)
 from ppnets.utils import machine as machine_module
 
 __all__ = ["LiteUnavailableError", "find_lite_python", "lite_available", "exchange_dir",
            "call_child", "supported_ops", "model_ops", "convert", "run_nb", "read_outputs",
            "run_batch", "lite_session", "parse_supported_ops", "copy_device_files",
+           "open_lite_session", "lite_runtime_status",
            "LITE_TARGETS", "EXECUTABLE_TARGETS", "DEVICE_FILES"]
 
 ENV_PYTHON = "PPNETS_PADDLELITE_PYTHON"
@@ -288,3 +301,140 @@ def parse_supported_ops(text: str, target: str) -> List[str]:
         if any(end - 1 < len(line) and line[end - 1] == "Y" for end in ends):
             ops.append(parts[0])
     return ops
+
+
+class _LiteServer:
+    """One Lite child process running ``_lite_child.py``'s ``serve`` task on one ``.nb``."""
+
+    def __init__(self, nb_file: str, threads: int, python: Optional[str], timeout: float):
+        exe = find_lite_python(python)
+        self._timeout = timeout
+        self._stack = contextlib.ExitStack()
+        self.folder = self._stack.enter_context(lite_session(python))
+        nb = os.path.join(self.folder, "model.nb")
+        shutil.copy(nb_file, nb)
+        req = os.path.join(self.folder, "req-serve.json")
+        with open(req, "w", encoding="utf-8") as f:
+            json.dump({"task": "serve", "nb_file": nb, "threads": threads}, f)
+        # stderr to a file: a pipe nobody reads could fill up and stall the child
+        self._log = self._stack.enter_context(tempfile.TemporaryFile(mode="w+"))
+        env = dict(os.environ, GLOG_minloglevel=os.environ.get("GLOG_minloglevel", "2"))
+        self._proc = subprocess.Popen(
+            [exe, os.path.join(self.folder, "_lite_child.py"), req,
+             os.path.join(self.folder, "out-serve.json")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
+        self._stack.callback(self._stop)
+        try:
+            self.ready = self._reply()
+        except Exception:
+            self.close()
+            raise
+
+    def _reply(self) -> Dict[str, Any]:
+        ready, _, _ = select.select([self._proc.stdout], [], [], self._timeout)
+        line = self._proc.stdout.readline() if ready else ""
+        if not line:
+            if not ready:
+                self._proc.kill()
+            self._proc.wait()
+            self._log.seek(0)
+            raise RuntimeError(
+                f"the Paddle Lite child ({self._proc.args[0]}) "
+                f"{'gave no answer within %ss' % self._timeout if not ready else 'stopped'} "
+                f"(exit {self._proc.returncode}): {self._log.read().strip()[-1500:]}")
+        return json.loads(line)
+
+    def _ask(self, x: np.ndarray, request: Dict[str, Any]) -> Dict[str, Any]:
+        if self._proc.poll() is not None:
+            raise RuntimeError("this paddle_lite session is closed; open a new one")
+        inp = os.path.join(self.folder, "in.npy")
+        np.save(inp, x)
+        self._proc.stdin.write(json.dumps(dict(request, input_npy=inp)) + "\n")
+        self._proc.stdin.flush()
+        reply = self._reply()
+        if "error" in reply:
+            raise RuntimeError(f"Paddle Lite could not run the .nb: {reply['error']}")
+        return reply
+
+    def run(self, x: np.ndarray) -> List[np.ndarray]:
+        out = os.path.join(self.folder, "out.npz")
+        self._ask(x, {"op": "run", "output_npz": out})
+        return read_outputs(out)
+
+    def time(self, x: np.ndarray, warmup: int, repeats: int) -> List[float]:
+        return self._ask(np.ascontiguousarray(x, dtype=np.float32),
+                         {"op": "time", "warmup": warmup, "repeats": repeats})["samples_s"]
+
+    def _stop(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self._proc.stdin.close()
+                self._proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if not stream.closed:
+                stream.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def open_lite_session(export_dir: str, threads: int = 1, precision: str = "fp32",
+                      device: str = "cpu", options: Optional[Dict[str, Any]] = None) -> Session:
+    """The ``paddle_lite`` runtime of :func:`ppnets.runtime.open_session`: the export's x86
+    ``.nb`` (``lite/model_x86.nb``) in a Lite child process that stays alive until
+    ``session.close()`` (or the session is garbage-collected). fp32 only: Paddle Lite's x86
+    build has no INT8 or bf16 kernels for these models. ``options["python"]``: the Lite Python
+    (default: ``PPNETS_PADDLELITE_PYTHON``); ``options["timeout_s"]``: longest wait for one
+    answer (default 600)."""
+    options = options or {}
+    if device != "cpu":
+        raise ValueError(f"ppnets runs paddle_lite on this host's CPU (device 'cpu'), not "
+                         f"{device!r}; ARM .nb files run on the device (ppnets deploy "
+                         "device-files)")
+    if precision != "fp32":
+        raise PrecisionUnsupportedError(
+            f"paddle_lite on x86 runs fp32 only (its x86 kernels have no {precision} path for "
+            "these models; Paddle Lite's INT8 is an ARM feature): use fp32, or "
+            f"{precision} on openvino / paddle_inference")
+    nb_file = artifact_file(export_dir, "paddle_lite", precision)
+    python = options.get("python")
+    try:
+        server = _LiteServer(nb_file, int(threads), python,
+                             float(options.get("timeout_s", 600)))
+    except LiteUnavailableError as exc:
+        raise RuntimeUnavailableError(f"paddle_lite is not available here: {exc}") from exc
+    settings = {"config": "MobileConfig", "python": find_lite_python(python),
+                "process": "one Lite child process per session; run() exchanges .npy/.npz "
+                           "files with it, timer() times the forward inside it"}
+    session = Session("paddle_lite", precision, threads, nb_file, server.run,
+                      server.ready.get("paddlelite", "unknown"), settings, closer=server.close,
+                      timer=server.time)
+    # a session dropped without close() still ends its child process
+    weakref.finalize(session, server.close)
+    return session
+
+
+@functools.lru_cache(maxsize=None)
+def _lite_version(python: str) -> str:
+    return call_child("info", {}, python)["paddlelite"]
+
+
+def lite_runtime_status() -> Dict[str, Any]:
+    """The ``paddle_lite`` entry of :func:`ppnets.runtime.runtime_status`."""
+    try:
+        python = find_lite_python()
+    except LiteUnavailableError as exc:
+        return {"available": False, "version": None, "reason": str(exc), "precisions": []}
+    try:
+        version = _lite_version(python)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        return {"available": False, "version": None, "precisions": [],
+                "reason": f"the Lite Python {python} does not run paddlelite: {exc}"}
+    return {"available": True, "version": version, "reason": None, "precisions": ["fp32"]}
+
+
+register_runtime("paddle_lite", open_lite_session, status=lite_runtime_status)

@@ -1,9 +1,11 @@
 """Latency lookup table (EfficientFormer's LUT idea, offline): per-block latencies measured once
-on a backend, a model's latency predicted as the sum over its blocks.
+on a runtime, a model's latency predicted as the sum over its blocks.
 
     ppnets lut validate --models fasternet_t0 mobilenetv2_100 shufflenet_v2_x1_0 \
         --table results/deploy/lut_paddle_inference_cpu.json \
         --json results/deploy/lut_validation.json
+    ppnets lut validate --runtime openvino --models fasternet_t0 mobilenetv2_100 \
+        --table results/deploy/lut_openvino_cpu.json
     # on a phone: ppnets lut export-grid ... --output-dir DIR, lut_device.py there, then
     # ppnets lut validate ... --lut lut_arm.json
 
@@ -12,12 +14,15 @@ or directly in the model, and is not itself a container: stems, every stage bloc
 layers, the head. One forward pass with hooks records each block's input shape; the table key is
 ``class | input shape | output shape | parameter count`` (so the same block type at another
 width or resolution is another entry). Each entry is timed by ``ppnets.bench``
-(``benchmark_model`` on the block alone: export, Paddle Inference predictor, the harness's
+(``benchmark_model`` on the block alone: export, a predictor or session of the table's
+runtime -- Paddle Inference, ONNX Runtime or OpenVINO, :data:`TABLE_RUNTIMES` -- the harness's
 timing loop, median) in ``rounds`` fresh predictors, round-robin over the missing blocks, and is
 the median of those medians (:func:`interleaved_runs`: one predictor can run a block steadily
 up to 2x slower than the next). The whole deploy-form model is one more entry
 (``model:<name>``), measured the same way in the same rounds; validation reports per-model
 relative error, the median and largest relative error and the Spearman rank correlation.
+A table holds one runtime's latencies (``meta.runtime``): the same blocks cost differently in
+another runtime, so a table is extended only on its own runtime.
 
 On a device: :func:`export_lite_grid` writes every entry as a Paddle Lite ``.nb`` with
 ``manifest.json`` and the device-side timer (``lut_device.py`` of ``ppnets/cli/device/``, which
@@ -42,12 +47,14 @@ import paddle.nn as nn
 
 import ppnets
 from ppnets.bench import interleaved_runs, latency_summary, round_medians
+from ppnets.runtime import RUNTIMES, RuntimeUnavailableError
 from ppnets.utils import atomic_write_json, utc_now
 
 from .formats import export as export_formats
 from .lite import DEVICE_FILES, copy_device_files
 
-__all__ = ["blocks_of", "unique_blocks", "median_over_predictors", "DEVICES", "LatencyTable",
+__all__ = ["blocks_of", "unique_blocks", "median_over_predictors", "DEVICES", "TABLE_RUNTIMES",
+           "LatencyTable",
            "prediction_error", "MODEL_KEY", "zoo_grid", "grid_entries", "validate", "TokensInput",
            "DEVICE_FILES", "GRID_SCHEMA", "export_lite_grid"]
 
@@ -130,11 +137,14 @@ def unique_blocks(blocks: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 def median_over_predictors(layer: Union[str, nn.Layer], input_size: Sequence[int],
                            device: str = "cpu", threads: int = 1, warmup: int = 5,
-                           repeats: int = 20, rounds: int = 5) -> Dict[str, Any]:
-    """Latency of ``layer``: :func:`latency_summary` over ``rounds`` fresh predictors, plus the
-    last run's backend and machine record."""
+                           repeats: int = 20, rounds: int = 5,
+                           runtime: str = "paddle_inference") -> Dict[str, Any]:
+    """Latency of ``layer`` in ``runtime``: :func:`latency_summary` over ``rounds`` fresh
+    predictors (sessions), plus the last run's backend and machine record."""
     runs = interleaved_runs({"layer": (layer, input_size)}, rounds, device=device,
-                            threads=threads, warmup=warmup, repeats=repeats)["layer"]
+                            threads=threads, warmup=warmup, repeats=repeats,
+                            runtime=runtime)["layer"]
+    _check_measured(runs)
     return {**latency_summary(runs), "backend": runs[-1]["backend"],
             "machine": runs[-1]["machine"]}
 
@@ -144,26 +154,50 @@ def median_over_predictors(layer: Union[str, nn.Layer], input_size: Sequence[int
 
 
 DEVICES = ("cpu", "gpu", "file")
+# Runtimes a table is measured on here (Paddle Lite's tables are measured on the device: file)
+TABLE_RUNTIMES = tuple(r for r in RUNTIMES if r != "paddle_lite")
+
+
+def _check_measured(runs: Sequence[Dict[str, Any]]) -> None:
+    """Raise when the harness could not run the table's runtime (its record says why)."""
+    for run in runs:
+        if run.get("status") == "unavailable":
+            raise RuntimeUnavailableError(
+                f"cannot measure on {run.get('backend')}: {run.get('reason')}")
+
+
 _HOW_TO_MEASURE = ("Export this grid (ppnets lut export-grid, or --export-lite-grid of a "
                    "search), time it on the device with lut_device.py, and pass the new table "
                    "with --lut (docs/deploy.md, docs/search.md).")
 
 
 class LatencyTable:
-    """key -> latency (ms) of one block on one device and setting; JSON file (``ppnets.lut/1``:
-    ``meta``, ``entries`` and each entry's ``round_medians_ms``).
+    """key -> latency (ms) of one block on one device, runtime and setting; JSON file
+    (``ppnets.lut/1``: ``meta`` -- with ``runtime`` --, ``entries`` and each entry's
+    ``round_medians_ms``).
 
-    On ``cpu``/``gpu`` (Paddle Inference) an entry is the median over ``rounds`` fresh
+    On ``cpu``/``gpu`` an entry is measured in ``runtime`` (:data:`TABLE_RUNTIMES`;
+    ``paddle_inference`` by default, the only one on ``gpu``): the median over ``rounds`` fresh
     predictors of each one's median (:func:`interleaved_runs`): :meth:`fill` measures every
     missing entry of a set of blocks round-robin, :meth:`measure` one missing entry on its own
     (its rounds back to back). ``file`` is a table measured elsewhere -- an ARM phone or board
     through Paddle Lite, ``lut_device.py`` -- and is only read: a missing entry is
-    an error that names it and says how to measure it."""
+    an error that names it and says how to measure it. A saved table measured in another
+    runtime than ``runtime`` is an error (its entries would be priced in the wrong runtime);
+    tables written before runtimes were recorded are Paddle Inference's."""
 
     def __init__(self, path: Optional[str] = None, threads: int = 1, warmup: int = 5,
-                 repeats: int = 20, rounds: int = 5, device: str = "cpu"):
+                 repeats: int = 20, rounds: int = 5, device: str = "cpu",
+                 runtime: str = "paddle_inference"):
         if device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        if device != "file" and runtime not in TABLE_RUNTIMES:
+            raise ValueError(f"runtime must be one of {TABLE_RUNTIMES}, got {runtime!r} (a "
+                             "Paddle Lite table is measured on the device: ppnets lut "
+                             "export-grid, then --lut)")
+        if device == "gpu" and runtime != "paddle_inference":
+            raise ValueError(f"a gpu table is measured with paddle_inference; {runtime} "
+                             "tables are measured on the cpu")
         if device == "file" and not (path and os.path.isfile(path)):
             raise FileNotFoundError(
                 f"latency table {path!r} not found. A 'file' table is one measured on the "
@@ -171,6 +205,7 @@ class LatencyTable:
                 "search), run lut_device.py there, bring its JSON back and pass it with --lut.")
         self.path, self.threads, self.warmup, self.repeats = path, threads, warmup, repeats
         self.rounds, self.device = int(rounds), device
+        self.runtime = runtime
         self.entries: Dict[str, float] = {}
         self.round_medians: Dict[str, List[float]] = {}
         self.meta: Dict[str, Any] = {}
@@ -180,24 +215,37 @@ class LatencyTable:
             self.entries = dict(saved["entries"])
             self.round_medians = dict(saved.get("round_medians_ms", {}))
             self.meta = saved.get("meta", {})
+        if device == "file":
+            self.runtime = self.meta.get("runtime", self.meta.get("backend", "paddle_lite"))
+        elif self.entries and self.saved_runtime() != runtime:
+            saved_in = self.saved_runtime()
+            raise ValueError(
+                f"the latency table {path} was measured in {saved_in}, not {runtime}: pass "
+                f"--runtime {saved_in} to use it, or another --table path for a {runtime} "
+                "table (one table per runtime)")
+
+    def saved_runtime(self) -> str:
+        """The runtime the loaded entries were measured in (``meta.runtime``; a table written
+        before runtimes were recorded names only its ``backend``, Paddle Inference)."""
+        return self.meta.get("runtime") or self.meta.get("backend") or "paddle_inference"
 
     def settings(self) -> Dict[str, Any]:
         """How the entries were measured: this table's settings, or for a table from another
         device (``file``) the ones its ``meta`` records."""
         if self.device == "file":
-            return {"device": self.meta.get("device", "file"),
+            return {"device": self.meta.get("device", "file"), "runtime": self.runtime,
                     **{k: self.meta.get(k) for k in ("threads", "warmup", "repeats", "rounds")}}
-        return {"device": self.device, "threads": self.threads, "warmup": self.warmup,
-                "repeats": self.repeats, "rounds": self.rounds}
+        return {"device": self.device, "runtime": self.runtime, "threads": self.threads,
+                "warmup": self.warmup, "repeats": self.repeats, "rounds": self.rounds}
 
     def _bench(self) -> Dict[str, Any]:
         return {"device": self.device, "threads": self.threads, "warmup": self.warmup,
-                "repeats": self.repeats}
+                "repeats": self.repeats, "runtime": self.runtime}
 
     def _stamp(self, run: Dict[str, Any]) -> None:
-        self.meta = {"backend": run["backend"], "device": self.device, "threads": self.threads,
-                     "warmup": self.warmup, "repeats": self.repeats, "rounds": self.rounds,
-                     "machine": run["machine"], "updated_utc": utc_now()}
+        self.meta = {"runtime": self.runtime, "backend": run["backend"], "device": self.device,
+                     "threads": self.threads, "warmup": self.warmup, "repeats": self.repeats,
+                     "rounds": self.rounds, "machine": run["machine"], "updated_utc": utc_now()}
 
     def measure(self, block: Dict[str, Any]) -> float:
         """The entry of ``block`` (:func:`blocks_of`'s dict, or a search block spec); measured
@@ -238,6 +286,8 @@ class LatencyTable:
                 "image size, widths or classes). " + _HOW_TO_MEASURE)
         runs = interleaved_runs({b["key"]: (_measurable(_layer_of(b)), b["input_size"])
                                  for b in todo}, self.rounds, progress, **self._bench())
+        for key_runs in runs.values():
+            _check_measured(key_runs)
         for key, key_runs in runs.items():
             self.round_medians[key] = round_medians(key_runs)
             self.entries[key] = float(np.median(self.round_medians[key]))

@@ -25,11 +25,14 @@ import multiprocessing
 import os
 import random
 import re
+import signal
 import sys
+import threading
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
+from paddle.io.dataloader import dataloader_iter as paddle_loader_iter
 from paddle.io.dataloader.dataloader_iter import (_DataLoaderIterMultiProcess,
                                                   _DataLoaderIterSingleProcess)
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -710,10 +713,50 @@ class _FailFastSingleProcessIter(_RaisesLoadError, _DataLoaderIterSingleProcess)
         super()._init_thread()
 
 
+# Paddle's SIGCHLD handler (paddle.base.multiprocess_utils._set_SIGCHLD_handler), installed by
+# the first loader with workers, stays for the life of the process. After such a loader has
+# ended, the next child process that exits -- any subprocess.run, e.g. `git rev-parse` for a run
+# record -- can make that handler crash the interpreter (SIGSEGV; reproduced on Paddle 3.3.1:
+# `ppnets eval --num-workers 1`, then a subprocess in the same process). So the handler is
+# Paddle's only while a loader with workers is alive; the last one to end puts back the handler
+# that was there before and lets the next loader install Paddle's again.
+_LIVE_WORKER_LOADERS = [0, None]   # live multi-process iterators, SIGCHLD handler before them
+
+
+def _worker_loader_started() -> None:
+    if _LIVE_WORKER_LOADERS[0] == 0:
+        _LIVE_WORKER_LOADERS[1] = signal.getsignal(signal.SIGCHLD)
+    _LIVE_WORKER_LOADERS[0] += 1
+
+
+def _worker_loader_ended() -> None:
+    _LIVE_WORKER_LOADERS[0] -= 1
+    if _LIVE_WORKER_LOADERS[0] == 0 and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, _LIVE_WORKER_LOADERS[1] or signal.SIG_DFL)
+        install = getattr(paddle_loader_iter, "_set_SIGCHLD_handler", None)
+        if install is not None:   # its module's "installed once" flag
+            install.__globals__["_SIGCHLD_handler_set"] = False
+
+
 class _FailFastMultiProcessIter(_RaisesLoadError, _DataLoaderIterMultiProcess):
     def __init__(self, loader):
         self._load_error = None
-        super().__init__(loader)
+        _worker_loader_started()
+        self._counted = True
+        try:
+            super().__init__(loader)
+        except BaseException:
+            self._counted = False
+            _worker_loader_ended()
+            raise
+
+    def _try_shutdown_all(self, timeout=None):
+        try:
+            super()._try_shutdown_all(timeout)
+        finally:
+            if getattr(self, "_counted", False):
+                self._counted = False
+                _worker_loader_ended()
 
     def _init_workers(self):
         # A garbage collection in a newly forked worker may finalize the parent's garbage -- an

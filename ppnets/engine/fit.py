@@ -211,6 +211,9 @@ class _Run:
             self.restore(pointer)
         if is_rank0():
             atomic_write_text(os.path.join(self.ckpt_dir, "config.yaml"), dump_config(self.cfg))
+            if getattr(self.train_set, "classes", None):   # export and predict name them
+                atomic_write_json(os.path.join(self.ckpt_dir, "classes.json"),
+                                  {"class_names": list(self.train_set.classes)})
 
     def setup_data(self) -> None:
         """Data sets (image files screened first), samplers and loaders. Training batches are

@@ -31,6 +31,11 @@ def compare_outputs(out: np.ndarray, ref: np.ndarray, atol: float) -> Dict[str, 
     if out.shape != ref.shape:
         return {"status": "failed", "error": f"output shape {list(out.shape)} != eager "
                 f"{list(ref.shape)}", "atol": atol}
+    bad = int((~np.isfinite(out)).sum())
+    if bad:  # NaN/inf compare as nothing; say so instead of writing NaN into the record
+        return {"status": "failed", "error": f"{bad} of {out.size} output values are NaN or "
+                "infinite where the eager model's are finite" if np.isfinite(ref).all() else
+                f"{bad} of {out.size} output values are NaN or infinite", "atol": atol}
     diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
     max_abs = float(diff.max())
     top1_equal = bool((out.reshape(out.shape[0], -1).argmax(1)

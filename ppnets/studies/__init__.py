@@ -1,14 +1,17 @@
 """The papers' latency studies (docs/latency_studies.md): ``ppnets study NAME``.
 
-One module per study, each defining ``measure``, ``judge`` and ``render`` and registering them
-as a :class:`~ppnets.studies.study.Study` in :data:`STUDIES`; ``reproduce/latency_*.py`` run the
-same code. Shared pieces: :mod:`ppnets.studies.study` (options, the runner that measures through
-:mod:`ppnets.bench`, merges device results and writes JSON + Markdown + PNG atomically) and
+One module per study, each defining ``measure``, ``judge``, ``describe``, ``render`` and
+``figure`` and registering them as a :class:`~ppnets.studies.study.Study` in :data:`STUDIES`;
+``reproduce/latency_*.py`` run the same code. Shared pieces: :mod:`ppnets.studies.study`
+(options, the runner that measures through :mod:`ppnets.bench` on each runtime asked for, judges
+each runtime alone, merges device results and writes JSON + Markdown + PNG atomically) and
 :mod:`ppnets.studies.published` (the papers' numbers, sourced).
 
     from ppnets.studies import StudyOptions, run_study
-    result = run_study("fasternet-table1", StudyOptions(quick=True, output_dir="/tmp/t1"))
-    result.doc["pconv_over_dwconv"], result.paths["markdown"]
+    result = run_study("fasternet-table1", StudyOptions(
+        quick=True, output_dir="/tmp/t1", runtimes=("paddle_inference", "onnxruntime")))
+    result.doc["runtimes"]["onnxruntime"]["pconv_over_dwconv"], result.paths["markdown"]
+    result.doc["claims_by_runtime"]     # does each claim hold, per runtime
 """
 from __future__ import annotations
 

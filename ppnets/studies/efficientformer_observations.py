@@ -15,7 +15,11 @@ measured ordering is compared with it (reported, never asserted). The breakdown 
 sub-networks of the deploy-form model (stem, each downsampling, each stage's Meta4D blocks, the
 Flat + Meta3D blocks, norm + head) through the harness at their own input shapes.
 
+Per runtime (``--runtimes``), each observation that claims an order holds or not on each
+device.
+
     ppnets study efficientformer-observations [--quick] [--model NAME] [--no-breakdown]
+    ppnets study efficientformer-observations --runtimes paddle_inference onnxruntime openvino
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ from ppnets.models.efficientformer import Flat, Meta3D, Stem
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import Study, StudyOptions, StudyRunner, compare_order, ratio, speed
+from .study import (Study, StudyOptions, StudyRunner, compare_order, ordering_verdict, ratio,
+                    speed, verdict)
 
 DIM, TOKENS_HW, MLP_RATIO, N_BLOCKS = 192, 14, 4, 8
 GPU_BATCH = 32
@@ -239,8 +244,13 @@ def judge(runner: StudyRunner, options: ObservationsOptions, measured) -> Dict[s
                        "input": list(s["input"]), "ms": v,
                        "share_pct": None if v is None or total is None else 100 * v / total}
                       for s, v in parts]
+    verdicts = [ordering_verdict(entry["claim"], check["device"], check)
+                if "paper_order" in check else
+                verdict(entry["claim"], check["device"], None, check["text"])
+                for entry in observations for check in entry["checks"]]
     return {"paper": published.PAPERS["efficientformer"], "observations": observations,
-            "breakdown": breakdown, "published": published.lookup("efficientformer")}
+            "breakdown": breakdown, "verdicts": verdicts,
+            "published": published.lookup("efficientformer")}
 
 
 def _check(runner: StudyRunner, obs: str, names: List[str], expected: Optional[Dict[str, int]],
@@ -249,25 +259,31 @@ def _check(runner: StudyRunner, obs: str, names: List[str], expected: Optional[D
     if expected:
         # The claim as a ranking: higher rank = faster; equal ranks are not ordered.
         paper_rank = {k: float(v) for k, v in expected.items() if k in names}
-        return compare_order(paper_rank, {k: (None if ours[k] is None else -ours[k])
-                                          for k in paper_rank},
-                             higher_is_faster=True, what=f"{obs} on {device}")
+        return {**compare_order(paper_rank, {k: (None if ours[k] is None else -ours[k])
+                                             for k in paper_rank},
+                                higher_is_faster=True, what=f"{obs} on {device}"),
+                "device": device}
     order = sorted([k for k in names if ours[k] is not None], key=lambda k: ours[k])
-    return {"what": f"{obs} on {device}", "agrees": None, "our_order": order,
+    return {"what": f"{obs} on {device}", "device": device, "agrees": None, "our_order": order,
             "text": f"{obs} on {device}: no order claimed; ours (fastest first): "
                     f"{' > '.join(order)}"}
 
 
+def describe(runner: StudyRunner, options: ObservationsOptions, measured) -> str:
+    return "\n".join([
+        runner.header_markdown("EfficientFormer observations 1-4 and latency breakdown",
+                               f"{published.PAPERS['efficientformer']['title']}, "
+                               "arXiv:2206.01191"),
+        "Minimal networks in `ppnets/studies/efficientformer_observations.py`; batch 1 on "
+        f"CPU/ARM, {GPU_BATCH} on GPU (ms per batch). The paper's observations are "
+        "qualitative (iPhone 12); each claim is checked against our ordering."])
+
+
 def render(runner: StudyRunner, options: ObservationsOptions, measured,
-           judged: Dict[str, Any]):
+           judged: Dict[str, Any]) -> str:
     nets, _ = measured
     devices = runner.devices_with_figures()
-    md = [runner.header_markdown("EfficientFormer observations 1-4 and latency breakdown",
-                                 f"{published.PAPERS['efficientformer']['title']}, "
-                                 "arXiv:2206.01191"),
-          "Minimal networks in `ppnets/studies/efficientformer_observations.py`; batch 1 on "
-          f"CPU/ARM, {GPU_BATCH} on GPU (ms per batch). The paper's observations are "
-          "qualitative (iPhone 12); each claim is checked against our ordering.", ""]
+    md = []
     for entry in judged["observations"]:
         md += [f"## {entry['claim']}", "", _observation_table(runner, nets, entry["networks"],
                                                               devices), ""]
@@ -277,7 +293,7 @@ def render(runner: StudyRunner, options: ObservationsOptions, measured,
         for d in devices:
             md += _breakdown_markdown(runner, options.model, d,
                                       [b for b in judged["breakdown"] if b["device"] == d])
-    return "\n".join(md), _figure(runner, options, nets, judged["breakdown"], devices)
+    return "\n".join(md)
 
 
 def _observation_table(runner: StudyRunner, nets, names: List[str], devices: List[str]) -> str:
@@ -312,30 +328,49 @@ def _breakdown_markdown(runner: StudyRunner, model: str, device: str,
                            [(t, v, 100 * v / total) for t, v in by_type.items()]), ""]
 
 
-def _figure(runner: StudyRunner, options: ObservationsOptions, nets, breakdown, devices):
-    def figure(plt):
-        n = 2 if breakdown else 1
-        fig, axes = plt.subplots(1, n, figsize=(6 * n, 3.8), squeeze=False)
-        ax = axes[0][0]
-        names = list(nets)
-        vals = [speed(runner.find(k, devices[0]), "ms") for k in names]
-        ax.barh([k for k, v in zip(names, vals) if v is not None],
-                [v for v in vals if v is not None],
-                color=[f"C{int(nets[k]['obs'][-1])}" for k, v in zip(names, vals) if v])
-        ax.set_xlabel(f"ms ({devices[0]})", fontsize=8)
-        ax.set_title("Observations 1-4: minimal networks", fontsize=9)
-        ax.tick_params(labelsize=7)
-        if breakdown:
-            ax = axes[0][1]
-            rows = [b for b in breakdown if b["device"] == devices[0] and b["ms"]]
-            ax.pie([b["ms"] for b in rows], labels=[b["segment"] for b in rows],
-                   textprops={"fontsize": 6})
-            ax.set_title(f"{options.model}: latency share ({devices[0]})", fontsize=9)
+def figure(runner: StudyRunner, options: ObservationsOptions, measured,
+           judged: Dict[str, Dict[str, Any]]):
+    """One row per runtime: the minimal networks' latency and the breakdown's shares, on the
+    runtime's first device."""
+    nets, _ = measured
+    rows = []
+    for runtime, judgement in judged.items():
+        with runner.judging(runtime):
+            devices = runner.devices_with_figures()
+            if devices:
+                rows.append((runtime, devices[0],
+                             [speed(runner.find(k, devices[0]), "ms") for k in nets],
+                             [b for b in judgement["breakdown"]
+                              if b["device"] == devices[0] and b["ms"]]))
+    if not rows:
+        return None
 
-    return figure
+    def draw(plt):
+        n = 2 if any(r[3] for r in rows) else 1
+        fig, axes = plt.subplots(len(rows), n, figsize=(6 * n, 3.8 * len(rows)), squeeze=False)
+        for row_axes, (runtime, device, vals, parts) in zip(axes, rows):
+            ax = row_axes[0]
+            names = list(nets)
+            ax.barh([k for k, v in zip(names, vals) if v is not None],
+                    [v for v in vals if v is not None],
+                    color=[f"C{int(nets[k]['obs'][-1])}" for k, v in zip(names, vals) if v])
+            ax.set_xlabel(f"ms ({device}, {runtime})", fontsize=8)
+            ax.set_title(f"{runtime}: observations 1-4, minimal networks", fontsize=9)
+            ax.tick_params(labelsize=7)
+            if n == 2 and parts:
+                row_axes[1].pie([b["ms"] for b in parts], labels=[b["segment"] for b in parts],
+                                textprops={"fontsize": 6})
+                row_axes[1].set_title(f"{runtime}: {options.model} latency share ({device})",
+                                      fontsize=9)
+            elif n == 2:
+                row_axes[1].set_visible(False)
+        fig.tight_layout()
+
+    return draw
 
 
 STUDY = Study(name="efficientformer-observations", stem="latency_efficientformer_observations",
               summary="EfficientFormer Sec. 3: observations 1-4 and a per-stage latency "
                       "breakdown",
-              measure=measure, judge=judge, render=render, options=ObservationsOptions)
+              measure=measure, judge=judge, describe=describe, render=render, figure=figure,
+              options=ObservationsOptions)

@@ -12,7 +12,11 @@ The paper's table cells are transcribed in :mod:`ppnets.studies.published` (veri
 summary, PConv's FLOPS = 10.5x / 6.2x / 22.8x DWConv's on GPU / CPU / ARM (Sec. 4.1), is set
 beside our ratio for each device we have figures for.
 
+Per runtime (``--runtimes``), the claim "PConv achieves more FLOPS than DWConv" is judged on
+each device.
+
     ppnets study fasternet-table1 [--quick] [--device cpu gpu] [--arm-results arm.json]
+    ppnets study fasternet-table1 --runtimes paddle_inference onnxruntime openvino
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from ppnets.models.fasternet import PartialConv
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import Study, StudyOptions, StudyRunner, bar_groups, ratio, speed
+from .study import Study, StudyOptions, StudyRunner, bar_groups, ratio, speed, verdict
 
 SIZES = ((96, 56), (192, 28), (384, 14), (768, 7))
 QUICK_SIZES = ((768, 7),)
@@ -101,10 +105,16 @@ def judge(runner: StudyRunner, options: StudyOptions, measured) -> Dict[str, Any
             vals = [r[f"{d}_gmacs_per_s"] for r in rows if r["op"] == op
                     and r[f"{d}_gmacs_per_s"] is not None]
             averages[op][d] = sum(vals) / len(vals) if vals else None
+    ratios = _pconv_over_dwconv(averages)
     return {"paper": published.PAPERS["fasternet"], "rows": rows, "averages": averages,
-            "pconv_over_dwconv": _pconv_over_dwconv(averages),
+            "pconv_over_dwconv": ratios,
             "pconv_forward_forms": _forward_forms(runner, sizes, devices),
-            "published": published.lookup("fasternet", "Sec. 4.1")}
+            "published": published.lookup("fasternet", "Sec. 4.1"),
+            "verdicts": [verdict(CLAIM, r["device"], r["ours"] > 1.0, r["text"])
+                         for r in ratios if r["ours"] is not None]}
+
+
+CLAIM = "PConv achieves more FLOPS than DWConv (Sec. 4.1)"
 
 
 def _pconv_over_dwconv(averages: Dict[str, Dict[str, Optional[float]]]) -> List[Dict[str, Any]]:
@@ -133,16 +143,23 @@ def _forward_forms(runner: StudyRunner, sizes, devices: List[str]) -> List[Dict[
     return forms
 
 
-def render(runner: StudyRunner, options: StudyOptions, measured, judged: Dict[str, Any]):
+def describe(runner: StudyRunner, options: StudyOptions, measured) -> str:
+    return "\n".join([
+        runner.header_markdown("FasterNet Table 1: FLOPS of 3x3 operators",
+                               f"{published.PAPERS['fasternet']['title']}, arXiv:2303.03667"),
+        f"{DEPTH} stacked layers per network. FLOPS as the paper counts them (1 FLOP = 1 "
+        "multiply-add): GMAC/s. CPU/ARM: batch 1 latency; GPU: batch "
+        f"{GPU_BATCH} throughput.", "",
+        "The paper's per-cell Table 1 values (its devices: GPU, CPU and ARM) are "
+        "transcribed in `ppnets/studies/published.py`; only the summary ratios are compared "
+        "here, since absolute values depend on the device."])
+
+
+def render(runner: StudyRunner, options: StudyOptions, measured, judged: Dict[str, Any]) -> str:
     sizes, ops = measured
     devices = runner.devices_with_figures()
     rows, ratios = judged["rows"], judged["pconv_over_dwconv"]
-    md = [runner.header_markdown("FasterNet Table 1: FLOPS of 3x3 operators",
-                                 f"{published.PAPERS['fasternet']['title']}, arXiv:2303.03667")]
-    md.append(f"{DEPTH} stacked layers per network. FLOPS as the paper counts them (1 FLOP = 1 "
-              "multiply-add): GMAC/s. CPU/ARM: batch 1 latency; GPU: batch "
-              f"{GPU_BATCH} throughput.\n")
-    md += ["## Operators", "", _operators_table(rows, judged["averages"], ops, devices), ""]
+    md = ["## Operators", "", _operators_table(rows, judged["averages"], ops, devices), ""]
     md += ["## PConv FLOPS / DWConv FLOPS (averages over feature maps)", "",
            markdown_table(["device", "ours", "paper (Sec. 4.1)", "ours / paper"],
                           [(r["device"].upper(), r["ours"], r["paper"], r["ours_over_paper"])
@@ -155,23 +172,40 @@ def render(runner: StudyRunner, options: StudyOptions, measured, judged: Dict[st
                             s["slicing_over_split_cat"]) for s in judged["pconv_forward_forms"]],
                           align="---|---|---:|---:|---:"), "",
            "`split_cat` is the default (it exports to Paddle Lite); `slicing` writes the "
-           "convolved channels into a copy of the input (a `set_value` op, Paddle Inference "
-           "only). Both compute the same function.", "",
-           "The paper's per-cell Table 1 values (its devices: GPU, CPU and ARM) are "
-           "transcribed in `ppnets/studies/published.py`; only the summary ratios are compared "
-           "here, since absolute values depend on the device."]
+           "convolved channels into a copy of the input (a `set_value` op). Both compute the "
+           "same function."]
+    return "\n".join(md)
 
-    def figure(plt):
-        fig, axes = plt.subplots(1, len(devices), figsize=(5 * len(devices), 3.6), squeeze=False)
-        for ax, d in zip(axes[0], devices):
-            series = {OP_NAMES[op].split(" (")[0] + (" slicing" if op == "pconv_slicing" else ""):
-                      [next((r[f"{d}_gmacs_per_s"] for r in rows
-                             if r["op"] == op and r["feature_map"] == f"{c}x{h}x{h}"), None)
-                       for c, h in sizes] for op in ops}
-            bar_groups(ax, [f"{c}x{h}x{h}" for c, h in sizes], series, "GMAC/s",
-                       f"{DEVICE_COLUMNS[d]}: achieved FLOPS (paper's convention)")
 
-    return "\n".join(md), figure
+def figure(runner: StudyRunner, options: StudyOptions, measured,
+           judged: Dict[str, Dict[str, Any]]):
+    """One row of panels per runtime, one panel per device with figures."""
+    sizes, ops = measured
+    panels = {}
+    for runtime in judged:
+        with runner.judging(runtime):
+            panels[runtime] = runner.devices_with_figures()
+
+    def draw(plt):
+        cols = max(len(d) for d in panels.values()) or 1
+        fig, axes = plt.subplots(len(panels), cols, figsize=(5 * cols, 3.6 * len(panels)),
+                                 squeeze=False)
+        for row_axes, (runtime, devices) in zip(axes, panels.items()):
+            rows = judged[runtime]["rows"]
+            for ax, d in zip(row_axes, devices):
+                series = {OP_NAMES[op].split(" (")[0] + (" slicing" if op == "pconv_slicing"
+                                                         else ""):
+                          [next((r[f"{d}_gmacs_per_s"] for r in rows
+                                 if r["op"] == op and r["feature_map"] == f"{c}x{h}x{h}"), None)
+                           for c, h in sizes] for op in ops}
+                bar_groups(ax, [f"{c}x{h}x{h}" for c, h in sizes], series, "GMAC/s",
+                           f"{runtime}, {DEVICE_COLUMNS[d]}: achieved FLOPS (paper's "
+                           "convention)")
+            for ax in row_axes[len(devices):]:
+                ax.set_visible(False)
+        fig.tight_layout()
+
+    return draw
 
 
 def _operators_table(rows, averages, ops, devices: List[str]) -> str:
@@ -196,4 +230,4 @@ def _operators_table(rows, averages, ops, devices: List[str]) -> str:
 STUDY = Study(name="fasternet-table1", stem="latency_fasternet_table1",
               summary="FasterNet Table 1: FLOPS of Conv / GConv / DWConv / PConv, PConv "
                       "split_cat vs slicing",
-              measure=measure, judge=judge, render=render)
+              measure=measure, judge=judge, describe=describe, render=render, figure=figure)

@@ -16,7 +16,11 @@ global average pooling and a 1000-way linear classifier. BN is folded (deploy fo
 Latency at batch 1 (CPU, ``--threads``); the paper's numbers are iPhone 12 milliseconds, so the
 comparison is between *relative* costs (each network / the ReLU baseline).
 
+Per runtime (``--runtimes``), each table's ordering (the paper's order of the networks by
+latency) is a claim that holds or not on each device.
+
     ppnets study mobileone-blocks [--quick] [--device cpu gpu] [--arm-results arm.json]
+    ppnets study mobileone-blocks --runtimes paddle_inference onnxruntime openvino
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from ppnets.models.base import flatten_tokens
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import Study, StudyOptions, StudyRunner, bar_groups, compare_order, ratio, speed
+from .study import (Study, StudyOptions, StudyRunner, bar_groups, compare_order,
+                    ordering_verdict, ratio, speed)
 
 WIDTHS = (16, 32, 64, 128, 256)
 DEPTHS = (1, 4, 8, 10, 7)
@@ -112,7 +117,7 @@ def judge(runner: StudyRunner, options: StudyOptions, measured) -> Dict[str, Any
     acts, blocks, _ = measured
     devices = runner.devices_with_figures()
     results: Dict[str, List[Dict[str, Any]]] = {}
-    orderings = []
+    orderings, verdicts = [], []
     for table, items, labels in _tables(acts, blocks):
         results[table] = [_row(runner, table, item, labels, devices) for item in items]
         for d in devices:
@@ -120,9 +125,14 @@ def judge(runner: StudyRunner, options: StudyOptions, measured) -> Dict[str, Any
                 {r["item"]: r["paper_ms"] for r in results[table] if r.get(f"{d}_ms") is not None},
                 {r["item"]: r.get(f"{d}_ms") for r in results[table]},
                 higher_is_faster=False, what=f"{table} on {d}"))
+            verdicts.append(ordering_verdict(CLAIMS[table], d, orderings[-1]))
     return {"paper": published.PAPERS["mobileone"], "results": results,
-            "orderings": orderings, "not_built": list(NOT_BUILT),
+            "orderings": orderings, "verdicts": verdicts, "not_built": list(NOT_BUILT),
             "published": published.lookup("mobileone")}
+
+
+CLAIMS = {"activations": "activations ranked by latency as in the paper's activation table",
+          "blocks": "SE and skip connections cost latency in the paper's order (block table)"}
 
 
 def _tables(acts, blocks) -> List[Tuple[str, List[str], Dict[str, str]]]:
@@ -136,7 +146,7 @@ def _row(runner: StudyRunner, table: str, item: str, labels: Dict[str, str],
     hits = published.lookup("mobileone", published.MOBILEONE_TABLES[table], item=item)
     pv = hits[0]["value"] if hits else None
     paper_base = published.value("mobileone", published.MOBILEONE_TABLES["activations"], "relu")
-    workaround = {(w["label"], w["device"]) for w in runner.workaround_rows()}
+    workaround = {(w["label"], w["device"]) for w in runner.workaround_rows(runner.runtime)}
     row = {"item": item, "paper_ms": pv, "paper_rel": ratio(pv, paper_base),
            "ir_pass_workaround": any((labels.get(item), d) in workaround for d in devices)}
     for d in devices:
@@ -146,18 +156,25 @@ def _row(runner: StudyRunner, table: str, item: str, labels: Dict[str, str],
     return row
 
 
-def render(runner: StudyRunner, options: StudyOptions, measured, judged: Dict[str, Any]):
+def describe(runner: StudyRunner, options: StudyOptions, measured) -> str:
     _, _, size = measured
+    return "\n".join([
+        runner.header_markdown("MobileOne: activations and architectural blocks",
+                               f"{published.PAPERS['mobileone']['title']}, arXiv:2206.04040"),
+        f"30-layer CNN (layout in `ppnets/studies/mobileone_blocks.py`), input "
+        f"{'x'.join(map(str, size))}, batch 1 on CPU/ARM, "
+        f"batch {GPU_BATCH} on GPU (ms per batch). Paper: iPhone 12 latency (ms); values "
+        "marked * are unverified transcriptions (no text copy of the paper's tables was "
+        "found; see `ppnets/studies/published.py`). `rel.` = latency / the ReLU baseline's "
+        "latency on the same device and runtime.", "",
+        f"Not built (no ppnets layer): {', '.join(NOT_BUILT)}; their published latencies "
+        "are listed for completeness."])
+
+
+def render(runner: StudyRunner, options: StudyOptions, measured, judged: Dict[str, Any]) -> str:
     devices = runner.devices_with_figures()
     results = judged["results"]
-    md = [runner.header_markdown("MobileOne: activations and architectural blocks",
-                                 f"{published.PAPERS['mobileone']['title']}, arXiv:2206.04040"),
-          f"30-layer CNN (layout in `ppnets/studies/mobileone_blocks.py`), input "
-          f"{'x'.join(map(str, size))}, batch 1 on CPU/ARM, "
-          f"batch {GPU_BATCH} on GPU (ms per batch). Paper: iPhone 12 latency (ms); values "
-          "marked * are unverified transcriptions (no text copy of the paper's tables was "
-          "found; see `ppnets/studies/published.py`). `rel.` = latency / the ReLU baseline's "
-          "latency on the same device.", ""]
+    md = []
     orderings = iter(judged["orderings"])
     for table in ("activations", "blocks"):
         md += [f"## {table.capitalize()} ({published.MOBILEONE_TABLES[table]})", "",
@@ -167,22 +184,38 @@ def render(runner: StudyRunner, options: StudyOptions, measured, judged: Dict[st
                    "oneDNN on): see \"Rows measured with a Paddle Inference workaround\" "
                    "below.", ""]
         md += [f"- {next(orderings)['text']}" for _ in devices] + [""]
-    md += [f"Not built (no ppnets layer): {', '.join(NOT_BUILT)}; their published latencies "
-           "are listed for completeness."]
+    return "\n".join(md)
 
-    def figure(plt):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+
+def figure(runner: StudyRunner, options: StudyOptions, measured,
+           judged: Dict[str, Dict[str, Any]]):
+    """One panel per table: the paper's relative latency and ours per runtime and device."""
+    devices = {}
+    for runtime in judged:
+        with runner.judging(runtime):
+            devices[runtime] = runner.devices_with_figures()
+
+    def draw(plt):
+        fig, axes = plt.subplots(1, 2, figsize=(10 + 2 * (len(judged) - 1), 3.6))
+        first = next(iter(judged.values()))["results"]
         for ax, table in zip(axes, ("activations", "blocks")):
-            rows = [r for r in results[table] if any(r.get(f"{d}_rel") for d in devices)]
-            series = {"paper (iPhone 12)": [r["paper_rel"] for r in rows]}
-            for d in devices:
-                series[f"ours ({d})"] = [r.get(f"{d}_rel") for r in rows]
-            bar_groups(ax, [r["item"] + (" \u2020" if r["ir_pass_workaround"] else "")
-                            for r in rows], series, "latency / ReLU baseline",
-                       f"MobileOne {table}" + (" (\u2020 one Paddle fuse pass deleted)" if any(
-                           r["ir_pass_workaround"] for r in rows) else ""))
+            items = [r["item"] for r in first[table]
+                     if any(any(x.get(f"{d}_rel") for d in devices[rt])
+                            for rt, j in judged.items() for x in j["results"][table]
+                            if x["item"] == r["item"])]
+            rows = {rt: {r["item"]: r for r in j["results"][table]} for rt, j in judged.items()}
+            marked = {i for rt in rows for i, r in rows[rt].items() if r["ir_pass_workaround"]}
+            series = {"paper (iPhone 12)": [rows[next(iter(rows))][i]["paper_rel"]
+                                            for i in items]}
+            for rt in judged:
+                for d in devices[rt]:
+                    series[f"ours ({d}, {rt})"] = [rows[rt][i].get(f"{d}_rel") for i in items]
+            bar_groups(ax, [i + (" \u2020" if i in marked else "") for i in items], series,
+                       "latency / ReLU baseline",
+                       f"MobileOne {table}" + (" (\u2020 one Paddle fuse pass deleted)"
+                                               if marked else ""))
 
-    return "\n".join(md), figure
+    return draw
 
 
 def _table_markdown(rows: List[Dict[str, Any]], table: str, devices: List[str]) -> str:
@@ -203,4 +236,4 @@ def _table_markdown(rows: List[Dict[str, Any]], table: str, devices: List[str]) 
 
 STUDY = Study(name="mobileone-blocks", stem="latency_mobileone_blocks",
               summary="MobileOne: activations and architectural blocks in a 30-layer CNN",
-              measure=measure, judge=judge, render=render)
+              measure=measure, judge=judge, describe=describe, render=render, figure=figure)

@@ -22,7 +22,11 @@ batch 1, single thread. On this machine: ``cpu`` runs the paper's ARM configurat
 widths) at batch 1 and is compared with the ARM column; ``gpu`` the GPU configurations at batch
 8 in batches/s. Orderings are compared pair by pair and reported; nothing is asserted.
 
+Per runtime (``--runtimes``), each guideline's ordering at each setting is a claim that holds
+or not on each device.
+
     ppnets study shufflenetv2-guidelines [--quick] [--guidelines G1 G3] [--arm-results arm.json]
+    ppnets study shufflenetv2-guidelines --runtimes paddle_inference onnxruntime openvino
 """
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ from ppnets.layers import ConvBN
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import Study, StudyError, StudyOptions, StudyRunner, compare_order, ratio, speed
+from .study import (Study, StudyError, StudyOptions, StudyRunner, compare_order,
+                    ordering_verdict, ratio, speed)
 
 BLOCKS = 10
 SIZE = 56
@@ -212,6 +217,7 @@ def judge(runner: StudyRunner, options: GuidelinesOptions, spec) -> Dict[str, An
     ordering is the paper's."""
     tables: List[Dict[str, Any]] = []
     orderings: List[Dict[str, Any]] = []
+    verdicts: List[Dict[str, Any]] = []
     for g, s in spec.items():
         for device in runner.devices_with_figures():
             target, _, unit = PLAN[device]
@@ -231,21 +237,38 @@ def judge(runner: StudyRunner, options: GuidelinesOptions, spec) -> Dict[str, An
                                                {t["item"]: t["ours"] for t in cell},
                                                higher_is_faster=True,
                                                what=f"{g} {device} {setting}"))
+                verdicts.append(ordering_verdict(f"{g}: {CLAIMS[g]} ({s['table']}, {setting})",
+                                                 device, orderings[-1]))
     return {"paper": published.PAPERS["shufflenetv2"], "cells": tables,
-            "orderings": orderings, "published": published.lookup("shufflenetv2")}
+            "orderings": orderings, "verdicts": verdicts,
+            "published": published.lookup("shufflenetv2")}
+
+
+# The guidelines as the paper states them; each is judged by its table's ordering.
+CLAIMS = {"G1": "equal channel width minimises memory access cost",
+          "G2": "excessive group convolution increases memory access cost",
+          "G3": "network fragmentation reduces the degree of parallelism",
+          "G4": "element-wise operations are non-negligible"}
 
 
 def _paper_unit(target: str) -> str:
     return "batches/s" if target == "gpu" else "images/s"
 
 
-def render(runner: StudyRunner, options: GuidelinesOptions, spec, judged: Dict[str, Any]):
-    md = [runner.header_markdown("ShuffleNet V2 guidelines G1-G4",
-                                 f"{published.PAPERS['shufflenetv2']['title']}, arXiv:1807.11164"),
-          f"{BLOCKS} blocks at {SIZE}x{SIZE}. This machine's `cpu` runs the paper's ARM widths "
-          "at batch 1 (images/s, compared with the paper's ARM column); `gpu` the GPU widths at "
-          f"batch {GPU_BATCH} (batches/s). Paper values marked * are unverified transcriptions "
-          "(see ppnets/studies/published.py).", ""]
+def describe(runner: StudyRunner, options: GuidelinesOptions, spec) -> str:
+    return "\n".join([
+        runner.header_markdown("ShuffleNet V2 guidelines G1-G4",
+                               f"{published.PAPERS['shufflenetv2']['title']}, arXiv:1807.11164"),
+        f"{BLOCKS} blocks at {SIZE}x{SIZE}. This machine's `cpu` runs the paper's ARM widths "
+        "at batch 1 (images/s, compared with the paper's ARM column); `gpu` the GPU widths at "
+        f"batch {GPU_BATCH} (batches/s). Paper values marked * are unverified transcriptions "
+        "(see ppnets/studies/published.py). A guideline holds at a setting when our ordering "
+        "of its blocks is the paper's, pair by pair."])
+
+
+def render(runner: StudyRunner, options: GuidelinesOptions, spec,
+           judged: Dict[str, Any]) -> str:
+    md = []
     orderings = iter(judged["orderings"])
     for g, s in spec.items():
         md += [f"## {g}: {s['table']}", ""]
@@ -255,7 +278,16 @@ def render(runner: StudyRunner, options: GuidelinesOptions, spec, judged: Dict[s
                    f"{'GTX 1080Ti' if target == 'gpu' else 'Snapdragon 810 ARM'})", "",
                    _cells_markdown(judged["cells"], g, s, device, target), ""]
             md += [f"- {next(orderings)['text']}" for _ in s["settings"][target]] + [""]
-    return "\n".join(md), _figure(spec, judged["cells"]) if runner.has("cpu") else None
+    return "\n".join(md)
+
+
+def figure(runner: StudyRunner, options: GuidelinesOptions, spec,
+           judged: Dict[str, Dict[str, Any]]):
+    """One panel per guideline: the paper's ARM speeds and ours on the CPU with each runtime,
+    each normalised to its first block."""
+    cells_by_runtime = {runtime: j["cells"] for runtime, j in judged.items()
+                        if any(c["device"] == "cpu" for c in j["cells"])}
+    return _figure(spec, cells_by_runtime) if cells_by_runtime else None
 
 
 def _cells_markdown(cells_: List[Dict[str, Any]], g: str, s: Dict[str, Any], device: str,
@@ -277,20 +309,23 @@ def _cells_markdown(cells_: List[Dict[str, Any]], g: str, s: Dict[str, Any], dev
     return markdown_table(head, body)
 
 
-def _figure(spec: Dict[str, Dict[str, Any]], tables: List[Dict[str, Any]]):
+def _figure(spec: Dict[str, Dict[str, Any]], cells_by_runtime: Dict[str, List[Dict[str, Any]]]):
+    def cpu_values(tables, g, setting, items, key):
+        return [next((t[key] for t in tables if t["guideline"] == g and t["device"] == "cpu"
+                      and t["item"] == i and t["setting"] == setting), None) for i in items]
+
     def figure(plt):
         gl = list(spec)
         fig, axes = plt.subplots(1, len(gl), figsize=(4.2 * len(gl), 3.4), squeeze=False)
         for ax, g in zip(axes[0], gl):
             setting = spec[g]["settings"]["arm"][0]
             items = spec[g]["items"]
-            ours = [next((t["ours"] for t in tables if t["guideline"] == g and t["device"] == "cpu"
-                          and t["item"] == i and t["setting"] == setting), None) for i in items]
-            paper = [next((t["paper"] for t in tables if t["guideline"] == g
-                           and t["device"] == "cpu" and t["item"] == i
-                           and t["setting"] == setting), None) for i in items]
+            first = next(iter(cells_by_runtime.values()))
+            lines = [("paper (ARM)", cpu_values(first, g, setting, items, "paper"))]
+            lines += [(f"ours (CPU, {runtime})", cpu_values(tables, g, setting, items, "ours"))
+                      for runtime, tables in cells_by_runtime.items()]
             # Normalise to the first item so the paper's ARM and our CPU share an axis.
-            for name, vals in (("paper (ARM)", paper), ("ours (CPU)", ours)):
+            for name, vals in lines:
                 base = vals[0] if vals and vals[0] else None
                 ax.plot(range(len(items)), [v / base if (v and base) else float("nan")
                                             for v in vals], marker="o", label=name)
@@ -305,4 +340,5 @@ def _figure(spec: Dict[str, Dict[str, Any]], tables: List[Dict[str, Any]]):
 STUDY = Study(name="shufflenetv2-guidelines", stem="latency_shufflenetv2_guidelines",
               summary="ShuffleNet V2 Tables 1-4: guidelines G1-G4 on the paper's benchmark "
                       "networks",
-              measure=measure, judge=judge, render=render, options=GuidelinesOptions)
+              measure=measure, judge=judge, describe=describe, render=render, figure=figure,
+              options=GuidelinesOptions)

@@ -1,45 +1,59 @@
 """The shared runner of the latency studies (``ppnets study NAME``, docs/latency_studies.md).
 
 A study builds small networks (or takes registered models), measures each one with the project's
-one harness, :func:`ppnets.bench.benchmark_model` (deploy form, Paddle Inference, median/IQR over
-individually timed repeats), sets the paper's numbers (:mod:`ppnets.studies.published`) beside
-ours, and writes three files atomically: ``<study>.json`` (schema ``ppnets.study/1``, every bench
-record included), ``<study>.md`` (Markdown tables, the machine, the command, and plain statements
-of where our ordering differs from the paper's) and ``<study>.png`` (matplotlib).
+one harness, :func:`ppnets.bench.benchmark_model` (deploy form, median/IQR over individually
+timed repeats), on every runtime asked for (``runtimes``: Paddle Inference by default, ONNX
+Runtime, OpenVINO, Paddle Lite; :mod:`ppnets.runtime`), sets the paper's numbers
+(:mod:`ppnets.studies.published`) beside ours, and writes three files atomically:
+``<study>.json`` (schema ``ppnets.study/2``: everything per runtime under ``runtimes``, every
+bench record included), ``<study>.md`` (a table saying per runtime whether each of the paper's
+claims holds, then each runtime's tables beside the paper's numbers) and ``<study>.png``
+(matplotlib, every runtime in it).
 
-A study is a :class:`Study`: three functions run in turn by :meth:`Study.run` --
-``measure(runner, options)`` benchmarks through the :class:`StudyRunner` and returns what it
-built, ``judge(runner, options, measured)`` turns the measurements into the JSON tables and
-checks the paper's claims, ``render(runner, options, measured, judged)`` returns the Markdown
-and the figure. :data:`ppnets.studies.STUDIES` registers them by name.
+A study is a :class:`Study`: functions run in turn by :meth:`Study.run` --
+``measure(runner, options)`` benchmarks through the :class:`StudyRunner` (each network on each
+runtime) and returns what it built; then, once per runtime with that runtime active in the
+runner (:meth:`StudyRunner.find` reads its records), ``judge(runner, options, measured)`` turns
+the measurements into the JSON tables and checks the paper's claims (its ``verdicts``: one per
+claim and device, ``holds`` True/False/None), and ``render(runner, options, measured, judged)``
+returns that runtime's Markdown; ``describe(runner, options, measured)`` returns the page's
+header and ``figure(runner, options, measured, judged_by_runtime)`` the figure over all
+runtimes. :data:`ppnets.studies.STUDIES` registers them by name.
 
 Results measured elsewhere (a GPU host, an ARM board running Paddle Lite) are merged from JSON
 files of the bench schema (``ppnets.bench/1``: ``{"results": [...]}``, or a study JSON and its
 ``measurements``), matched by the record's ``model`` field, which for a study network is its
 label (``keep_models=DIR`` keeps the exported programs under ``DIR/<label>/`` for such a
-runner).
+runner). They are shown with the first runtime's tables (Paddle Inference by default); the
+other runtimes are measured on this machine's CPU only.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
 from ppnets.bench import benchmark_model, check_settings
+from ppnets.runtime import RUNTIMES, runtime_status
 from ppnets.utils import (atomic_write, atomic_write_json, atomic_write_text, machine_info,
                           markdown_table, utc_now)
 
-__all__ = ["STUDY_SCHEMA", "QUICK_WARMUP", "QUICK_REPEATS", "QUICK_ROUNDS", "StudyOptions",
-           "Study", "StudyResult", "StudyError", "StudyRunner", "compare_order",
-           "load_device_results", "stabilise_weights", "speed", "ratio", "bar_groups"]
+__all__ = ["STUDY_SCHEMA", "QUICK_WARMUP", "QUICK_REPEATS", "QUICK_ROUNDS", "DEFAULT_RUNTIMES",
+           "StudyOptions", "Study", "StudyResult", "StudyError", "StudyRunner", "compare_order",
+           "verdict", "ordering_verdict", "resolve_runtimes", "load_device_results",
+           "stabilise_weights", "speed", "ratio", "bar_groups"]
 
-STUDY_SCHEMA = "ppnets.study/1"
+# /2: everything measured and judged sits per runtime under "runtimes" (/1 had one runtime,
+# Paddle Inference, at the top level)
+STUDY_SCHEMA = "ppnets.study/2"
+DEFAULT_RUNTIMES = ("paddle_inference",)
 QUICK_WARMUP, QUICK_REPEATS, QUICK_ROUNDS = 1, 3, 1
 DEFAULT_OUTPUT_DIR = "results/latency"
 
@@ -56,6 +70,9 @@ class StudyOptions:
     """What every study takes (the options ``ppnets study NAME`` shares)."""
 
     devices: Sequence[str] = ("cpu",)   # where to measure on this machine: "cpu", "gpu"
+    # runtimes to measure each network on (ppnets.runtime.RUNTIMES, or "all"); one not installed
+    # here is skipped with the reason. Runtimes other than paddle_inference run on the CPU only.
+    runtimes: Sequence[str] = DEFAULT_RUNTIMES
     threads: int = 1                    # CPU math-library threads (the papers' CPU figures: 1)
     mkldnn: bool = True                 # oneDNN kernels on CPU
     warmup: int = 10                    # untimed runs per predictor
@@ -65,7 +82,8 @@ class StudyOptions:
     arm_results: Optional[str] = None   # bench-schema JSON measured on an ARM device
     gpu_results: Optional[str] = None   # bench-schema JSON measured on a GPU host
     output_dir: str = DEFAULT_OUTPUT_DIR
-    keep_models: Optional[str] = None   # keep every exported program under DIR/<label>/
+    # keep every export under DIR/<label>/ (runtimes but paddle_inference: DIR/<runtime>/<label>/)
+    keep_models: Optional[str] = None
     figure: bool = True                 # write <study>.png
 
 
@@ -84,21 +102,23 @@ class StudyResult:
 class Study:
     """One latency study: its name (``ppnets study NAME``), the stem of its output files
     (``<stem>.json/.md/.png``, also ``reproduce/<stem>.py``), a one-line summary, its options
-    class and its three steps (see the module docstring)."""
+    class and its steps (see the module docstring)."""
 
     name: str
     stem: str
     summary: str
     measure: Callable[["StudyRunner", StudyOptions], Any]
     judge: Callable[["StudyRunner", StudyOptions, Any], Dict[str, Any]]
-    render: Callable[["StudyRunner", StudyOptions, Any, Dict[str, Any]],
-                     Tuple[str, Optional[Figure]]]
+    describe: Callable[["StudyRunner", StudyOptions, Any], str]
+    render: Callable[["StudyRunner", StudyOptions, Any, Dict[str, Any]], str]
+    figure: Callable[["StudyRunner", StudyOptions, Any, Dict[str, Dict[str, Any]]],
+                     Optional[Figure]]
     options: type = StudyOptions
 
     def run(self, options: Optional[StudyOptions] = None, *, command: Optional[str] = None,
             run_record: Optional[Dict[str, Any]] = None) -> StudyResult:
-        """Measure, judge, render and write. ``command`` is the command line recorded in the
-        outputs (default: this call, as Python); ``run_record`` a
+        """Measure, judge and render per runtime, and write. ``command`` is the command line
+        recorded in the outputs (default: this call, as Python); ``run_record`` a
         :class:`ppnets.experiments.RunRecord`'s ``data``, embedded as is. Raises
         :class:`StudyError` before anything is measured when the options cannot work."""
         options = self.options() if options is None else options
@@ -109,8 +129,13 @@ class Study:
                              record=run_record)
         try:
             measured = self.measure(runner, options)
-            judged = self.judge(runner, options, measured)
-            markdown, figure = self.render(runner, options, measured, judged)
+            judged, sections = {}, {}
+            for runtime in runner.runtimes:
+                with runner.judging(runtime):
+                    judged[runtime] = self.judge(runner, options, measured)
+                    sections[runtime] = self.render(runner, options, measured, judged[runtime])
+            markdown = runner.page(self.describe(runner, options, measured), judged, sections)
+            figure = self.figure(runner, options, measured, judged)
         finally:
             runner.progress.close()
         return runner.write(judged, markdown, figure)
@@ -183,12 +208,52 @@ def compare_order(paper: Dict[str, float], ours: Dict[str, Optional[float]],
             "text": text}
 
 
+def verdict(claim: str, device: str, holds: Optional[bool], text: str) -> Dict[str, Any]:
+    """One entry of a judgement's ``verdicts``: whether ``claim`` (the same words on every
+    runtime, so the runtimes line up in one row) holds on ``device``; ``holds`` None when there
+    is nothing to decide (no order claimed, too few figures)."""
+    return {"claim": claim, "device": device, "holds": holds, "text": text}
+
+
+def ordering_verdict(claim: str, device: str, comparison: Dict[str, Any]) -> Dict[str, Any]:
+    """:func:`verdict` of a :func:`compare_order` result (None when fewer than two entries
+    could be compared)."""
+    decided = len(comparison.get("paper_order", ())) >= 2
+    return verdict(claim, device, comparison["agrees"] if decided else None, comparison["text"])
+
+
+def resolve_runtimes(requested: Sequence[str]) -> Tuple[List[str], Dict[str, str],
+                                                         Dict[str, Optional[str]]]:
+    """(runtimes to measure on, {runtime not available here: why}, {runtime: version}) for
+    ``requested`` names of :data:`ppnets.runtime.RUNTIMES` (``all``: every one). Raises
+    :class:`StudyError` for an unknown name or when none is available."""
+    import ppnets.deploy  # noqa: F401 - registers the paddle_lite runtime (ppnets.deploy.lite)
+
+    requested = [requested] if isinstance(requested, str) else list(requested)
+    names = list(RUNTIMES) if "all" in requested else list(dict.fromkeys(requested))
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown or not names:
+        raise StudyError(f"unknown runtime(s) {', '.join(unknown) or '(none given)'}; choose "
+                         f"from {', '.join(RUNTIMES)} or all")
+    status = runtime_status()
+    available = [n for n in names if status[n]["available"]]
+    skipped = {n: status[n]["reason"] or "not available" for n in names if n not in available}
+    if not available:
+        raise StudyError("none of the runtimes asked for is available here: " + "; ".join(
+            f"{n}: {why}" for n, why in skipped.items()))
+    return available, skipped, {n: status[n]["version"] for n in available}
+
+
 def load_device_results(path: str) -> List[Dict[str, Any]]:
     """Bench records from a JSON file measured elsewhere: a ``ppnets.bench/1`` report
-    (``{"results": [...]}``), a list of records, or a study JSON (its ``measurements``)."""
+    (``{"results": [...]}``), a list of records, or a study JSON (``ppnets.study/2``: the
+    measurements of every runtime, the first runtime's first; ``/1``: its ``measurements``)."""
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
-    if isinstance(data, dict):
+    if isinstance(data, dict) and isinstance(data.get("runtimes"), dict):
+        records = [rec for entry in data["runtimes"].values()
+                   for rec in (entry.get("measurements") or [])]
+    elif isinstance(data, dict):
         records = data.get("results", data.get("measurements"))
     else:
         records = data
@@ -252,12 +317,15 @@ def stabilise_weights(layer, input_size: Sequence[int], seed: int = 0) -> None:
 
 
 class StudyRunner:
-    """Measures networks for one study and writes its JSON/Markdown/PNG.
+    """Measures networks for one study on each runtime and writes its JSON/Markdown/PNG.
 
     ``command`` is recorded in the outputs; ``record`` is an optional run record
     (:class:`ppnets.experiments.RunRecord`'s ``data``) embedded as is; the machine block always
-    comes from :func:`ppnets.utils.machine_info`. Bad settings or an unreadable device results
-    file raise :class:`StudyError` here, before anything is measured.
+    comes from :func:`ppnets.utils.machine_info`. Bad settings, an unknown runtime, no runtime
+    available or an unreadable device results file raise :class:`StudyError` here, before
+    anything is measured. ``runtimes`` are those measured (available here), ``skipped_runtimes``
+    the others asked for with the reason; ``runtime`` is the one whose records :meth:`find`
+    reads (the first, or the one :meth:`judging` sets).
     """
 
     def __init__(self, study: str, options: StudyOptions, command: str,
@@ -278,6 +346,9 @@ class StudyRunner:
                                repeats=self.repeats, rounds=self.rounds)
             except (ValueError, RuntimeError) as exc:
                 raise StudyError(str(exc)) from exc
+        self.runtimes, self.skipped_runtimes, self.runtime_versions = resolve_runtimes(
+            options.runtimes)
+        self.runtime = self.runtimes[0]
         self.command = command
         self.record = record
         self.measurements: List[Dict[str, Any]] = []
@@ -292,7 +363,9 @@ class StudyRunner:
                     why = str(exc) if path in str(exc) else f"{path}: {exc}"
                     raise StudyError(f"cannot merge the {kind.replace('_file', '')} results: "
                                      f"{why}") from exc
-                self.external[kind] = {r["model"]: r for r in records}
+                self.external[kind] = {}
+                for rec in records:  # several runtimes in one file: the first one's record
+                    self.external[kind].setdefault(rec["model"], rec)
                 self.external_files[kind] = os.path.abspath(path)
         self.started = utc_now()
         self.load_avg_start = _load_avg()
@@ -305,45 +378,78 @@ class StudyRunner:
     def measure(self, layer, input_size: Sequence[int], label: str, device: str = "cpu",
                 batch_size: int = 1, stabilise: bool = True,
                 **meta) -> Optional[Dict[str, Any]]:
-        """Benchmark ``layer`` (any nn.Layer; copied by the harness) at ``[batch, *input_size]``.
+        """Benchmark ``layer`` (any nn.Layer; copied by the harness) at ``[batch, *input_size]``
+        on every runtime that runs on ``device`` (:meth:`runtimes_on`).
 
-        The record's ``model`` is ``label``. ``stabilise`` rescales an untrained network's
-        weights first (:func:`stabilise_weights`); pass False for parts of a real model. A
-        network that fails to build, export or run is recorded in ``failures`` and None is
-        returned, so one bad entry does not lose a study.
+        The records' ``model`` is ``label``. ``stabilise`` rescales an untrained network's
+        weights first (:func:`stabilise_weights`), once for all runtimes; pass False for parts
+        of a real model. A network that fails to build, export or run on a runtime is recorded
+        in ``failures`` and left out there, so one bad entry does not lose a study. Returns the
+        active runtime's record (None if it failed or that runtime does not run on ``device``).
         """
         if stabilise:
             stabilise_weights(layer, input_size)
         layer.model_name = label  # the harness names the record (and the export folder) after it
-        self.progress.set_postfix_str(f"{label} ({device}, batch {batch_size}, input "
-                                      f"{list(input_size)})")
-        rec = self._benchmark(layer, label, device, batch_size, tuple(input_size))
-        if rec is not None:
-            rec["model"] = label
-            rec["study_meta"] = meta
-        return rec
+        for runtime in self.runtimes_on(device):
+            self.progress.set_postfix_str(f"{label} ({runtime}, {device}, batch {batch_size}, "
+                                          f"input {list(input_size)})")
+            rec = self._benchmark(layer, label, device, batch_size, tuple(input_size), runtime)
+            if rec is not None:
+                rec["model"] = label
+                rec["study_meta"] = meta
+        return self.find(label, device)
 
     def measure_model(self, name: str, device: str = "cpu", batch_size: int = 1,
                       input_size: Optional[Sequence[int]] = None) -> Optional[Dict[str, Any]]:
-        """Benchmark a registered model by name (the harness builds and fuses it)."""
-        self.progress.set_postfix_str(f"{name} ({device}, batch {batch_size})")
-        return self._benchmark(name, name, device, batch_size, input_size)
+        """Benchmark a registered model by name (the harness builds and fuses it) on every
+        runtime that runs on ``device``; returns the active runtime's record."""
+        for runtime in self.runtimes_on(device):
+            self.progress.set_postfix_str(f"{name} ({runtime}, {device}, batch {batch_size})")
+            self._benchmark(name, name, device, batch_size, input_size, runtime)
+        return self.find(name, device)
+
+    def runtimes_on(self, device: str) -> List[str]:
+        """The runtimes measured on ``device`` here: all of them on the CPU, Paddle Inference
+        only on the GPU (the other runtimes are measured on the CPU)."""
+        return list(self.runtimes) if device == "cpu" else [
+            r for r in self.runtimes if r == "paddle_inference"]
+
+    def _keep_dir(self, runtime: str) -> Optional[str]:
+        """Where ``keep_models`` keeps ``runtime``'s exports: ``DIR/<label>/`` for Paddle
+        Inference (as device runners expect), ``DIR/<runtime>/<label>/`` for the others."""
+        keep = self.options.keep_models
+        if keep is None or runtime == "paddle_inference":
+            return keep
+        return os.path.join(keep, runtime)
 
     def _benchmark(self, model, label: str, device: str, batch_size: int,
-                   input_size) -> Optional[Dict[str, Any]]:
+                   input_size, runtime: str) -> Optional[Dict[str, Any]]:
         try:
             rec = benchmark_model(model, input_size=input_size, batch_size=batch_size,
                                   device=device, threads=self.options.threads,
                                   mkldnn=self.options.mkldnn, warmup=self.warmup,
                                   repeats=self.repeats, rounds=self.rounds,
-                                  workdir=self.options.keep_models)
+                                  workdir=self._keep_dir(runtime), runtime=runtime)
         except Exception as exc:  # noqa: BLE001 - reported in the outputs, the study goes on
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            tqdm.write(f"[{self.study}] {label} FAILED: {msg}", file=sys.stderr)
-            self.failures.append({"label": label, "device": device, "error": msg})
+            tqdm.write(f"[{self.study}] {label} FAILED on {runtime}: {msg}", file=sys.stderr)
+            self.failures.append({"label": label, "device": device, "runtime": runtime,
+                                  "error": msg})
             return None
         finally:
             self.progress.update()
+        if rec.get("status") == "unavailable":  # e.g. paddle_lite: needs a converted .nb
+            self._skip(runtime, rec.get("reason") or "the harness cannot run it here")
+            return None
+        if (rec.get("parity") or {}).get("status") == "failed":
+            # a network whose outputs disagree with eager is not a speed comparison
+            msg = (f"output differs from eager (max rel. diff "
+                   f"{rec.get('max_rel_diff_vs_dygraph')}): not timed as a result")
+            tqdm.write(f"[{self.study}] {label} FAILED on {runtime}: {msg}", file=sys.stderr)
+            self.failures.append({"label": label, "device": device, "runtime": runtime,
+                                  "error": msg})
+            return None
+        rec.setdefault("backend", runtime)
         rec["study"] = self.study
         for w in rec.get("ir_pass_workarounds") or []:
             tqdm.write(f"[{self.study}] {label}: WORKAROUND: deleted IR pass "
@@ -353,18 +459,52 @@ class StudyRunner:
         self.measurements.append(rec)
         return rec
 
-    def workaround_rows(self) -> List[Dict[str, Any]]:
-        """One row per (measurement, workaround) for the measurements that needed a Paddle
-        Inference IR-pass workaround (:data:`ppnets.bench.KNOWN_PASS_CRASHES`)."""
-        return [{"label": rec["model"], "device": rec["device"], **w}
-                for rec in self.measurements for w in rec.get("ir_pass_workarounds") or []]
+    def _skip(self, runtime: str, reason: str) -> None:
+        """Stop measuring ``runtime`` (the harness reported it cannot run here) and list it as
+        skipped with ``reason``; what it measured so far is dropped with it."""
+        tqdm.write(f"[{self.study}] {runtime} skipped: {reason}", file=sys.stderr)
+        self.skipped_runtimes[runtime] = reason
+        self.runtimes.remove(runtime)
+        self.measurements = [r for r in self.measurements if r["backend"] != runtime]
+        if not self.runtimes:
+            raise StudyError("no runtime asked for can measure here: " + "; ".join(
+                f"{n}: {why}" for n, why in self.skipped_runtimes.items()))
+        if self.runtime == runtime:
+            self.runtime = self.runtimes[0]
 
-    def find(self, label: str, device: str = "cpu") -> Optional[Dict[str, Any]]:
-        """Our measurement of ``label`` on ``device`` on this machine, or a merged one
-        (``device='arm'`` reads ``arm_results``; ``'gpu'`` falls back to ``gpu_results``)."""
+    def workaround_rows(self, runtime: Optional[str] = None) -> List[Dict[str, Any]]:
+        """One row per (measurement, workaround) for the measurements that needed a Paddle
+        Inference IR-pass workaround (:data:`ppnets.bench.KNOWN_PASS_CRASHES`); only those of
+        ``runtime`` when given."""
+        return [{"label": rec["model"], "device": rec["device"], "runtime": rec["backend"], **w}
+                for rec in self.measurements if runtime in (None, rec["backend"])
+                for w in rec.get("ir_pass_workarounds") or []]
+
+    @contextlib.contextmanager
+    def judging(self, runtime: str) -> Iterator[None]:
+        """Make ``runtime`` the one :meth:`find`, :meth:`has` and the workaround rows read."""
+        previous, self.runtime = self.runtime, runtime
+        try:
+            yield
+        finally:
+            self.runtime = previous
+
+    def _merges(self) -> bool:
+        """Whether the active runtime's tables show the merged device results (the first
+        runtime's do)."""
+        return self.runtime == self.runtimes[0]
+
+    def find(self, label: str, device: str = "cpu",
+             runtime: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """Our measurement of ``label`` on ``device`` with ``runtime`` (default: the active
+        one) on this machine, or a merged one for the first runtime (``device='arm'`` reads
+        ``arm_results``; ``'gpu'`` falls back to ``gpu_results``)."""
+        runtime = runtime or self.runtime
         for rec in reversed(self.measurements):
-            if rec["model"] == label and rec["device"] == device:
+            if rec["model"] == label and rec["device"] == device and rec["backend"] == runtime:
                 return rec
+        if runtime != self.runtimes[0]:
+            return None
         if device == "arm":
             return self.external.get("arm", {}).get(label)
         if device == "gpu":
@@ -372,9 +512,12 @@ class StudyRunner:
         return None
 
     def has(self, device: str) -> bool:
-        """Whether any figure for ``device`` exists (measured here or merged from a file)."""
-        if device in self.devices:
+        """Whether any figure for ``device`` exists for the active runtime (measured here or,
+        for the first runtime, merged from a file)."""
+        if device in self.devices and self.runtime in self.runtimes_on(device):
             return True
+        if not self._merges():
+            return False
         return ("arm" in self.external) if device == "arm" else (
             "gpu_file" in self.external if device == "gpu" else False)
 
@@ -389,15 +532,20 @@ class StudyRunner:
         m = machine_info(device=self.devices[0], threads=opts.threads, mkldnn=bool(opts.mkldnn))
         lines = [f"# {title}", "", f"Paper: {paper}", "",
                  f"Command: `{self.command}`", "",
+                 f"Run: {self.started} to {utc_now()} (UTC).", "",
                  f"Machine: {m.get('cpu_model')} ({m.get('arch')}, {m.get('available_cores')} of "
                  f"{m.get('logical_cores')} cores available, governor {m.get('cpu_governor')}, "
                  f"load average {self.load_avg_start} at the start, {m.get('load_avg')} at "
                  f"the end); GPU: {m.get('gpu')}; Paddle "
                  f"{m.get('paddle_version')} (oneDNN build: {m.get('paddle_with_onednn')}).", "",
-                 f"Settings: Paddle Inference, deploy form, fp32, {opts.threads} CPU "
-                 f"thread(s), oneDNN {'on' if opts.mkldnn else 'off'}, {self.warmup} warm-up "
-                 f"+ {self.repeats} timed repeats per predictor, {self.rounds} fresh "
-                 f"predictor(s) per network; the median round's median reported.", ""]
+                 f"Settings: {self.runtimes_text()}; deploy form, fp32, {opts.threads} CPU "
+                 f"thread(s), oneDNN {'on' if opts.mkldnn else 'off'} (Paddle Inference), "
+                 f"{self.warmup} warm-up + {self.repeats} timed repeats per predictor, "
+                 f"{self.rounds} fresh predictor(s) per network; the median round's median "
+                 "reported.", ""]
+        if self.skipped_runtimes:
+            lines += ["Runtimes asked for but not available here (skipped): " + "; ".join(
+                f"{name}: {why}" for name, why in self.skipped_runtimes.items()) + ".", ""]
         for kind, path in self.external_files.items():
             lines += [f"Merged {kind.replace('_file', '')} results: `{path}`.", ""]
         load = max((m.get("load_avg") or [0])[0], (self.load_avg_start or [0])[0])
@@ -411,21 +559,76 @@ class StudyRunner:
                       "while this ran; timings are distorted by other processes.**", ""]
         return "\n".join(lines)
 
-    def write(self, payload: Dict[str, Any], markdown: str,
+    def runtimes_text(self) -> str:
+        """The runtimes measured, with their versions (one phrase)."""
+        return "runtime(s) " + ", ".join(
+            f"{r} {self.runtime_versions.get(r) or ''}".rstrip() for r in self.runtimes)
+
+    def claims_by_runtime(self, judged: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """One row per (claim, device) of the judgements' ``verdicts``, in first-seen order:
+        ``holds`` and ``text`` per runtime (a runtime without that row: None / absent)."""
+        rows: Dict[Tuple[str, str], Dict[str, Any]] = {}
+        for runtime, judgement in judged.items():
+            for v in judgement.get("verdicts", []):
+                row = rows.setdefault((v["claim"], v["device"]), {
+                    "claim": v["claim"], "device": v["device"],
+                    "holds": {r: None for r in judged}, "text": {}})
+                row["holds"][runtime] = v["holds"]
+                row["text"][runtime] = v["text"]
+        return list(rows.values())
+
+    def claims_markdown(self, judged: Dict[str, Dict[str, Any]]) -> str:
+        """The table "does the paper's claim hold here", one column per runtime (those skipped
+        included, marked so)."""
+        rows = self.claims_by_runtime(judged)
+        if not rows:
+            return "No claim of the paper ranks what this run measured."
+        columns = list(judged) + list(self.skipped_runtimes)
+
+        def cell(row, runtime):
+            if runtime in self.skipped_runtimes:
+                return "skipped (not available)"
+            if runtime not in row["text"]:
+                return "not measured"
+            return {True: "holds", False: "**does not hold**", None: "n/a"}[row["holds"][runtime]]
+
+        return markdown_table(["claim", "device"] + columns,
+                              [[r["claim"], r["device"]] + [cell(r, c) for c in columns]
+                               for r in rows], align="---|---" + "|---" * len(columns))
+
+    def page(self, description: str, judged: Dict[str, Dict[str, Any]],
+             sections: Dict[str, str]) -> str:
+        """The Markdown page: ``description`` (the header), the claims per runtime, then each
+        runtime's section (its headings one level down)."""
+        md = [description.rstrip(), "", "## Does each claim hold? One column per runtime", "",
+              self.claims_markdown(judged), "",
+              "n/a: nothing to decide (no order claimed, or fewer than two figures). Each "
+              "runtime's section below gives the numbers and the orderings.", ""]
+        for runtime in judged:
+            version = self.runtime_versions.get(runtime)
+            md += [f"## Runtime: {runtime}" + (f" {version}" if version else ""), "",
+                   _demote_headings(sections[runtime]).rstrip(), ""]
+        return "\n".join(md)
+
+    def write(self, judged: Dict[str, Dict[str, Any]], markdown: str,
               figure: Optional[Figure] = None) -> StudyResult:
         """Write ``<study>.json``, ``<study>.md`` and (unless the figure is off) ``<study>.png``
-        atomically into the output folder. ``figure(plt)`` draws on pyplot."""
+        atomically into the output folder. ``judged`` is each runtime's judgement;
+        ``figure(plt)`` draws on pyplot."""
         self.progress.close()
         out_dir = self.options.output_dir
         os.makedirs(out_dir, exist_ok=True)
         stem = os.path.join(out_dir, self.study)
         paths = {"json": stem + ".json", "markdown": stem + ".md"}
         markdown += self._appendix_markdown()
-        doc = self._document(payload)
+        machine = machine_info(device=self.devices[0], threads=self.options.threads,
+                               mkldnn=bool(self.options.mkldnn))
+        drawn = None
         if figure is not None and self.options.figure:
-            self._write_figure(figure, stem + ".png", doc["machine"])
+            drawn = self._write_figure(figure, stem + ".png", machine)
             paths["figure"] = stem + ".png"
             markdown += f"\n\n![{self.study}]({os.path.basename(stem)}.png)\n"
+        doc = self._document(judged, machine, drawn)
         markdown = markdown.rstrip() + "\n"
         atomic_write_json(paths["json"], doc, strict=True)
         atomic_write_text(paths["markdown"], markdown)
@@ -452,13 +655,22 @@ class StudyRunner:
                          align="---|---|---|---|---|---|---"))
         if self.failures:
             text += "\n\n## Failures\n\n" + markdown_table(
-                ["network", "device", "error"],
-                [(f["label"], f["device"], f["error"]) for f in self.failures], align="---|---|---")
+                ["network", "device", "runtime", "error"],
+                [(f["label"], f["device"], f["runtime"], f["error"]) for f in self.failures],
+                align="---|---|---|---")
         return text
 
-    def _document(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+    def _document(self, judged: Dict[str, Dict[str, Any]], machine: Dict[str, Any],
+                  drawn: Optional[Dict[str, List[str]]]) -> Dict[str, Any]:
         """The ``<study>.json`` document (schema :data:`STUDY_SCHEMA`)."""
         opts = self.options
+        runtimes = {}
+        for runtime, judgement in judged.items():
+            runtimes[runtime] = {
+                "version": self.runtime_versions.get(runtime), **judgement,
+                "failures": [f for f in self.failures if f["runtime"] == runtime],
+                "ir_pass_workarounds": self.workaround_rows(runtime),
+                "measurements": [r for r in self.measurements if r["backend"] == runtime]}
         return {
             "schema": STUDY_SCHEMA,
             "study": self.study,
@@ -467,20 +679,24 @@ class StudyRunner:
             "started_utc": self.started,
             "finished_utc": utc_now(),
             "load_avg_start": self.load_avg_start,
-            "settings": {"devices": self.devices, "threads": opts.threads,
-                         "mkldnn": bool(opts.mkldnn), "warmup": self.warmup,
-                         "repeats": self.repeats, "rounds": self.rounds},
-            "machine": machine_info(device=self.devices[0], threads=opts.threads,
-                                    mkldnn=bool(opts.mkldnn)),
+            "settings": {"devices": self.devices, "runtimes": list(self.runtimes),
+                         "threads": opts.threads, "mkldnn": bool(opts.mkldnn),
+                         "warmup": self.warmup, "repeats": self.repeats, "rounds": self.rounds},
+            "machine": machine,
             "run_record": self.record,
             "merged_files": self.external_files,
-            **payload,
+            "skipped_runtimes": self.skipped_runtimes,
+            "claims_by_runtime": self.claims_by_runtime(judged),
+            "figure": drawn,
+            "runtimes": runtimes,
             "failures": self.failures,
             "ir_pass_workarounds": self.workaround_rows(),
-            "measurements": self.measurements,
         }
 
-    def _write_figure(self, figure: Figure, path: str, machine: Dict[str, Any]) -> None:
+    def _write_figure(self, figure: Figure, path: str,
+                      machine: Dict[str, Any]) -> Dict[str, List[str]]:
+        """Draw ``figure`` and write it; returns its panels' titles and its legends' labels
+        (recorded in the JSON, so a reader sees what the figure shows)."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -488,11 +704,22 @@ class StudyRunner:
         plt.close("all")
         figure(plt)
         fig = plt.gcf()
+        drawn = {"panels": [ax.get_title() for ax in fig.axes if ax.get_title()],
+                 "series": list(dict.fromkeys(
+                     t.get_text() for ax in fig.axes if ax.get_legend() is not None
+                     for t in ax.get_legend().get_texts()))}
         fig.text(0.01, 0.005, ("QUICK RUN - not results. " if self.quick else "")
                  + (machine.get("cpu_model") or "")[:80], fontsize=6, alpha=0.7)
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
                                                    bbox_inches="tight"))
         plt.close("all")
+        return drawn
+
+
+def _demote_headings(markdown: str) -> str:
+    """Every Markdown heading one level down (a runtime's section sits under its own)."""
+    return "\n".join("#" + line if line.startswith("#") else line
+                      for line in markdown.split("\n"))
 
 
 def _load_avg() -> Optional[List[float]]:

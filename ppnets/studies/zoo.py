@@ -13,10 +13,16 @@ Headline claims (sourced in :mod:`ppnets.studies.published`):
 * EfficientFormer-L1 (1.6 ms) "runs as fast as" MobileNetV2 x1.4 (1.6 ms) on an iPhone 12
   (EfficientFormer abstract); MobileNetV2 x1.0 is listed too.
 
+Per runtime (``--runtimes``): every model's latency, each claim's verdict per device, and one
+column of panels in the figure (MACs vs latency above, top-1 vs latency below, the latency axes
+shared across runtimes).
+
     ppnets study zoo [--quick] [--models 'fasternet_*' mobilevit_xxs] [--warmup 5 --repeats 20]
+    ppnets study zoo --runtimes paddle_inference onnxruntime openvino
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
@@ -27,7 +33,7 @@ from ppnets.registry import resolve_model_names
 from ppnets.utils import markdown_table
 
 from . import published
-from .study import Study, StudyError, StudyOptions, StudyRunner, ratio, speed
+from .study import Study, StudyError, StudyOptions, StudyRunner, ratio, speed, verdict
 
 QUICK_MODELS = ("mobilenetv3_small_050",)
 GPU_BATCH = 32
@@ -95,7 +101,8 @@ class ZooOptions(StudyOptions):
 
 
 def measure(runner: StudyRunner, options: ZooOptions) -> List[Dict[str, Any]]:
-    """One row per model: complexity (deploy form), published figures, speed per device."""
+    """One row per model: complexity (deploy form) and published figures; every model is
+    measured on every device and runtime (the speeds are the judgement's, per runtime)."""
     patterns = options.models or (list(QUICK_MODELS) if options.quick else ["*"])
     try:
         names = resolve_model_names(patterns)
@@ -107,7 +114,7 @@ def measure(runner: StudyRunner, options: ZooOptions) -> List[Dict[str, Any]]:
         try:
             cx = _complexity(name)
         except Exception as exc:  # noqa: BLE001
-            runner.failures.append({"label": name, "device": "-", "error":
+            runner.failures.append({"label": name, "device": "-", "runtime": "-", "error":
                                     f"complexity: {type(exc).__name__}: {exc}"[:300]})
             cx = {"params": None, "macs": None, "memory_bytes": None}
         row = {"model": name, "family": info.get("family"), "input_size": list(info["input_size"]),
@@ -118,17 +125,28 @@ def measure(runner: StudyRunner, options: ZooOptions) -> List[Dict[str, Any]]:
         for device in runner.devices:
             runner.measure_model(name, device=device,
                                  batch_size=GPU_BATCH if device == "gpu" else 1)
-        for d in ("cpu", "gpu", "arm"):
-            rec = runner.find(name, d)
-            row[f"{d}_ms"] = speed(rec, "ms")
-            row[f"{d}_ips"] = speed(rec, "images/s")
-            row[f"{d}_gflops"] = speed(rec, "GFLOPS")
         rows.append(row)
     return rows
 
 
+def _with_speeds(runner: StudyRunner, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Copies of ``rows`` with the active runtime's speeds per device (None: not measured)."""
+    out = []
+    for row in rows:
+        row = copy.deepcopy(row)
+        for d in ("cpu", "gpu", "arm"):
+            rec = runner.find(row["model"], d)
+            row[f"{d}_ms"] = speed(rec, "ms")
+            row[f"{d}_ips"] = speed(rec, "images/s")
+            row[f"{d}_gflops"] = speed(rec, "GFLOPS")
+        out.append(row)
+    return out
+
+
 def judge(runner: StudyRunner, options: ZooOptions, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Each headline claim (:data:`CLAIMS`) checked on every device with figures."""
+    """The active runtime's speeds, and each headline claim (:data:`CLAIMS`) checked on every
+    device with figures."""
+    rows = _with_speeds(runner, rows)
     devices = runner.devices_with_figures()
     by_name = {r["model"]: r for r in rows}
     registered = set(ppnets.list_models())
@@ -154,7 +172,14 @@ def judge(runner: StudyRunner, options: ZooOptions, rows: List[Dict[str, Any]]) 
                              f"(paper {paper_gain:+.1f})")
             entry["text"] = f"{c['claim']}: " + ("; ".join(parts) if parts else "no latency")
         claims.append(entry)
-    return {"models": rows, "claims": claims,
+    verdicts = []
+    for c, entry in zip(CLAIMS, claims):
+        if c["kind"] == "info":
+            continue
+        # a claim that cannot be checked in this run stays in the table, undecided
+        decided = entry.get("holds") or {"-": None}
+        verdicts += [verdict(c["claim"], d, holds, entry["text"]) for d, holds in decided.items()]
+    return {"models": rows, "claims": claims, "verdicts": verdicts,
             "published": published.lookup("fasternet", "Abstract")
             + published.lookup("efficientformer", "Abstract")}
 
@@ -168,6 +193,8 @@ def _check_claim(c: Dict[str, Any], entry: Dict[str, Any], by_name: Dict[str, Di
     if sp is None:
         return None
     verdict = "" if pv is None else f" (paper {pv}x; ours/paper {sp / pv:.2f})"
+    if c["kind"] != "info":
+        entry.setdefault("holds", {})[d] = sp > 1.0 if c["kind"] == "faster" else sp >= 0.8
     if c["kind"] == "faster":
         holds = ", claim holds here" if sp > 1.0 else ", claim DOES NOT HOLD here"
     elif c["kind"] == "as_fast":
@@ -180,61 +207,88 @@ def _check_claim(c: Dict[str, Any], entry: Dict[str, Any], by_name: Dict[str, Di
     return f"{d}: {c['slow']} / {c['fast']} latency = {sp:.2f}x{holds}{verdict}"
 
 
-def render(runner: StudyRunner, options: ZooOptions, rows: List[Dict[str, Any]],
-           judged: Dict[str, Any]):
+def describe(runner: StudyRunner, options: ZooOptions, rows: List[Dict[str, Any]]) -> str:
+    return "\n".join([
+        runner.header_markdown("FLOPs vs latency: the whole zoo",
+                               "FasterNet (arXiv:2303.03667), EfficientFormer "
+                               "(arXiv:2206.01191) headline claims; every registered model"),
+        "Deploy form; params/MACs/memory from `ppnets.analysis` (memory: ShuffleNetV2's "
+        "memory access cost, fp32); GFLOPS = 2 x MACs / latency. top-1: published "
+        f"(`model_info`). CPU/ARM batch 1, GPU batch {GPU_BATCH}."])
+
+
+def render(runner: StudyRunner, options: ZooOptions, measured: List[Dict[str, Any]],
+           judged: Dict[str, Any]) -> str:
+    rows = judged["models"]
     devices = runner.devices_with_figures()
-    md = [runner.header_markdown("FLOPs vs latency: the whole zoo",
-                                 "FasterNet (arXiv:2303.03667), EfficientFormer "
-                                 "(arXiv:2206.01191) headline claims; every registered model"),
-          "Deploy form; params/MACs/memory from `ppnets.analysis` (memory: ShuffleNetV2's "
-          "memory access cost, fp32); GFLOPS = 2 x MACs / latency. top-1: published "
-          f"(`model_info`). CPU/ARM batch 1, GPU batch {GPU_BATCH}.", ""]
+    md = []
     head = ["model", "input", "params (M)", "MACs (G)", "memory (MB)", "top-1"]
     for d in devices:
         head += [f"{d} ms", f"{d} img/s", f"{d} GFLOPS"]
     body = []
-    for r in sorted(rows, key=lambda r: (r.get("cpu_ms") or math.inf)):
+    first = devices[0] if devices else "cpu"
+    for r in sorted(rows, key=lambda r: (r.get(f"{first}_ms") or math.inf)):
         line = [r["model"], "x".join(map(str, r["input_size"][1:])), r["params_m"], r["macs_g"],
                 r["memory_mb"], r["top1"]]
         for d in devices:
             line += [r[f"{d}_ms"], r[f"{d}_ips"], r[f"{d}_gflops"]]
         body.append(line)
-    md += ["## Models (fastest first on CPU)", "",
+    md += [f"## Models (fastest first on {first})", "",
            markdown_table(head, body, align="---|---" + "|---:" * (len(head) - 2)), ""]
     md += ["## Headline claims", ""] + [f"- {c['text']}" for c in judged["claims"]] + [""]
-    left_out = figure_left_out(rows, devices[0] if devices else "cpu", runner.failures)
+    failures = [f for f in runner.failures if f["runtime"] in (runner.runtime, "-")]
+    left_out = figure_left_out(rows, first, failures)
     md += ["## Left out of the figure", ""] + (
         [f"- {name}: {why}" for name, why in left_out] or
-        ["- none: every model of this run is in both panels"]) + [""]
-    return "\n".join(md), _figure(rows, devices[0]) if rows else None
+        ["- none: every model of this run is in both of this runtime's panels"]) + [""]
+    return "\n".join(md)
 
 
-def _figure(rows: List[Dict[str, Any]], d: str):
-    def figure(plt):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-        pts = [r for r in rows if r.get(f"{d}_ms")]
-        for ax, key, xlabel in ((axes[0], "macs_g", "MACs (G)"), (axes[1], "top1", "top-1 (%)")):
-            sel = [r for r in pts if r.get(key) is not None]
-            fams = sorted({r["family"] for r in sel})
-            for i, fam in enumerate(fams):
-                fr = [r for r in sel if r["family"] == fam]
-                ax.scatter([r[key] for r in fr], [r[f"{d}_ms"] for r in fr], s=14,
-                           label=fam, color=f"C{i % 10}", marker="os^Dv"[i // 10 % 5])
-            for r in sel:
-                ax.annotate(r["model"], (r[key], r[f"{d}_ms"]), fontsize=4)
-            ax.set_xlabel(xlabel, fontsize=8)
-            ax.set_ylabel(f"latency on {d} (ms)", fontsize=8)
-            if key == "macs_g" and sel:
-                ax.set_xscale("log")
-                ax.set_yscale("log")
-        axes[0].set_title("MACs vs latency", fontsize=9)
-        axes[1].set_title("published top-1 vs latency", fontsize=9)
-        axes[1].legend(fontsize=5, ncol=2)
+def figure(runner: StudyRunner, options: ZooOptions, measured: List[Dict[str, Any]],
+           judged: Dict[str, Dict[str, Any]]):
+    """One column per runtime: MACs vs latency above, published top-1 vs latency below, each
+    on the runtime's first device; the latency axis is shared along each row."""
+    panels = []
+    for runtime, judgement in judged.items():
+        with runner.judging(runtime):
+            devices = runner.devices_with_figures()
+        if devices:
+            panels.append((runtime, devices[0], judgement["models"]))
+    if not measured or not panels:
+        return None
 
-    return figure
+    def draw(plt):
+        fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 8.4),
+                                 squeeze=False, sharey="row")
+        families = sorted({r["family"] for _, _, rows in panels for r in rows})
+        for col, (runtime, d, rows) in enumerate(panels):
+            pts = [r for r in rows if r.get(f"{d}_ms")]
+            for ax, key, xlabel, what in ((axes[0][col], "macs_g", "MACs (G)", "MACs"),
+                                          (axes[1][col], "top1", "top-1 (%)",
+                                           "published top-1")):
+                sel = [r for r in pts if r.get(key) is not None]
+                for i, fam in enumerate(families):
+                    fr = [r for r in sel if r["family"] == fam]
+                    if fr:
+                        ax.scatter([r[key] for r in fr], [r[f"{d}_ms"] for r in fr], s=14,
+                                   label=fam, color=f"C{i % 10}", marker="os^Dv"[i // 10 % 5])
+                for r in sel:
+                    ax.annotate(r["model"], (r[key], r[f"{d}_ms"]), fontsize=4)
+                ax.set_xlabel(xlabel, fontsize=8)
+                if col == 0:
+                    ax.set_ylabel("latency (ms)", fontsize=8)
+                ax.set_title(f"{runtime}: {what} vs latency ({d})", fontsize=9)
+                if key == "macs_g" and sel:
+                    ax.set_xscale("log")
+                    ax.set_yscale("log")
+        axes[1][-1].legend(fontsize=5, ncol=2)
+        fig.tight_layout()
+
+    return draw
 
 
 STUDY = Study(name="zoo", stem="latency_zoo",
               summary="every registered model: params, MACs, memory, latency, FLOPS; the "
                       "headline speed claims",
-              measure=measure, judge=judge, render=render, options=ZooOptions)
+              measure=measure, judge=judge, describe=describe, render=render, figure=figure,
+              options=ZooOptions)

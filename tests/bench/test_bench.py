@@ -259,7 +259,8 @@ def test_cli_through_main_with_registered_test_models(tiny_registered, tmp_path,
                "--json", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    header = "| model | params (M) | MACs (G) | median (ms) | IQR (ms) | img/s | GFLOPS achieved |"
+    header = ("| model | runtime | precision | params (M) | MACs (G) | median (ms) | IQR (ms) | "
+              "img/s | GFLOPS achieved | output |")
     assert header in captured.out
     assert "| tiny_a |" in captured.out and "| tiny_b |" in captured.out
     _check_cli_json(out, names, SIZE)

@@ -15,7 +15,7 @@ from tests.conftest import REPO, TinyCNN, temporary_models, write_cifar_archive
 
 VERBS = ["train", "eval", "export", "bench", "complexity", "convert", "models", "weights",
          "configs", "data", "study", "peers"]
-VERBS += ["search", "lut", "deploy"]
+VERBS += ["search", "lut", "deploy", "predict"]
 
 
 def _ppnets(*args, timeout=600):
@@ -32,7 +32,7 @@ MINIMAL_ARGS = {"train": ["-c", "x.yaml"],
                 "peers": ["--models", "m"]}
 MINIMAL_ARGS.update({"search": ["efficientformer"], "lut": ["validate", "--models", "m",
                                                              "--table", "t"],
-                     "deploy": ["check"]})
+                     "deploy": ["check"], "predict": ["x.jpg", "--model", "m"]})
 
 
 def test_every_verb_is_registered():
