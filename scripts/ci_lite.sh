@@ -47,7 +47,8 @@ export PPNETS_PADDLELITE_PYTHON="$ROOT/paddlelite-python"
 
 # 2. Tests that need Paddle Lite (they skip without PPNETS_PADDLELITE_PYTHON).
 "$VENV/bin/python" -m pytest -q tests/deploy/test_paddlelite.py tests/deploy/test_deploy_export.py \
-    tests/search/test_lut_lite.py tests/deploy/test_lut_lite.py tests/deploy/test_features_deploy.py
+    tests/search/test_lut_lite.py tests/deploy/test_lut_lite.py tests/deploy/test_features_deploy.py \
+    tests/runtime/test_sessions.py
 
 # 3. The whole zoo at model_info test_input_size, 2 workers (see docs/deploy.md).
 start=$(date +%s)
