@@ -229,9 +229,12 @@ def _check_zoo(doc, md, tmp_path):
 # the harness deletes a fuse pass, and a crash must fail the test, not pytest); "reproduce":
 # `python reproduce/<stem>.py`, the same code with the run record. A study missing here fails.
 QUICK_RUNS = {
-    # paddle_lite is skipped either way: not installed, or (installed) the harness has no .nb
-    "fasternet-table1": ("verb", TWO_RUNTIMES + ["paddle_lite"], None, _check_fasternet_table1,
-                         4),
+    # paddle_lite is skipped either way: not installed, or (installed) the harness has no .nb.
+    # A fresh process, as users run it: once, in a test worker that had run many other tests
+    # in-process, Paddle Inference computed a wrong gconv_768x7x7 (max rel. diff 0.57; the study
+    # reported it as a failure), which neither this run alone nor the real study reproduced.
+    "fasternet-table1": ("subprocess", TWO_RUNTIMES + ["paddle_lite"], None,
+                         _check_fasternet_table1, 4),
     "shufflenetv2-guidelines": ("verb", ["paddle_inference"], _shufflenetv2_arm_results,
                                 _check_shufflenetv2_guidelines, 8),
     "mobileone-blocks": ("subprocess", ["paddle_inference"], None, _check_mobileone_blocks, 4),
