@@ -6,6 +6,8 @@ import paddle.nn as nn
 
 from ppnets.layers import ReparamMixin
 
+from .features import check_output_fmt, feature_take_indices
+
 __all__ = ["ClassifierHead", "DistilledHead", "ImageClassifier", "NoHead", "flatten_tokens"]
 
 
@@ -145,3 +147,38 @@ class ImageClassifier(ReparamMixin, nn.Layer):
     def reset_classifier(self, num_classes: int):
         self.num_classes = num_classes
         self.head.reset(num_classes)
+
+
+class StageFeatures:
+    """``forward_intermediates`` / ``prune_intermediate_layers`` of a network that is an
+    embedding (the layer named ``stem_name``) followed by ``stages``, one feature map per stage,
+    no final norm (FasterNet, RepViT). Mixed into an :class:`ImageClassifier`."""
+
+    stem_name = "stem"
+
+    def forward_intermediates(self, x, indices=None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """The output of each stage taken (``ppnets.models.features``); ``norm`` has nothing to
+        apply: there is no final norm."""
+        check_output_fmt(output_fmt)
+        taken, last = feature_take_indices(len(self.stages), indices)
+        x = getattr(self, self.stem_name)(x)
+        maps = []
+        for i, stage in enumerate(self.stages):
+            if stop_early and i > last:
+                break
+            x = stage(x)
+            if i in taken:
+                maps.append(x)
+        return maps if intermediates_only else (x, maps)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True):
+        """Drop the stages after the last one taken and, with ``prune_head``, the head."""
+        taken, last = feature_take_indices(len(self.stages), indices)
+        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
+        if prune_head or last < len(self.feature_info) - 1:
+            self.head, self.num_classes = NoHead(), 0
+            self.num_features = self.feature_info[last]["num_chs"]
+        return taken

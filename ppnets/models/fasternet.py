@@ -61,8 +61,8 @@ from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, init_trunc_
                            reparameterize_model)
 from ppnets.registry import TIMM_WEIGHT, register_models
 
-from .base import ImageClassifier, NoHead, flatten_tokens
-from .features import FeatureInfo, check_output_fmt, feature_take_indices
+from .base import ImageClassifier, StageFeatures, flatten_tokens
+from .features import FeatureInfo
 
 __all__ = ["PartialConv", "LayerNorm2d", "ConvLN", "FasterNetBlock", "FasterNetStage",
            "FasterNetHead", "FasterNet"]
@@ -218,9 +218,11 @@ class FasterNetHead(nn.Layer):
         self.fc = nn.Linear(self.hidden_dim, num_classes) if num_classes > 0 else nn.Identity()
 
 
-class FasterNet(ImageClassifier):
+class FasterNet(StageFeatures, ImageClassifier):
     """FasterNet backbone + classifier (see the module docstring). ``norm_layer``: ``'bn'``
     (published) or ``'ln'`` (the paper's normalisation ablation)."""
+
+    stem_name = "patch_embed"  # the embedding the stages follow
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, embed_dim: int = 96,
                  depths: Sequence[int] = (1, 2, 8, 2), mlp_ratio: float = 2.0, n_div: int = 4,
@@ -260,33 +262,6 @@ class FasterNet(ImageClassifier):
 
     def forward_features(self, x):
         return self.stages(self.patch_embed(x))
-
-    def forward_intermediates(self, x, indices=None, norm: bool = False,
-                              stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False):
-        """The output of each stage taken (``ppnets.models.features``); ``norm`` has nothing to
-        apply: FasterNet has no final norm."""
-        check_output_fmt(output_fmt)
-        taken, last = feature_take_indices(len(self.stages), indices)
-        x = self.patch_embed(x)
-        maps = []
-        for i, stage in enumerate(self.stages):
-            if stop_early and i > last:
-                break
-            x = stage(x)
-            if i in taken:
-                maps.append(x)
-        return maps if intermediates_only else (x, maps)
-
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
-                                  prune_head: bool = True):
-        """Drop the stages after the last one taken and, with ``prune_head``, the head."""
-        taken, last = feature_take_indices(len(self.stages), indices)
-        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
-        if prune_head or last < len(self.feature_info) - 1:
-            self.head, self.num_classes = NoHead(), 0
-            self.num_features = self.feature_info[last]["num_chs"]
-        return taken
 
     def set_pconv_forward(self, mode: str) -> None:
         """Switch every PConv between ``'split_cat'`` and ``'slicing'`` (same outputs)."""

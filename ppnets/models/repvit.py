@@ -49,8 +49,9 @@ import paddle.nn as nn
 from ppnets.layers import (BNLinear, ConvBN, DropPath, SqueezeExcite, assign, create_act,
                            default_dtype_like, fuse_bn, identity_kernel, make_divisible,
                            pad_1x1_to_kxk, torch_default_init)
-from ppnets.models.base import DistilledHead, ImageClassifier, NoHead, flatten_tokens
-from ppnets.models.features import FeatureInfo, check_output_fmt, feature_take_indices
+from ppnets.models.base import (DistilledHead, ImageClassifier, StageFeatures,
+                                flatten_tokens)
+from ppnets.models.features import FeatureInfo
 from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
 __all__ = ["RepViT"]
@@ -251,7 +252,7 @@ class RepViTClassifier(DistilledHead, nn.Layer):
         self.deploy = True
 
 
-class RepViT(ImageClassifier):
+class RepViT(StageFeatures, ImageClassifier):
     """RepViT M0.9-M2.3.
 
     Args:
@@ -306,34 +307,6 @@ class RepViT(ImageClassifier):
 
     def forward_features(self, x):
         return self.stages(self.stem(x))
-
-    def forward_intermediates(self, x, indices=None, norm: bool = False,
-                              stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False):
-        """The output of each stage taken (``ppnets.models.features``); ``norm`` has nothing to
-        apply: RepViT has no final norm."""
-        check_output_fmt(output_fmt)
-        taken, last = feature_take_indices(len(self.stages), indices)
-        x = self.stem(x)
-        maps = []
-        for i, stage in enumerate(self.stages):
-            if stop_early and i > last:
-                break
-            x = stage(x)
-            if i in taken:
-                maps.append(x)
-        return maps if intermediates_only else (x, maps)
-
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
-                                  prune_head: bool = True):
-        """Drop the stages after the last one taken and, with ``prune_head``, the head."""
-        taken, last = feature_take_indices(len(self.stages), indices)
-        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
-        if prune_head or last < len(self.feature_info) - 1:
-            self.head, self.num_classes = NoHead(), 0
-            self.num_features = self.feature_info[last]["num_chs"]
-        return taken
-
 
 def _from_timm(state: dict) -> dict:
     """timm ``repvit_m*`` names -> ours: ConvNorm ``c`` -> ``conv``, SE ``fc1/fc2`` ->
