@@ -101,7 +101,8 @@ def test_a_missing_source_is_recorded_and_the_other_target_written(small_export,
     folder = str(tmp_path / "no_legacy")
     shutil.copytree(small_export, folder)
     shutil.rmtree(os.path.join(folder, "legacy"))
-    shutil.rmtree(os.path.join(folder, "int8"))
+    # present only when the quantizing test ran first on this worker
+    shutil.rmtree(os.path.join(folder, "int8"), ignore_errors=True)
     x = np.random.default_rng(1).standard_normal((4, *SIZE)).astype(np.float32)
     entry = quantize_export(folder, x, {"kind": "test"})
     assert entry["targets"]["onnx"]["status"] == "written"
