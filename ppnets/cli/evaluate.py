@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -39,7 +38,8 @@ from ppnets.engine.predict import default_runtime, read_export_json
 from ppnets.utils import atomic_write_json
 
 from .common import run_command
-from .predict import USAGE_ERRORS, add_runtime_options, pretrained_value
+from .experiment import report_errors
+from .predict import EXPORT_FAILURES, USAGE_ERRORS, add_runtime_options, pretrained_value
 
 HELP = "top-1/top-5 of weights on a validation folder or list (dygraph and/or a runtime)"
 DESCRIPTION = ("Top-1 / top-5 of weights on ImageNet-style validation images (a class-folder "
@@ -251,15 +251,11 @@ def runtime_summary(result: Dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        result = evaluate_args(args)
-    except USAGE_ERRORS as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}",
-              file=sys.stderr)
-        return 2
-    except RuntimeError as exc:   # an export that failed its check against the eager model
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return report_errors(lambda: _evaluate(args), USAGE_ERRORS, EXPORT_FAILURES)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    result = evaluate_args(args)
     print(summary_line(result, args))
     if args.json:
         atomic_write_json(args.json, {**result, "command": args.command})

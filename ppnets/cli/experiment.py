@@ -90,16 +90,18 @@ def experiment_options(args: argparse.Namespace, script: str,
 
 
 def report_errors(run: Callable[[], int],
-                  errors: Tuple[Type[BaseException], ...] = USER_ERRORS) -> int:
-    """``run()``'s exit status, or 2 with one ``error:`` line on stderr when it raises one of
-    ``errors`` (default: the options, the recipe or the data are wrong, :data:`USER_ERRORS`)."""
+                  errors: Tuple[Type[BaseException], ...] = USER_ERRORS,
+                  failures: Tuple[Type[BaseException], ...] = ()) -> int:
+    """``run()``'s exit status, or one ``error:`` line on stderr and 2 when it raises one of
+    ``errors`` (default: the options, the recipe or the data are wrong, :data:`USER_ERRORS`),
+    1 when it raises one of ``failures`` (the command was right, the work failed)."""
     try:
         return run()
-    except errors as exc:
+    except errors + failures as exc:
         # a KeyError's str() is its repr: print the message itself
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {text}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, errors) else 1
 
 
 def run_variant_table(args: argparse.Namespace, *, script: str, argv: Optional[Sequence[str]],

@@ -31,6 +31,7 @@ from ppnets.weights.fetch import WeightsIntegrityError, WeightsUnavailableError
 from ppnets.weights.sources import WeightNotFoundError
 
 from .common import run_command
+from .experiment import report_errors
 
 HELP = "classify images with a model or an export folder, on any runtime"
 DESCRIPTION = ("Classify images (files, folders, list files) with a registered model and its "
@@ -42,6 +43,8 @@ USAGE_ERRORS = (KeyError, ValueError, FileNotFoundError, DataUnavailableError,
                 RuntimeUnavailableError, PrecisionUnsupportedError, WeightNotFoundError,
                 WeightsUnavailableError, WeightsIntegrityError, CorruptCheckpointError,
                 UnsafePickleError)
+# An export that failed its check against the eager model: exit status 1.
+EXPORT_FAILURES = (RuntimeError,)
 
 
 def add_model_source(p: argparse.ArgumentParser, required: bool) -> None:
@@ -123,24 +126,20 @@ def _print(pred: Prediction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.topk < 1:
-            raise ValueError(f"--topk must be >= 1, got {args.topk}")
-        paths = collect_images(args.images)
-        if args.precision == "int8" and args.model and not args.calib_list:
-            raise ValueError("--precision int8 with --model calibrates on images: give "
-                             "--calib-list LIST (its first --calib-images images)")
-        folder = export_folder(args, args.batch_size, _calibration(args))
-        records, info = predict_export(folder, paths, args.runtime, args.precision,
-                                       threads=args.threads or usable_cores(), topk=args.topk,
-                                       on_result=_print)
-    except USAGE_ERRORS as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}",
-              file=sys.stderr)
-        return 2
-    except RuntimeError as exc:   # an export that failed its check against the eager model
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return report_errors(lambda: _predict(args), USAGE_ERRORS, EXPORT_FAILURES)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    if args.topk < 1:
+        raise ValueError(f"--topk must be >= 1, got {args.topk}")
+    paths = collect_images(args.images)
+    if args.precision == "int8" and args.model and not args.calib_list:
+        raise ValueError("--precision int8 with --model calibrates on images: give "
+                         "--calib-list LIST (its first --calib-images images)")
+    folder = export_folder(args, args.batch_size, _calibration(args))
+    records, info = predict_export(folder, paths, args.runtime, args.precision,
+                                   threads=args.threads or usable_cores(), topk=args.topk,
+                                   on_result=_print)
     session = info["session"]
     print(f"\n{info['model']} on {session['runtime']} {session['version']} "
           f"({session['precision']}, {session['threads']} threads); export {info['export_dir']}",
