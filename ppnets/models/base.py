@@ -151,34 +151,66 @@ class ImageClassifier(ReparamMixin, nn.Layer):
 
 class StageFeatures:
     """``forward_intermediates`` / ``prune_intermediate_layers`` of a network that is an
-    embedding (the layer named ``stem_name``) followed by ``stages``, one feature map per stage,
-    no final norm (FasterNet, RepViT). Mixed into an :class:`ImageClassifier`."""
+    embedding followed by ``stages``, one feature map per stage (FasterNet, RepViT, PoolFormer,
+    EfficientFormer V1/V2, LeViT). Mixed into an :class:`ImageClassifier`.
+
+    A family says how it differs through three hooks and one name: :meth:`embed` (the layers
+    before the first stage; default: the layer named ``stem_name``), :meth:`stage_map` (a stage's
+    output as an NCHW map; default: as it is) and :meth:`final_features`; ``final_norm_name``
+    names a norm sized for the last stage only (``None``: no final norm), which ``norm=True``
+    applies to the last stage's map and which goes when that stage is pruned."""
 
     stem_name = "stem"
+    final_norm_name = None
+
+    def embed(self, x):
+        return getattr(self, self.stem_name)(x)
+
+    def stage_map(self, index: int, x):
+        """Stage ``index``'s output as an NCHW map."""
+        return x
+
+    def final_features(self, x, last_stage_ran: bool):
+        """The features ``forward_intermediates`` returns beside the maps: the final norm's
+        output when the last stage ran, else the last stage output computed."""
+        if last_stage_ran and self.final_norm_name is not None:
+            return getattr(self, self.final_norm_name)(x)
+        return x
 
     def forward_intermediates(self, x, indices=None, norm: bool = False,
                               stop_early: bool = False, output_fmt: str = "NCHW",
                               intermediates_only: bool = False):
-        """The output of each stage taken (``ppnets.models.features``); ``norm`` has nothing to
-        apply: there is no final norm."""
+        """The output of each stage taken (``ppnets.models.features``), as an NCHW map;
+        ``norm`` applies the final norm, when there is one, to the last stage's map (the only
+        one it is sized for)."""
         check_output_fmt(output_fmt)
         taken, last = feature_take_indices(len(self.stages), indices)
-        x = getattr(self, self.stem_name)(x)
+        last_stage = len(self.feature_info) - 1
+        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
+        x = self.embed(x)
         maps = []
-        for i, stage in enumerate(self.stages):
-            if stop_early and i > last:
-                break
+        for i, stage in enumerate(stages):
             x = stage(x)
             if i in taken:
-                maps.append(x)
-        return maps if intermediates_only else (x, maps)
+                normed = norm and i == last_stage and self.final_norm_name is not None
+                maps.append(self.stage_map(i, getattr(self, self.final_norm_name)(x)
+                                           if normed else x))
+        if intermediates_only:
+            return maps
+        return self.final_features(x, len(stages) - 1 == last_stage), maps
 
     def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
                                   prune_head: bool = True):
-        """Drop the stages after the last one taken and, with ``prune_head``, the head."""
+        """Drop the stages after the last one taken; the final norm with ``prune_norm`` or when
+        the last stage goes; the head(s) with ``prune_head`` or when the last stage goes."""
         taken, last = feature_take_indices(len(self.stages), indices)
+        prune_end = last < len(self.feature_info) - 1
         self.stages = nn.Sequential(*list(self.stages)[:last + 1])
-        if prune_head or last < len(self.feature_info) - 1:
+        if self.final_norm_name is not None and (prune_norm or prune_end):
+            setattr(self, self.final_norm_name, nn.Identity())
+        if prune_head or prune_end:
             self.head, self.num_classes = NoHead(), 0
+            if isinstance(self, DistilledHead):
+                self.head_dist = None
             self.num_features = self.feature_info[last]["num_chs"]
         return taken

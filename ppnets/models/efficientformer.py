@@ -52,8 +52,8 @@ from ppnets.layers import (DropPath, LayerScale, create_act, fold_layer_scale, f
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
-from .base import DistilledHead, ImageClassifier, NoHead
-from .features import FeatureInfo, check_output_fmt, feature_take_indices
+from .base import DistilledHead, ImageClassifier, StageFeatures
+from .features import FeatureInfo
 
 __all__ = ["EfficientFormer"]
 
@@ -289,11 +289,13 @@ class EfficientFormerStage(nn.Layer):
         return self.blocks(self.downsample(x))
 
 
-class EfficientFormer(AttentionBiasOwner, DistilledHead, ImageClassifier):
+class EfficientFormer(StageFeatures, AttentionBiasOwner, DistilledHead, ImageClassifier):
     """EfficientFormer V1; ``depths``/``dims`` per stage and ``num_vit`` (Meta3D blocks at the
     end of the last stage) as in the paper's Table 1 and the official configs; ``img_size``
     (int or (h, w)) sizes the attention bias tables (the last stage sees ``ceil(img_size / 32)``
     tokens per side)."""
+
+    final_norm_name = "norm"   # LayerNorm over the last stage's tokens
 
     def __init__(self, depths: Sequence[int] = (3, 2, 6, 4),
                  dims: Sequence[int] = (48, 96, 224, 448), num_vit: int = 1,
@@ -344,47 +346,13 @@ class EfficientFormer(AttentionBiasOwner, DistilledHead, ImageClassifier):
     def forward_features(self, x):
         return self.norm(self.stages(self.stem(x)))
 
-    def _tokens_to_map(self, x):
-        """The last stage's tokens [N, h*w, C] as an NCHW map (the grid the bias tables fix)."""
+    def stage_map(self, index: int, x):
+        """As timm: the 4D stages' maps as they are, the last (3D) stage's tokens [N, h*w, C]
+        reshaped to the grid the bias tables fix. The final features stay normalised tokens."""
+        if index < len(self.feature_info) - 1:
+            return x
         h, w = self.token_grid
         return paddle.reshape(x.transpose([0, 2, 1]), [0, 0, h, w])
-
-    def forward_intermediates(self, x, indices=None, norm: bool = False,
-                              stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False):
-        """The output of each stage taken, as timm: NCHW maps, the last stage's tokens reshaped
-        to its ``h x w`` grid; ``norm`` applies the final LayerNorm to that last map (the only
-        one it is sized for). The final features are normalised tokens [N, h*w, C] when the
-        last stage ran, else the last map computed."""
-        check_output_fmt(output_fmt)
-        taken, last = feature_take_indices(len(self.stages), indices)
-        last_stage = len(self.feature_info) - 1
-        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
-        x = self.stem(x)
-        maps = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in taken:
-                maps.append(self._tokens_to_map(self.norm(x) if norm else x)
-                            if i == last_stage else x)
-        if intermediates_only:
-            return maps
-        return (self.norm(x) if len(stages) - 1 == last_stage else x), maps
-
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
-                                  prune_head: bool = True):
-        """Drop the stages after the last one taken, the final norm with ``prune_norm`` or when
-        the last stage goes, and the heads with ``prune_head`` or when the last stage goes."""
-        taken, last = feature_take_indices(len(self.stages), indices)
-        prune_end = last < len(self.stages) - 1
-        if prune_norm or prune_end:
-            self.norm = nn.Identity()
-        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
-        if prune_end:
-            self.num_features = self.feature_info[last]["num_chs"]
-        if prune_head or prune_end:
-            self.head, self.head_dist, self.num_classes = NoHead(), None, 0
-        return taken
 
 
 def _from_timm(state: dict) -> dict:

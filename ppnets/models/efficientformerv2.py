@@ -63,8 +63,8 @@ from ppnets.layers import (ConvBN, DropPath, LayerScale, create_act, fold_layer_
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
-from .base import DistilledHead, ImageClassifier, NoHead
-from .features import FeatureInfo, check_output_fmt, feature_take_indices
+from .base import DistilledHead, ImageClassifier, StageFeatures
+from .features import FeatureInfo
 
 __all__ = ["EfficientFormerV2"]
 
@@ -383,13 +383,15 @@ class EfficientFormerV2Stage(nn.Layer):
         return self.blocks(self.downsample(x))
 
 
-class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
+class EfficientFormerV2(StageFeatures, AttentionBiasOwner, DistilledHead, ImageClassifier):
     """EfficientFormerV2; ``depths``/``dims``/``mlp_ratios`` per stage (a number or one ratio
     per block) and ``num_vit`` (attention blocks at the end of stages 3 and 4).
     ``num_vit_per_stage`` (one count per stage, 0 for stages 1 and 2) replaces ``num_vit`` when
     the two attention stages need different counts, as networks found by the joint search of
     ``ppnets.search`` do. ``talking_heads``, ``attn_stride`` and ``attn_downsample`` switch the
     paper's Table 1 design steps off (see the module docstring)."""
+
+    final_norm_name = "norm"   # BatchNorm over the last stage's map
 
     def __init__(self, depths: Sequence[int] = (2, 2, 6, 4),
                  dims: Sequence[int] = (32, 48, 96, 176),
@@ -453,41 +455,6 @@ class EfficientFormerV2(AttentionBiasOwner, DistilledHead, ImageClassifier):
 
     def forward_features(self, x):
         return self.norm(self.stages(self.stem(x)))
-
-    def forward_intermediates(self, x, indices=None, norm: bool = False,
-                              stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False):
-        """The output of each stage taken (NCHW, as timm); ``norm`` applies the final BN to the
-        last stage's map (the only one it is sized for). The final features are normalised
-        when the last stage ran."""
-        check_output_fmt(output_fmt)
-        taken, last = feature_take_indices(len(self.stages), indices)
-        last_stage = len(self.feature_info) - 1
-        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
-        x = self.stem(x)
-        maps = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in taken:
-                maps.append(self.norm(x) if norm and i == last_stage else x)
-        if intermediates_only:
-            return maps
-        return (self.norm(x) if len(stages) - 1 == last_stage else x), maps
-
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
-                                  prune_head: bool = True):
-        """Drop the stages after the last one taken, the final norm with ``prune_norm`` or when
-        the last stage goes, and the heads with ``prune_head`` or when the last stage goes."""
-        taken, last = feature_take_indices(len(self.stages), indices)
-        prune_end = last < len(self.stages) - 1
-        if prune_norm or prune_end:
-            self.norm = nn.Identity()
-        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
-        if prune_end:
-            self.num_features = self.feature_info[last]["num_chs"]
-        if prune_head or prune_end:
-            self.head, self.head_dist, self.num_classes = NoHead(), None, 0
-        return taken
 
 
 def _from_timm(state: dict) -> dict:

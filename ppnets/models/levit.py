@@ -61,8 +61,8 @@ from ppnets.layers import (BNLinear, ConvBN, DropPath, create_act, fuse_linear_b
 from ppnets.layers.attention_bias import AttentionBiasCache, AttentionBiasOwner, relative_bias_index
 from ppnets.registry import DISTILLED_WEIGHT, TIMM_WEIGHT, register_models
 
-from .base import DistilledHead, ImageClassifier, NoHead
-from .features import FeatureInfo, check_output_fmt, feature_take_indices
+from .base import DistilledHead, ImageClassifier, StageFeatures
+from .features import FeatureInfo
 
 __all__ = ["LeViT", "LinearBN"]
 
@@ -273,7 +273,7 @@ class LeViTStage(nn.Layer):
         return self.blocks(self.downsample(x))
 
 
-class LeViT(AttentionBiasOwner, DistilledHead, ImageClassifier):
+class LeViT(StageFeatures, AttentionBiasOwner, DistilledHead, ImageClassifier):
     """LeViT with the distillation head (timm's ``LevitDistilled``).
 
     ``embed_dims``, ``num_heads`` and ``depths`` are per stage (paper Table 2 / Appendix A);
@@ -321,9 +321,15 @@ class LeViT(AttentionBiasOwner, DistilledHead, ImageClassifier):
         return x.mean(axis=1)
 
     def forward_features(self, x):
-        return self.stages(self._stem_tokens(x))
+        return self.stages(self.embed(x))
 
-    def _stem_tokens(self, x):
+    def stage_map(self, index: int, x):
+        """Stage ``index``'s tokens as an NCHW map of its grid (14, 7, 4 at 224), as timm's
+        linear-token LeViT. There is no final norm; the final features stay tokens [N, L, C]."""
+        r = self.stages[index].resolution
+        return paddle.reshape(x.transpose([0, 2, 1]), [0, 0, r, r])
+
+    def embed(self, x):
         """Stem, then its 14x14 (``img_size / 16``) map flattened to tokens [N, L, C]."""
         x = self.stem(x)
         h, w = x.shape[2], x.shape[3]
@@ -335,38 +341,6 @@ class LeViT(AttentionBiasOwner, DistilledHead, ImageClassifier):
                 f"or centre-crop the images to {self.img_size}x{self.img_size} (timm's LeViT has "
                 "the same fixed input size), or build the model with img_size=<your size>.")
         return paddle.reshape(x, [0, x.shape[1], -1]).transpose([0, 2, 1])
-
-    def forward_intermediates(self, x, indices=None, norm: bool = False,
-                              stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False):
-        """The output of each stage taken, its tokens reshaped to an NCHW map of the stage's
-        grid (14, 7, 4 at 224), as timm's linear-token LeViT; ``norm`` has nothing to apply (no
-        final norm). The final features stay tokens [N, L, C]."""
-        check_output_fmt(output_fmt)
-        taken, last = feature_take_indices(len(self.stages), indices)
-        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
-        x = self._stem_tokens(x)
-        maps = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in taken:
-                r = stage.resolution
-                maps.append(paddle.reshape(x.transpose([0, 2, 1]), [0, 0, r, r]))
-        return maps if intermediates_only else (x, maps)
-
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
-                                  prune_head: bool = True):
-        """Drop the stages after the last one taken and, with ``prune_head`` or when the last
-        stage goes, both heads."""
-        taken, last = feature_take_indices(len(self.stages), indices)
-        prune_end = last < len(self.stages) - 1
-        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
-        if prune_end:
-            self.num_features = self.feature_info[last]["num_chs"]
-        if prune_head or prune_end:
-            self.head, self.head_dist, self.num_classes = NoHead(), None, 0
-        return taken
-
 
 
 _TIMM_RENAMES = (

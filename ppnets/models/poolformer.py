@@ -35,8 +35,8 @@ import paddle.nn as nn
 from ppnets.layers import DropPath, LayerScale, create_act
 from ppnets.registry import TIMM_WEIGHT, register_models
 
-from .base import ImageClassifier, NoHead
-from .features import FeatureInfo, check_output_fmt, feature_take_indices
+from .base import ImageClassifier, StageFeatures
+from .features import FeatureInfo
 
 __all__ = ["PoolFormer"]
 
@@ -134,7 +134,7 @@ class PoolNormHead(nn.Layer):
         self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
-class PoolFormer(ImageClassifier):
+class PoolFormer(StageFeatures, ImageClassifier):
     """PoolFormer; ``depths``/``dims`` per stage as in the paper's Table 1."""
 
     def __init__(self, depths: Sequence[int] = (2, 2, 6, 2),
@@ -172,35 +172,6 @@ class PoolFormer(ImageClassifier):
 
     def forward_features(self, x):
         return self.stages(self.stem(x))
-
-    def forward_intermediates(self, x, indices=None, norm: bool = False,
-                              stop_early: bool = False, output_fmt: str = "NCHW",
-                              intermediates_only: bool = False):
-        """The output of each stage taken (NCHW, as timm's MetaFormer); ``norm`` has nothing to
-        apply: the only norm is the head's, after pooling."""
-        check_output_fmt(output_fmt)
-        taken, last = feature_take_indices(len(self.stages), indices)
-        stages = list(self.stages)[:last + 1] if stop_early else list(self.stages)
-        x = self.stem(x)
-        maps = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in taken:
-                maps.append(x)
-        return maps if intermediates_only else (x, maps)
-
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
-                                  prune_head: bool = True):
-        """Drop the stages after the last one taken and, with ``prune_head`` or when the last
-        stage goes, the head (its LayerNorm included, as timm)."""
-        taken, last = feature_take_indices(len(self.stages), indices)
-        prune_end = last < len(self.stages) - 1
-        self.stages = nn.Sequential(*list(self.stages)[:last + 1])
-        if prune_end:
-            self.num_features = self.feature_info[last]["num_chs"]
-        if prune_head or prune_end:
-            self.head, self.num_classes = NoHead(), 0
-        return taken
 
 
 def _from_timm(state: dict) -> dict:
