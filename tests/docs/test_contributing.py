@@ -1,6 +1,6 @@
 """CONTRIBUTING.md's "Adding a model (with its weights)" works as written: its template family
-file, saved as a module, registers a model that passes the registry-wide contract
-(tests/models/test_models.py), reports its weight's preprocessing, appears in the model table,
+file, saved as a module, registers a model that passes the registry-wide contracts
+(tests/models/test_models.py, tests/models/test_features.py), reports its weight's preprocessing, appears in the model table,
 and loads its published weights (served by a loopback hub) exactly."""
 from __future__ import annotations
 
@@ -57,6 +57,19 @@ def test_the_template_family_passes_the_registry_wide_contract(toynet, tmp_path)
     contract.test_reparameterize_and_deploy(built)
     contract.test_export_paddle_inference(built, tmp_path)
     contract.test_complexity_matches_published(built)
+
+    from tests.conftest import randomize_bn
+    from tests.models import test_features as features
+    paddle.seed(0)
+    built = ("toynet_s", ppnets.create_model("toynet_s", num_classes=features.NUM_CLASSES))
+    randomize_bn(built[1])   # as the contract's fixture: random BN statistics, eval mode
+    built[1].eval()
+    reference = features.reference_of(built)
+    features.test_feature_info(built)
+    features.test_forward_intermediates(built, reference)
+    features.test_prune_intermediate_layers(built, reference)
+    features.test_features_only(built, reference, features.backbone_of(built))
+    features.test_deploy_equals_train_float64(built, features.backbone_of(built))
 
     from ppnets.tools import model_table
     assert "| `toynet_s` | toynet | ToyNet: the template family |" in model_table.render()

@@ -102,8 +102,7 @@ def built(request):
     del model
 
 
-@pytest.fixture(scope="module")
-def reference(built):
+def reference_of(built):
     """(x, final output, every map) of ``built.forward_intermediates(x)`` at batch 1: what the
     other calls must reproduce."""
     name, model = built
@@ -114,8 +113,7 @@ def reference(built):
     return x, final.numpy(), _numpy(maps)
 
 
-@pytest.fixture(scope="module")
-def backbone(built):
+def backbone_of(built):
     """``create_model(name, features_only=True)`` holding ``built``'s weights (every key of the
     backbone is a key of the full model: nothing is renamed), eval mode."""
     name, model = built
@@ -127,8 +125,25 @@ def backbone(built):
                         f"(or other shapes): {renamed[:5]}"
     fb.model.set_state_dict({k: full[k] for k in own})
     fb.eval()
+    return fb
+
+
+@pytest.fixture(scope="module")
+def reference(built):
+    return reference_of(built)
+
+
+@pytest.fixture(scope="module")
+def backbone(built):
+    fb = backbone_of(built)
     yield fb
     del fb
+
+
+def _a_later_map(n: int) -> int:
+    """A negative index of a map after the first: the one before the last, or the last of two."""
+    assert n > 1, "a backbone for dense tasks has at least two feature maps"
+    return -2 if n > 2 else -1
 
 
 def test_feature_info(built):
@@ -166,10 +181,11 @@ def test_forward_intermediates(built, reference):
                            f"{name}: forward_intermediates' final output vs forward_features")
         last_two = model.forward_intermediates(x, indices=min(2, n), intermediates_only=True)
         _assert_maps_equal(_numpy(last_two), maps[-min(2, n):], f"{name}: indices={min(2, n)}")
-        first_and_one_before_last = model.forward_intermediates(
-            x, indices=[0, -min(2, n)], stop_early=True, intermediates_only=True)
-        _assert_maps_equal(_numpy(first_and_one_before_last), [maps[0], maps[-min(2, n)]],
-                           f"{name}: indices=[0, {-min(2, n)}], stop_early")
+        later = _a_later_map(n)
+        first_and_later = model.forward_intermediates(
+            x, indices=[0, later], stop_early=True, intermediates_only=True)
+        _assert_maps_equal(_numpy(first_and_later), [maps[0], maps[later]],
+                           f"{name}: indices=[0, {later}], stop_early")
         for bad in ([n], n + 1, [-n - 1]):
             with pytest.raises(ValueError):
                 model.forward_intermediates(x, indices=bad)
@@ -213,12 +229,13 @@ def test_features_only(built, reference, backbone):
 
     # another selection, negative from the end, on a copy of the full model
     n = len(info)
-    chosen = FeatureBackbone(copy.deepcopy(model), out_indices=(0, -min(2, n)))
-    assert chosen.out_indices == (0, n - min(2, n))
-    assert chosen.feature_info == [info[0], info[-min(2, n)]]
+    later = _a_later_map(n)
+    chosen = FeatureBackbone(copy.deepcopy(model), out_indices=(0, later))
+    assert chosen.out_indices == (0, n + later)
+    assert chosen.feature_info == [info[0], info[later]]
     with paddle.no_grad():
-        _assert_maps_equal(_numpy(chosen(x)), [maps[0], maps[-min(2, n)]],
-                           f"{name}: out_indices=(0, {-min(2, n)})")
+        _assert_maps_equal(_numpy(chosen(x)), [maps[0], maps[later]],
+                           f"{name}: out_indices=(0, {later})")
 
 
 def test_deploy_equals_train_float64(built, backbone):
