@@ -41,7 +41,7 @@ from typing import Sequence
 import paddle.nn as nn
 
 from ppnets.layers import RepConvBN, SqueezeExcite, init_weights_fan_out, make_divisible
-from ppnets.models.base import ClassifierHead, ImageClassifier
+from ppnets.models.base import ImageClassifier
 from ppnets.models.repvgg import StemStagesFeatures
 from ppnets.registry import TIMM_WEIGHT, register_models
 
@@ -98,16 +98,8 @@ class MobileOne(StemStagesFeatures, ImageClassifier):
                 prev = width
                 idx += 2
             stages.append(nn.Sequential(*layers))
-        self.stages = nn.Sequential(*stages)
-        # timm's ByobNet layout, whose last feature is named after it (module docstring)
-        self.final_conv = nn.Identity()
-        self.num_features = prev
-        self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
-        self.init_feature_info(stem_chs, widths)
+        self.init_stages_and_head(stages, stem_chs, widths, num_classes, drop_rate)
         init_weights_fan_out(self)
-
-    def forward_features(self, x):
-        return self.final_conv(self.stages(self.stem(x)))
 
 
 def _from_timm(state: dict) -> dict:

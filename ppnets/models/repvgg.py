@@ -57,16 +57,27 @@ __all__ = ["RepVGG", "StemStagesFeatures"]
 
 
 class StemStagesFeatures:
-    """The features of a ``stem`` + ``stages`` + ``final_conv`` network laid out as timm's
-    ``ByobNet`` (RepVGG, MobileOne): the stem's map, then each stage's, the last one after
-    ``final_conv``. Mixed into an :class:`ImageClassifier` that calls
-    :meth:`init_feature_info` at the end of its ``__init__``."""
+    """A ``stem`` + ``stages`` + ``final_conv`` network laid out as timm's ``ByobNet`` (RepVGG,
+    MobileOne), and its features: the stem's map, then each stage's, the last one after
+    ``final_conv``. Mixed into an :class:`ImageClassifier` that builds ``stem`` and calls
+    :meth:`init_stages_and_head` with its stages."""
 
-    def init_feature_info(self, stem_chs: int, stage_chs: Sequence[int]) -> None:
+    def init_stages_and_head(self, stages: Sequence[nn.Layer], stem_chs: int,
+                             stage_chs: Sequence[int], num_classes: int,
+                             drop_rate: float) -> None:
+        """``stages``, timm's ``final_conv`` (an identity here, named because timm's last
+        feature is), the classifier head and ``feature_info``."""
+        self.stages = nn.Sequential(*stages)
+        self.final_conv = nn.Identity()
+        self.num_features = stage_chs[-1]
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
         names = ["stem"] + [f"stages.{i}" for i in range(len(stage_chs) - 1)] + ["final_conv"]
         self.feature_info = FeatureInfo(
             dict(num_chs=chs, reduction=2 ** (i + 1), module=name)
             for i, (chs, name) in enumerate(zip([stem_chs, *stage_chs], names)))
+
+    def forward_features(self, x):
+        return self.final_conv(self.stages(self.stem(x)))
 
     def forward_intermediates(self, x, indices=None, norm: bool = False,
                               stop_early: bool = False, output_fmt: str = "NCHW",
@@ -135,16 +146,8 @@ class RepVGG(StemStagesFeatures, ImageClassifier):
                 prev = width
                 idx += 1
             stages.append(nn.Sequential(*layers))
-        self.stages = nn.Sequential(*stages)
-        # timm's ByobNet layout, whose last feature is named after it (module docstring)
-        self.final_conv = nn.Identity()
-        self.num_features = prev
-        self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
-        self.init_feature_info(stem_chs, widths)
+        self.init_stages_and_head(stages, stem_chs, widths, num_classes, drop_rate)
         init_weights_fan_out(self)
-
-    def forward_features(self, x):
-        return self.final_conv(self.stages(self.stem(x)))
 
 
 def _from_timm(state: dict) -> dict:
