@@ -63,6 +63,7 @@ from ppnets.factory import create_model
 from ppnets.registry import model_info, resolve_model_names
 from ppnets.runtime import deploy_form, reference_outputs, runtime_status, save_legacy
 from ppnets.utils import machine_info
+from ppnets.utils.signal_stack import keep_signal_stack
 
 from .harness import SCHEMA, benchmark_model, write_export_folder
 from .timing import latency_stats, time_calls
@@ -170,8 +171,9 @@ def openvino_record(onnx_file: str, x: np.ndarray, ref: np.ndarray, base: Dict[s
 
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_NUM_THREADS": int(base["threads"])}
-    compiled = ov.Core().compile_model(onnx_file, "CPU", config)
-    request = compiled.create_infer_request()
+    with keep_signal_stack():   # OpenVINO may leave a freed one behind (the helper's doc)
+        compiled = ov.Core().compile_model(onnx_file, "CPU", config)
+        request = compiled.create_infer_request()
     output = compiled.outputs[0]
     out = np.array(request.infer({0: x})[output])  # untimed: parity check
     samples = time_calls(lambda: request.infer({0: x}), warmup, repeats)

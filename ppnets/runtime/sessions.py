@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ppnets.utils import redirect_fd
+from ppnets.utils.signal_stack import keep_signal_stack
 
 from .compare import DEFAULT_ATOL, compare_all_outputs
 
@@ -340,8 +341,9 @@ def _open_openvino(export_dir: str, threads: int, precision: str, device: str,
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
               "INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY",
               "NUM_STREAMS": 1}
-    compiled = core.compile_model(core.read_model(model_file), "CPU", config)
-    request = compiled.create_infer_request()
+    with keep_signal_stack():   # OpenVINO may leave a freed one behind (the helper's doc)
+        compiled = core.compile_model(core.read_model(model_file), "CPU", config)
+        request = compiled.create_infer_request()
     outputs = list(compiled.outputs)
 
     def run(x: np.ndarray) -> List[np.ndarray]:

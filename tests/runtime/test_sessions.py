@@ -275,3 +275,38 @@ def test_runtime_status_shape():
     assert status["paddle_inference"]["available"]  # Paddle is always there
     assert ("bf16" in status["paddle_inference"]["precisions"]) == cpu_supports_bf16()
     assert status["paddle_lite"]["available"] == lite.lite_available()
+
+
+# Two OpenVINO models freed in creation order used to leave the thread a freed alternate signal
+# stack (ppnets/utils/signal_stack.py); the next Python signal handler -- Paddle's SIGCHLD
+# handler while a DataLoader has workers -- then killed the process with SIGSEGV. In a child
+# process, which the old code crashes.
+_TWO_SESSIONS_THEN_A_SIGNAL = textwrap.dedent("""
+    import gc, signal, subprocess, sys
+    from ppnets.runtime import open_session
+    from ppnets.utils.signal_stack import signal_stack
+
+    def stack():
+        s = signal_stack()
+        return (s.ss_sp, s.ss_flags & 2, s.ss_size)
+
+    before = stack()
+    first = open_session(sys.argv[1], "openvino")
+    second = open_session(sys.argv[1], "openvino")
+    del first; gc.collect()
+    del second; gc.collect()
+    assert stack() == before, (stack(), before)
+    signal.signal(signal.SIGCHLD, lambda *args: None)   # a Python handler, as Paddle's
+    subprocess.run(["true"], check=True)
+    print("signal delivered")
+""")
+
+
+@needs("openvino")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack is read on Linux")
+def test_openvino_sessions_leave_the_threads_signal_stack_as_it_was(classifier):
+    done = subprocess.run([sys.executable, "-c", _TWO_SESSIONS_THEN_A_SIGNAL, classifier],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "signal delivered" in done.stdout, (
+        f"exit status {done.returncode} (-11: SIGSEGV)\n{done.stdout[-2000:]}\n"
+        f"{done.stderr[-2000:]}")
