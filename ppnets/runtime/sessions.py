@@ -330,18 +330,20 @@ def _open_openvino(export_dir: str, threads: int, precision: str, device: str,
         raise PrecisionUnsupportedError("openvino int8 reads the QDQ ONNX graph "
                                         "(int8/onnx/model.onnx); leave options['source'] unset")
     model_file = artifact_file(export_dir, "openvino", precision, {"source": source})
-    core = ov.Core()
-    if precision == "bf16":
-        _require_bf16("openvino")
-        if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise PrecisionUnsupportedError(f"openvino {ov.__version__} reports no BF16 "
-                                            "capability on this CPU; use fp32")
     # Set explicitly: OpenVINO's default on a bf16-capable CPU is bf16, which is not fp32.
     # int8 keeps the non-quantized ops in f32, so only the QDQ-marked ops are approximate.
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
               "INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY",
               "NUM_STREAMS": 1}
-    with keep_signal_stack():   # OpenVINO may leave a freed one behind (the helper's doc)
+    # Every call that may load the CPU plugin or compile: they may leave the thread a signal
+    # stack that is freed later (ppnets.utils.signal_stack).
+    with keep_signal_stack():
+        core = ov.Core()
+        if precision == "bf16":
+            _require_bf16("openvino")
+            if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+                raise PrecisionUnsupportedError(f"openvino {ov.__version__} reports no BF16 "
+                                                "capability on this CPU; use fp32")
         compiled = core.compile_model(core.read_model(model_file), "CPU", config)
         request = compiled.create_infer_request()
     outputs = list(compiled.outputs)
@@ -423,7 +425,8 @@ def _builtin_status(runtime: str) -> Dict[str, Any]:
             return {"available": True, "version": ort.__version__, "reason": None,
                     "precisions": ["fp32", "int8"]}
         import openvino as ov
-        caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        with keep_signal_stack():   # loads the CPU plugin (ppnets.utils.signal_stack)
+            caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         return {"available": True, "version": ov.__version__, "reason": None,
                 "precisions": ["fp32"] + (bf16 if "BF16" in caps else []) + ["int8"]}
     except ImportError as exc:

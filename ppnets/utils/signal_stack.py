@@ -1,14 +1,15 @@
 """Keep the calling thread's alternate signal stack through a foreign library call.
 
 OpenVINO's CPU plugin (2026.4) installs an alternate signal stack (``sigaltstack``) on the
-thread that compiles a model and, when the compiled model is destroyed, puts back the stack that
-was there before it. Destroyed out of creation order -- compile A, compile B, free A, free B --
-the thread is left with A's freed stack. CPython runs every Python-level signal handler on the
-alternate stack (``SA_ONSTACK``), so the next signal with one -- the SIGCHLD handler Paddle's
-DataLoader installs while it has workers, at the first worker that exits -- cannot be delivered
-and the kernel kills the process with SIGSEGV. Reproduced with two OpenVINO sessions then a
-training run (tests/runtime/test_sessions.py). :func:`keep_signal_stack` around the compile
-puts the thread's own stack back at once, so the plugin never leaves one of its stacks behind.
+thread that loads it (a ``Core.get_property`` on "CPU" is enough) or compiles a model with it,
+and when the compiled model is destroyed it puts back the stack that was there before. Destroyed
+out of creation order -- compile A, compile B, free A, free B -- the thread is left with A's
+freed stack. CPython runs every Python-level signal handler on the alternate stack
+(``SA_ONSTACK``), so the next signal with one -- the SIGCHLD handler Paddle's DataLoader
+installs while it has workers, at the first worker that exits -- cannot be delivered and the
+kernel kills the process with SIGSEGV. Reproduced with two OpenVINO sessions then a training run
+(tests/runtime/test_sessions.py). :func:`keep_signal_stack` around every such call puts the
+thread's own stack back at once, so the plugin never leaves one of its stacks behind.
 """
 from __future__ import annotations
 
