@@ -17,7 +17,9 @@ SCRIPT = os.path.join(REPO, "tests", "engine", "tiny_train.py")
 
 
 def _config(archive, out):
-    return {"model": {"name": "test_tiny_sleepy", "kwargs": {"sleep_s": 0.05}},
+    # 3 s per epoch: the kill, sent at a step line of epoch 2, lands before the run ends even
+    # when a loaded machine delays our reading of the output
+    return {"model": {"name": "test_tiny_sleepy", "kwargs": {"sleep_s": 0.15}},
             "data": {"data_file": archive, "batch_size": 4, "num_workers": 0},
             "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
             "sched": {"name": "cosine", "warmup_epochs": 0.5},
