@@ -29,6 +29,15 @@ TORCH_PYTHON = os.environ.get("PPNETS_TORCH_PYTHON", sys.executable)
 TORCH_PYTHON_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
+@pytest.fixture(autouse=True)
+def seeded_generators():
+    """Every test draws its random weights and inputs from the same seed, whatever ran before it
+    on its xdist worker: a numeric failure on an unlucky draw fails again on the next run, in
+    any order, instead of passing or failing by chance (the zoo check once failed CI that way)."""
+    paddle.seed(0)
+    np.random.seed(0)
+
+
 def torch_python() -> str:
     """``TORCH_PYTHON``, or skip (saying how to install the references) when it lacks them."""
     probe = subprocess.run([TORCH_PYTHON, "-c", "import torch, torchvision, timm, safetensors"],
