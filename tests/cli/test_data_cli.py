@@ -120,14 +120,16 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_the_same_command_resumes(tmp_pa
     write_cifar_archive(archive, per_batch=16, n_test=8, seed=5)    # 80 images: 20 steps/epoch
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({
-        # 5 s per epoch: SIGINT, sent at epoch 2's first step line, lands in epoch 2 even when
-        # a loaded machine delays our reading of the output (at 0.05 it once arrived too late)
-        "model": {"name": "test_tiny_sleepy", "kwargs": {"sleep_s": 0.25}},
+        "model": {"name": "test_tiny_sleepy", "kwargs": {"sleep_s": 0.05}},
         "data": {"data_file": archive, "batch_size": 4, "num_workers": 0},
         "train": {"epochs": 2, "verbose": 2, "log_freq": 1}}))
     cmd = [sys.executable, "-u", "-c", _PPNETS_WITH_TEST_MODELS, REPO, "train", "-c", str(cfg),
            "--output-dir", str(tmp_path / "run")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As in a terminal: SIGINT at its default. A test run started in the background of a
+    # non-interactive shell (`pytest ... &`) has SIGINT ignored, the child inherits that, Python
+    # then installs no KeyboardInterrupt handler, and the run ignored the signal (rc 0, not 130).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     in_epoch2 = sent = False
     try:
         for line in proc.stdout:
