@@ -99,7 +99,6 @@ def test_check_verdict_names_unexpected_failures_and_fixed_ones(capsys):
     assert "expected failures that passed: ['a']" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(lite.lite_available(), reason="checks the message shown without Paddle Lite")
 def test_the_checked_model_is_the_same_on_every_run_and_leaves_the_callers_generator():
     """The zoo check's random weights come from its seed: the same seed gives the same model (an
     unseeded check failed one CI run in several on an unlucky draw), another seed another one,
@@ -123,6 +122,7 @@ def test_the_checked_model_is_the_same_on_every_run_and_leaves_the_callers_gener
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
+@pytest.mark.skipif(lite.lite_available(), reason="checks the message shown without Paddle Lite")
 def test_lite_bench_without_paddle_lite_says_how_to_get_it(tmp_path, capsys):
     nb = tmp_path / "m.nb"
     nb.write_bytes(b"\0" * 16)
